@@ -1,0 +1,300 @@
+"""The ``rag`` command. Heavy libraries are imported inside the commands, so ``rag --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rag import __version__
+from rag.errors import RagError, UsageError
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def _settings_help(name: str) -> str:
+    # Read field descriptions without importing pydantic when only --help is asked: parse lazily.
+    from rag.settings import Settings
+
+    return Settings.help(name)
+
+
+def _common(parser: argparse.ArgumentParser, k: bool = False, backend: bool = False, json_flag: bool = True) -> None:
+    group = parser.add_argument_group("settings (override RAG_* environment variables)")
+    group.add_argument("--corpus-dir", type=Path, help=_settings_help("corpus_dir"))
+    group.add_argument("--index-dir", type=Path, help=_settings_help("index_dir"))
+    group.add_argument("--index-name", help=_settings_help("index_name"))
+    group.add_argument("--embed-model", help=_settings_help("embed_model"))
+    if k:
+        group.add_argument("--k", type=int, dest="top_k", metavar="N", help=_settings_help("top_k"))
+    if backend:
+        group.add_argument("--backend", help=_settings_help("backend"))
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description="Question answering over news articles with sentence-level, verifiable citations.",
+    )
+    parser.add_argument("--version", action="version", version=f"rag {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    index = sub.add_parser("index", help="build, extend and describe the index")
+    index_sub = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    build = index_sub.add_parser("build", help="(re)build the index from the corpus folder")
+    _common(build)
+    build.add_argument("--index-type", choices=["flat", "hnsw"], help=_settings_help("index_type"))
+    add = index_sub.add_parser("add", help="add .txt/.md/.html/.pdf files to the corpus and update the index")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    add.add_argument("--replace", action="store_true", help="replace documents of the same name")
+    _common(add)
+    info = index_sub.add_parser("info", help="documents, chunk counts, model and build time")
+    _common(info)
+
+    search = sub.add_parser("search", help="ranked passages for a query (hybrid dense + BM25)")
+    search.add_argument("query")
+    _common(search, k=True)
+
+    ask = sub.add_parser("ask", help="answer a question with cited sentences ('-' reads one question per line)")
+    ask.add_argument("question", help="the question, or '-' to read questions from standard input")
+    _common(ask, k=True, backend=True)
+
+    check = sub.add_parser("check", help="verdict on a claim or quote, with the supporting passages")
+    check.add_argument("claim")
+    _common(check, k=True)
+
+    evaluate = sub.add_parser("eval", help="run a gold question set: retrieval, answer, citation metrics")
+    evaluate.add_argument("--gold", type=Path, help="gold JSONL file (default: eval/gold.jsonl)")
+    evaluate.add_argument("--report", type=Path, metavar="DIR", help="write report.md, metrics.json, results.jsonl, plots")
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the LangChain tutorial baseline")
+    _common(evaluate, k=True, backend=True)
+
+    serve = sub.add_parser("serve", help="launch the web app")
+    serve.add_argument("--host", help=_settings_help("host"))
+    serve.add_argument("--port", type=int, help=_settings_help("port"))
+    serve.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    _common(serve, backend=True, json_flag=False)
+    return parser
+
+
+_SETTING_FLAGS = ("corpus_dir", "index_dir", "index_name", "embed_model", "top_k", "backend", "index_type", "host", "port")
+
+
+def make_settings(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from rag.settings import Settings
+
+    overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise UsageError(f"invalid setting {field}: {first['msg']}") from None
+
+
+def _load_pipeline(args):
+    from rag.pipeline import Pipeline
+
+    return Pipeline.load(make_settings(args))
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _bold(text: str) -> str:
+    return f"\033[1m{text}\033[0m" if sys.stdout.isatty() else f"**{text}**"
+
+
+def _print_answer(answer) -> None:
+    text = answer.answer
+    if answer.short_answer and answer.short_answer in text:
+        text = text.replace(answer.short_answer, _bold(answer.short_answer), 1)
+    print(text)
+    if answer.abstained:
+        print("(no answer: the retrieved passages do not contain it)")
+    for c in answer.citations:
+        print(f"  [{c.n}] {c.source}:{c.start}-{c.end} ({c.verdict}) {c.text}")
+    for w in answer.warnings:
+        print(f"  warning: {w}")
+
+
+def cmd_index(args) -> int:
+    settings = make_settings(args)
+    from rag.embeddings import Embedder, resolve_model
+    from rag.index import build_index, open_index
+
+    embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+    if args.index_command == "build":
+        index = build_index(settings, embedder)
+    elif args.index_command == "add":
+        from rag.index import open_index as _open
+        from rag.pipeline import Pipeline
+
+        pipeline = Pipeline(settings, embedder, _open(settings, embedder))
+        added = pipeline.add_documents(args.paths, replace=args.replace)
+        index = pipeline.index
+        if not args.json:
+            for doc in added:
+                print(f"added {doc.id} ({len(doc.text):,} characters)")
+    else:
+        index = open_index(settings, embedder)
+    manifest = index.manifest
+    if args.json:
+        _print_json({k: manifest[k] for k in ("format_version", "created", "build_seconds", "embedding", "chunking",
+                                              "index_type", "counts", "documents")} | {"path": str(settings.index_path)})
+        return 0
+    counts = manifest["counts"]
+    print(f"index {settings.index_name} at {settings.index_path}")
+    print(f"  model     {manifest['embedding']['model_id']} (sha256 {manifest['embedding']['sha256'][:12]}…, "
+          f"dim {manifest['embedding']['dim']})")
+    print(f"  chunking  {manifest['chunking']['chunk_sentences']} sentences, overlap {manifest['chunking']['chunk_overlap']}; "
+          f"{manifest['index_type']} FAISS + BM25")
+    print(f"  built     {manifest['created']} in {manifest['build_seconds']:.2f}s")
+    print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
+    for d in manifest["documents"]:
+        print(f"  - {d['id']}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
+              f"{d['chunks']} chunks")
+    return 0
+
+
+def cmd_search(args) -> int:
+    pipeline = _load_pipeline(args)
+    hits = pipeline.search(args.query, args.top_k)
+    if args.json:
+        _print_json({"query": args.query, "hits": [h.to_json() for h in hits]})
+        return 0
+    for h in hits:
+        print(f"{h.rank}. [{h.score:.4f}] {h.chunk.source}:{h.chunk.start}-{h.chunk.end}"
+              + (f"  ({h.chunk.section})" if h.chunk.section else ""))
+        print(f"   {h.chunk.text}")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    pipeline = _load_pipeline(args)
+    if args.question != "-":
+        if args.json:
+            answer = pipeline.ask(args.question, backend=args.backend, k=args.top_k)
+            _print_json(answer.to_json())
+        else:
+            answer = None
+            streamed = False
+            for piece in pipeline.ask_stream(args.question, backend=args.backend, k=args.top_k):
+                if isinstance(piece, str):
+                    if pipeline.backend(args.backend).name != "extractive":
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+                        streamed = True
+                else:
+                    answer = piece
+            if streamed:
+                print("\n")
+            _print_answer(answer)
+        return 0
+    status = 0
+    for line in sys.stdin:
+        question = line.strip()
+        if not question:
+            continue
+        try:
+            answer = pipeline.ask(question, backend=args.backend, k=args.top_k)
+            record = answer.to_json()
+        except UsageError as exc:
+            record, status = {"question": question, "error": str(exc)}, exc.exit_code
+        if args.json:
+            _print_json(record)
+        elif "error" in record:
+            print(f"rag: {record['error']}", file=sys.stderr)
+        else:
+            print(f"Q: {question}")
+            _print_answer(answer)
+            print()
+    return status
+
+
+def cmd_check(args) -> int:
+    pipeline = _load_pipeline(args)
+    result = pipeline.check(args.claim, args.top_k)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    print(f"{result.verdict.upper()}: {result.reason}")
+    for i, p in enumerate(result.passages, 1):
+        print(f"  {i}. {p.source}:{p.start}-{p.end} {p.text}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rag.eval import evaluate, format_table
+
+    pipeline = _load_pipeline(args)
+    report = evaluate(
+        pipeline,
+        gold_path=args.gold,
+        backend=args.backend,
+        k=args.top_k,
+        baseline=not args.no_baseline,
+        report_dir=args.report,
+        progress=not args.json,
+    )
+    if args.json:
+        _print_json(report["metrics"])
+    else:
+        print(format_table(report["metrics"]))
+        if args.report:
+            print(f"report written to {args.report}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from ui.app import launch
+
+    settings = make_settings(args)
+    launch(settings, share=args.share)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval,
+            "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=logging.WARNING, format="rag: %(message)s", stream=sys.stderr)
+    for noisy in ("faiss", "faiss.loader", "bm25s", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # keep the one-line contract; RAG_DEBUG=1 shows the traceback
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        print(f"rag: internal error: {type(exc).__name__}: {exc} (set RAG_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

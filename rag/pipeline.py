@@ -1,0 +1,316 @@
+"""The pipeline: loads the model and index once, then answers, checks and searches.
+
+This is the library's front door (the CLI and the app are thin layers over it)::
+
+    from rag.pipeline import Pipeline
+    pipeline = Pipeline.load()
+    answer = pipeline.ask("Who replaced Qassem Soleimani?")
+    print(answer.answer, [c.text for c in answer.citations])
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest, create_backend
+from rag.documents import SUPPORTED_SUFFIXES, read_document
+from rag.embeddings import Embedder, resolve_model
+from rag.errors import InputFileError, UsageError
+from rag.index import Index, build_index, open_index
+from rag.question import analyze, type_candidates
+from rag.retrieval import HybridRetriever
+from rag.settings import Settings
+from rag.text import normalize
+from rag.types import Answer, CheckResult, Citation, Document, Evidence, Hit, Sentence, SentenceCheck
+from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, best_of, clean_answer_sentence, judge, quotes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_MARKERS = re.compile(r"\[(\d+)\]")
+_ANSWER_SENTENCE = re.compile(r".+?(?:(?:\s*\[\d+\])+[.!?]?|[.!?](?:\s*\[\d+\])*)(?=\s+|$)|.+$", re.S)
+
+
+def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
+    """Validate user text: no control characters, not empty, not longer than the limit."""
+    if not isinstance(text, str):
+        raise UsageError(f"{what} must be text")
+    text = _CONTROL.sub(" ", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text:
+        raise UsageError(f"{what} is empty")
+    if len(text) > max_chars:
+        raise UsageError(f"{what} is {len(text):,} characters; the limit is {max_chars:,} (RAG_MAX_QUESTION_CHARS)")
+    return text
+
+
+def split_answer(text: str) -> list[str]:
+    return [m.group(0).strip() for m in _ANSWER_SENTENCE.finditer(text.strip()) if m.group(0).strip()]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, embedder: Embedder, index: Index):
+        self.settings, self.embedder = settings, embedder
+        self._install(index)
+        self._backends: dict[str, AnswerBackend] = {}
+        self._lock = threading.RLock()
+
+    def _install(self, index: Index) -> None:
+        self.index = index
+        self.retriever = HybridRetriever(index, self.embedder, rrf_k=self.settings.rrf_k)
+        self._backends = {}
+
+    @classmethod
+    def load(cls, settings: Settings | None = None, **overrides: Any) -> Pipeline:
+        settings = settings or Settings(**overrides)
+        embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+        return cls(settings, embedder, open_index(settings, embedder))
+
+    # ------------------------------------------------------------ backends
+
+    def backend(self, spec: str | None = None) -> AnswerBackend:
+        spec = (spec or self.settings.backend).strip()
+        with self._lock:
+            if spec not in self._backends:
+                self._backends[spec] = create_backend(spec, self.settings, self.index, self.embedder)
+            return self._backends[spec]
+
+    def use_backend(self, backend: AnswerBackend, spec: str | None = None) -> None:
+        """Register a ready-made backend (e.g. any LangChain chat model wrapped in LangChainBackend)."""
+        with self._lock:
+            self._backends[spec or backend.name] = backend
+
+    # ------------------------------------------------------------ search
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        query = clean_text_input(query, self.settings.max_question_chars, "query")
+        return self.retriever.search(query, k or self.settings.top_k)
+
+    def as_langchain_retriever(self, k: int | None = None):
+        from rag.langchain_retriever import RagRetriever
+
+        return RagRetriever(hybrid=self.retriever, k=k or self.settings.top_k)
+
+    def passages_for(self, hits: list[Hit]) -> list[Sentence]:
+        """Sentences of the retrieved chunks plus one neighbour each side within the paragraph, in document order."""
+        index, wanted = self.index, set()
+        for hit in hits:
+            ids = hit.chunk.sentence_ids
+            wanted.update(ids)
+            for neighbour in (ids[0] - 1, ids[-1] + 1):
+                if 0 <= neighbour < len(index.sentences):
+                    s = index.sentences[neighbour]
+                    if s.source == hit.chunk.source and s.paragraph == index.sentences[ids[0]].paragraph:
+                        wanted.add(neighbour)
+        return [index.sentences[i] for i in sorted(wanted)]
+
+    # ------------------------------------------------------------ answering
+
+    def ask(self, question: str, backend: str | None = None, k: int | None = None) -> Answer:
+        result = None
+        for piece in self.ask_stream(question, backend=backend, k=k):
+            if isinstance(piece, Answer):
+                result = piece
+        assert result is not None
+        return result
+
+    def ask_stream(self, question: str, backend: str | None = None, k: int | None = None) -> Iterator[str | Answer]:
+        """Yield answer text pieces as the backend produces them, then the verified ``Answer``."""
+        started = time.perf_counter()
+        question = clean_text_input(question, self.settings.max_question_chars)
+        chosen = self.backend(backend)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        self.embedder.encode_query(question)
+        timings["embed"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        hits = self.retriever.search(question, k or self.settings.top_k)
+        passages = self.passages_for(hits)
+        timings["retrieve"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        pieces = []
+        for piece in chosen.execute(AnswerRequest(question, passages, hits)):
+            pieces.append(piece)
+            yield piece
+        timings["answer"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        answer = self.assemble(question, "".join(pieces), passages, chosen.name)
+        timings["verify"] = (time.perf_counter() - t) * 1000
+        answer.hits = hits
+        answer.timings_ms = timings
+        answer.latency_ms = (time.perf_counter() - started) * 1000
+        yield answer
+
+    def assemble(self, question: str, raw: str, passages: list[Sentence], backend_name: str) -> Answer:
+        """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence."""
+        raw = raw.strip()
+        warnings: list[str] = []
+        valid = {n for n in map(int, _MARKERS.findall(raw)) if 1 <= n <= len(passages)}
+        if not valid and (not raw or NO_ANSWER.lower().rstrip(".") in normalize(raw).lower()):
+            return Answer(question, NO_ANSWER, True, [], backend_name, 0.0)
+        renumber: dict[int, int] = {}
+        for n in map(int, _MARKERS.findall(raw)):
+            if n in valid:
+                renumber.setdefault(n, len(renumber) + 1)
+            else:
+                warnings.append(f"citation [{n}] does not refer to a retrieved passage and was dropped")
+
+        def rewrite(match: re.Match) -> str:
+            n = int(match.group(1))
+            return f"[{renumber[n]}]" if n in renumber else ""
+
+        text = re.sub(r"\s*\[(\d+)\]", lambda m: (" " + rewrite(m)) if rewrite(m) else "", raw).strip()
+        citations = {
+            new: self._citation(new, passages[old - 1]) for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
+        }
+        checks: list[SentenceCheck] = []
+        for sentence in split_answer(text):
+            cited = [int(n) for n in _MARKERS.findall(sentence) if int(n) in citations]
+            if not clean_answer_sentence(sentence):
+                continue
+            if not cited:
+                checks.append(SentenceCheck(sentence, [], UNSUPPORTED, "no citation"))
+                continue
+            verdict = self.judge(sentence, " ".join(citations[n].text for n in cited))
+            checks.append(SentenceCheck(sentence, cited, verdict.verdict, verdict.reason))
+            for n in cited:
+                own = self.judge(sentence, citations[n].text)
+                c = citations[n]
+                if c.verdict == "unchecked" or _better(own.verdict, c.verdict):
+                    c.verdict, c.reason = own.verdict, own.reason
+        short = self.short_answer(question, [c.text for c in citations.values()])
+        return Answer(question, text, False, list(citations.values()), backend_name, 0.0, checks, short, warnings)
+
+    def _citation(self, n: int, sentence: Sentence) -> Citation:
+        doc = self.index.documents[sentence.source]
+        return Citation(n, sentence.source, sentence.start, sentence.end, doc.text[sentence.start : sentence.end],
+                        section=sentence.section)
+
+    def similarity(self, a: str, b: str) -> float:
+        return float(self.embedder.encode_query(a) @ self.embedder.encode_query(b))
+
+    def judge(self, claim: str, evidence: str) -> Verdict:
+        return judge(claim, evidence, self.similarity)
+
+    def short_answer(self, question: str, texts: list[str]) -> str | None:
+        """The name, date or figure inside the cited sentences that answers the question, if one stands out."""
+        info = analyze(question)
+        if info.kind not in ("who", "when", "where", "how_many", "money", "age", "quote_speaker"):
+            return None
+        asked = normalize(question).lower()
+        for text in texts:
+            spans = [text[s:e].strip() for s, e in type_candidates(info.kind, text)]
+            fresh = [s for s in spans if s and normalize(s).lower().strip("'’s") not in asked
+                     and not all(w in asked for w in normalize(s).lower().split())]
+            if fresh:
+                return fresh[0]
+        return None
+
+    # ------------------------------------------------------------ checking claims
+
+    def check(self, claim: str, k: int | None = None) -> CheckResult:
+        """Find the passages that best support a claim or quote, with a verdict and its reason."""
+        claim = clean_text_input(claim, self.settings.max_question_chars, "claim")
+        index = self.index
+        hits = self.retriever.search(claim, max(k or self.settings.top_k, 8))
+        candidates = {s.id for s in self.passages_for(hits)}
+        for quote in quotes(claim):
+            needle = re.sub(r"\W+", " ", normalize(quote).lower()).strip()
+            for s in index.sentences:
+                if needle and needle in re.sub(r"\W+", " ", normalize(s.text).lower()):
+                    candidates.add(s.id)
+        judged: list[tuple[Verdict, list[Sentence]]] = []
+        for sid in sorted(candidates):
+            s = index.sentences[sid]
+            spans = [[s]]
+            prev = index.sentences[sid - 1] if sid > 0 else None
+            if prev is not None and prev.source == s.source and prev.paragraph == s.paragraph:
+                spans.append([prev, s])
+            for group in spans:
+                judged.append((self.judge(claim, " ".join(x.text for x in group)), group))
+        if not judged:
+            return CheckResult(claim, UNSUPPORTED, "no passage of the corpus relates to this claim", [])
+        judged.sort(key=lambda vg: (-_order(vg[0].verdict), -vg[0].score, len(vg[1])))
+        best_verdict, best_group = judged[0]
+        passages, seen = [], set()
+        for verdict, group in judged:
+            first, last = group[0], group[-1]
+            key = (first.source, first.start, last.end)
+            if key in seen:
+                continue
+            seen.add(key)
+            doc = index.documents[first.source]
+            passages.append(Evidence(first.source, first.start, last.end, doc.text[first.start : last.end],
+                                     round(verdict.score, 4)))
+            if len(passages) == 3:
+                break
+        return CheckResult(claim, best_verdict.verdict, best_verdict.reason, passages)
+
+    # ------------------------------------------------------------ documents
+
+    def documents(self) -> list[dict]:
+        return list(self.index.manifest.get("documents", []))
+
+    def rebuild(self) -> Index:
+        with self._lock:
+            self._install(build_index(self.settings, self.embedder))
+            return self.index
+
+    def add_documents(self, paths: list[Path], replace: bool = False) -> list[Document]:
+        """Validate, copy into the corpus and re-index. On any error nothing changes."""
+        corpus = self.settings.corpus_dir
+        max_bytes = int(self.settings.max_file_mb * 1e6)
+        if not paths:
+            raise UsageError("no files given")
+        docs = [read_document(Path(p), max_bytes=max_bytes) for p in paths]
+        names = [Path(p).name for p in paths]
+        if len(set(names)) != len(names):
+            raise InputFileError("two files with the same name given; document ids are file names")
+        with self._lock:
+            corpus.mkdir(parents=True, exist_ok=True)
+            backups: dict[Path, Path] = {}
+            added: list[Path] = []
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=corpus))
+            try:
+                for src, name in zip(paths, names, strict=True):
+                    target = corpus / name
+                    if target.exists():
+                        if not replace:
+                            raise InputFileError(f"{name}: already in the corpus (use --replace to update it)")
+                        backup = staging / f"{name}.previous"
+                        shutil.copy2(target, backup)
+                        backups[target] = backup
+                    tmp = staging / name
+                    shutil.copyfile(src, tmp)
+                    tmp.replace(target)
+                    added.append(target)
+                self._install(build_index(self.settings, self.embedder))
+            except BaseException:
+                for target in added:
+                    if target in backups:
+                        backups[target].replace(target)
+                    else:
+                        target.unlink(missing_ok=True)
+                raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return [self.index.documents[d.id] for d in docs if d.id in self.index.documents]
+
+
+def _order(verdict: str) -> int:
+    return {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}[verdict]
+
+
+def _better(a: str, b: str) -> bool:
+    return _order(a) > _order(b)
+
+
+__all__ = ["Pipeline", "SUPPORTED_SUFFIXES", "best_of", "clean_text_input", "split_answer"]

@@ -1,0 +1,136 @@
+"""What a question asks for: its answer type, key terms and named entities.
+
+Used by the extractive backend to pick answer sentences and short answer spans, and to decide whether
+the article actually holds the asked-for information (abstention from evidence, not from a score).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rag.text import STOPWORDS, content_terms, normalize, stem, words
+from rag.verify import names, numbers, quotes
+
+MONTHS = ("january february march april may june july august september october november december").split()
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
+_DATE = re.compile(
+    r"\b(?:(?:early|late|mid|last|next)[- ])?(?:" + "|".join(m.capitalize() for m in MONTHS) + r")(?:\s+\d{1,2})?(?:,?\s+\d{4})?\b"
+    r"|\b(?:early|late|mid)[- ]?\d{4}\b|\b(?:1[89]|20)\d\d\b"
+    r"|\b(?:a|one|two|three|four|five|six|\d+)\s+(?:days?|weeks?|months?|years?)\s+(?:ago|earlier|later|before)\b"
+    r"|\b(?:last|this|next)\s+(?:year|month|week|June|July|spring|summer|autumn|winter)\b"
+    r"|\bon\s+(?:day\s+\w+|the\s+\w+\s+day)\b|\b(?:yesterday|today)\b",
+)
+_AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged\s+\d{1,3}\b|\b\d{1,3}-year-old\b", re.IGNORECASE)
+_MONEY = re.compile(r"\$\s?\d[\d,.]*(?:\s*(?:billion|million|thousand|bn|m))?|\b\d[\d,.]*\s*(?:dollars|euros|pounds)\b", re.I)
+_CAUSE = re.compile(
+    r"\b(because|for fear|due to|in response to|as a result|so that|in order to|to protect|to prevent|to fight|"
+    r"to keep|meant|led to|triggered|blamed|since|after|caused?|reason|aimed|ploy|fear|risky|would be|"
+    r"loosened|depriving|hoping)\b",
+    re.IGNORECASE,
+)
+_SPEECH = re.compile(r"\b(said|says|told|stated|added|chided|describ\w*|call\w*|according to|statement)\b", re.I)
+
+# Capitalised words that are not entities even mid-sentence in a question.
+_GENERIC_CAPS = {"us", "u.s.", "american", "americans", "iran", "iraq", "iranian", "iraqi", "israel", "israeli",
+                 "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "according"}
+
+
+@dataclass
+class QuestionInfo:
+    text: str
+    kind: str  # who / when / where / how_many / money / age / why / quote_speaker / quote_content / what / yesno
+    terms: list[str]  # stemmed content terms
+    entities: list[str] = field(default_factory=list)  # lower-cased capitalised words of the question
+    quoted: list[str] = field(default_factory=list)  # quoted phrases in the question
+    numbers: list[str] = field(default_factory=list)
+
+
+def analyze(question: str) -> QuestionInfo:
+    q = normalize(question).strip()
+    lowered = q.lower()
+    first = words(lowered)[:3]
+    quoted = quotes(q)
+    kind = "what"
+    if re.search(r"\bhow old\b|\bage of\b|\bwhat age\b", lowered):
+        kind = "age"
+    elif re.search(r"\bhow (much|expensive)\b|\bbudget\b|\bcost\b|\bfunding\b|\bmoney\b", lowered) and not lowered.startswith("why"):
+        kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b", lowered) else "what"
+    elif re.search(r"\bhow (many|big|large)\b|\bnumber of\b|\bhow strong\b|\bsize of\b", lowered):
+        kind = "how_many"
+    elif re.search(r"\bhow long\b", lowered):
+        kind = "when"
+    elif re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
+            or re.search(r"\b(what|which) (year|month|date|day)\b|\bwhen\b", lowered):
+        kind = "when"
+    elif re.search(r"\bwho (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
+        kind = "quote_speaker"
+    elif re.search(r"^(who|whom|whose)\b|\bwho\b", lowered) or re.search(
+        r"\b(which|what) (\w+ )?(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
+        r"woman|spokesman|group|faction|organization|organisation|militia|party|leader's)\b", lowered
+    ):
+        kind = "who"
+    elif re.search(r"^(where|in which city|which city|what city|in what city|which country|what part)\b", lowered) \
+            or re.search(r"\b(which|what) (\w+ )?(city|country|town|region|part|place|capital|base)\b", lowered) \
+            or lowered.startswith("where"):
+        kind = "where"
+    elif lowered.startswith("why") or re.search(r"\b(purpose|reason|motive)\b", lowered) or "what caused" in lowered:
+        kind = "why"
+    elif re.search(r"\bwhat did .+ (say|tell|call|chant)|\bhow did .+ (describe|characteri[sz]e|call)\b|\bwhat .+ (said|chanted)\b", lowered):
+        kind = "quote_content"
+    elif first and first[0] in ("is", "are", "was", "were", "did", "does", "do", "has", "have", "can", "could"):
+        kind = "yesno"
+    entities = []
+    for token in names(q):
+        if token.lower() in _GENERIC_CAPS or token.lower() in STOPWORDS:
+            continue
+        entities.append(token.lower())
+    return QuestionInfo(
+        text=question,
+        kind=kind,
+        terms=content_terms(q),
+        entities=entities,
+        quoted=quoted,
+        numbers=[s for s, _ in numbers(q)],
+    )
+
+
+def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
+    """Character spans in ``sentence`` that could answer a question of this kind."""
+    if kind == "when":
+        return [m.span() for m in _DATE.finditer(sentence)]
+    if kind == "age":
+        return [m.span() for m in _AGE.finditer(sentence)]
+    if kind == "money":
+        return [m.span() for m in _MONEY.finditer(sentence)]
+    if kind == "how_many":
+        spans = []
+        for surface, _ in numbers(sentence):
+            i = sentence.lower().find(surface.lower())
+            if i >= 0 and not _YEAR.fullmatch(surface):
+                spans.append((i, i + len(surface)))
+        return spans
+    if kind in ("who", "quote_speaker", "where"):
+        return [m.span() for m in re.finditer(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van )?[A-Z][\w'’.-]*)*", sentence)
+                if m.group(0).split()[0] not in ("The", "A", "An", "But", "And", "In", "On", "It", "He", "She",
+                                                  "They", "His", "Her", "Their", "This", "That", "During", "After",
+                                                  "Even", "Still", "With", "For", "Some", "Many", "Most", "When",
+                                                  "If", "As", "Since", "Sixteen", "Amid", "What", "We", "Our",
+                                                  "Now", "Where", "There", "Everything", "None", "Operations", "I")]
+    if kind == "why":
+        return [m.span() for m in _CAUSE.finditer(sentence)]
+    if kind == "quote_content":
+        return [m.span() for m in re.finditer(r"[\"“][^\"“”]+[\"”]", sentence)] + (
+            [m.span() for m in _SPEECH.finditer(sentence)]
+        )
+    return []
+
+
+def term_weights(terms: list[str], document_frequency: dict[str, int], n_docs: int) -> dict[str, float]:
+    import math
+
+    return {t: math.log(1 + n_docs / (1 + document_frequency.get(t, 0))) for t in dict.fromkeys(terms)}
+
+
+def stemmed(text: str) -> set[str]:
+    return {stem(w) for w in words(text)}
