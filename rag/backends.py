@@ -35,6 +35,7 @@ class AnswerBackend(ABC):
     """Turns a question and numbered passages into answer text with ``[n]`` citation markers."""
 
     name: str = "backend"
+    passage_depth: int = 0  # retrieve at least this many chunks for the passages (0: the top-k setting)
 
     @abstractmethod
     def execute(self, request: AnswerRequest) -> Iterator[str]:

@@ -44,6 +44,10 @@ def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
     title = meta.title if meta is not None and meta.title else None
     if not text or not text.strip():
         raise InputFileError(f"{path.name}: no readable main text found in the HTML")
+    # trafilatura puts each block element (heading, paragraph, list item) on one line; a blank line between
+    # them makes each its own paragraph, so an <h1>/<h2> becomes a section heading instead of being glued
+    # onto the first sentence that follows it.
+    text = "\n\n".join(line.strip() for line in text.splitlines() if line.strip())
     return text, title
 
 

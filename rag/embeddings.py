@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +33,7 @@ BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _VERIFIED_MARKER = ".rag-verified.json"
+log = logging.getLogger("rag")
 
 
 def file_sha256(path: Path) -> str:
@@ -136,14 +139,25 @@ def resolve_model(name: str, cache_dir: Path) -> ModelInfo:
 
 
 class Embedder:
-    """Encodes texts into L2-normalised float32 vectors with a sentence-transformers model."""
+    """Encodes texts into L2-normalised float32 vectors with a sentence-transformers model.
 
-    def __init__(self, info: ModelInfo):
+    ``backend`` (default: the ``embed_backend`` setting) picks the engine: 'onnx' runs a verified ONNX
+    export on onnxruntime (rag.onnx_encoder; no torch import), 'torch' runs sentence-transformers, which
+    stays the reference the export is checked against, and 'auto' tries onnx and falls back to torch.
+    """
+
+    def __init__(self, info: ModelInfo, backend: str | None = None, cache_dir: Path | None = None):
         self.info = info
         self._model = None
+        self._backend_setting = backend
+        self._cache_dir = cache_dir
+        self._onnx = None
+        self._engine: str | None = None  # "onnx" or "torch" once chosen
+        self._choose_lock = threading.Lock()
 
     @property
     def model(self):
+        """The sentence-transformers model (the reference implementation), loaded on first use."""
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -157,23 +171,62 @@ class Embedder:
         return self._model
 
     @property
+    def backend(self) -> str:
+        """The engine in use, 'onnx' or 'torch' (chosen, and the ONNX export made, on first call)."""
+        if self._engine is None:
+            with self._choose_lock:
+                if self._engine is None:
+                    self._engine = self._choose_engine()
+        return self._engine
+
+    def _choose_engine(self) -> str:
+        if self._backend_setting is None or self._cache_dir is None:
+            from rag.settings import Settings
+
+            settings = Settings()
+            self._backend_setting = self._backend_setting or settings.embed_backend
+            self._cache_dir = self._cache_dir or settings.model_cache_dir
+        if self._backend_setting == "torch":
+            return "torch"
+        from rag import onnx_encoder
+
+        try:
+            self._onnx = onnx_encoder.load_or_export(self.info, self._cache_dir, self._reference_encode)
+            return "onnx"
+        except Exception as exc:  # missing onnxruntime/onnx, unsupported model, failed verification, ...
+            if self._backend_setting == "onnx":
+                raise ModelError(f"ONNX embedding backend unavailable: {exc}") from None
+            log.warning("ONNX embedding backend unavailable (%s); using sentence-transformers", exc)
+            return "torch"
+
+    @property
     def dim(self) -> int:
+        if self.backend == "onnx":
+            return self._onnx.dim
+        return self._reference_dim()
+
+    def _reference_dim(self) -> int:
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
+        show = progress if progress is not None else len(texts) >= 512
+        if self.backend == "onnx":
+            return self._onnx.encode(texts, batch_size=batch_size, progress=show)
+        return self._reference_encode(texts, batch_size, show)
+
+    def _reference_encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         import numpy as np
 
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        show = progress if progress is not None else len(texts) >= 512
+            return np.zeros((0, self._reference_dim()), dtype=np.float32)
         vectors = self.model.encode(
             texts,
             batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=show,
+            show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 

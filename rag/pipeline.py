@@ -100,17 +100,32 @@ class Pipeline:
         return RagRetriever(hybrid=self.retriever, k=k or self.settings.top_k)
 
     def passages_for(self, hits: list[Hit]) -> list[Sentence]:
-        """Sentences of the retrieved chunks plus one neighbour each side within the paragraph, in document order."""
+        """Sentences of the retrieved chunks plus neighbours, in document order.
+
+        Two sentences before each chunk (pronouns and quote attributions usually refer back) and one after,
+        never crossing into another document.
+        """
         index, wanted = self.index, set()
         for hit in hits:
             ids = hit.chunk.sentence_ids
             wanted.update(ids)
-            for neighbour in (ids[0] - 1, ids[-1] + 1):
-                if 0 <= neighbour < len(index.sentences):
-                    s = index.sentences[neighbour]
-                    if s.source == hit.chunk.source and s.paragraph == index.sentences[ids[0]].paragraph:
-                        wanted.add(neighbour)
+            for neighbour in (ids[0] - 2, ids[0] - 1, ids[-1] + 1):
+                if 0 <= neighbour < len(index.sentences) and index.sentences[neighbour].source == hit.chunk.source:
+                    wanted.add(neighbour)
         return [index.sentences[i] for i in sorted(wanted)]
+
+    def _bridge_hits(self, question: str, hits: list[Hit], n: int = 3) -> list[Hit]:
+        """Second-hop retrieval for two-step questions: BM25 on the question plus the names that the top
+        passages add (the "commander whose killing Trump ordered" is Soleimani: look up Soleimani too)."""
+        from rag.question import entity_phrases
+
+        asked = normalize(question).lower()
+        names = [e for hit in hits[:3] for e in entity_phrases(hit.chunk.text) if e.lower() not in asked]
+        if not names:
+            return []
+        seen = {h.chunk.id for h in hits}
+        return [h for h in self.retriever.lexical_search(question + " " + " ".join(dict.fromkeys(names)), n + len(seen))
+                if h.chunk.id not in seen][:n]
 
     # ------------------------------------------------------------ answering
 
@@ -132,8 +147,11 @@ class Pipeline:
         self.embedder.encode_query(question)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits = self.retriever.search(question, k or self.settings.top_k)
-        passages = self.passages_for(hits)
+        k = k or self.settings.top_k
+        depth = max(k, getattr(chosen, "passage_depth", 0))
+        hits = self.retriever.search(question, depth)
+        passages = self.passages_for(hits + self._bridge_hits(question, hits))
+        hits = hits[:k]
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         pieces = []

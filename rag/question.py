@@ -21,6 +21,12 @@ _DATE = re.compile(
     r"|\b(?:last|this|next)\s+(?:year|month|week|June|July|spring|summer|autumn|winter)\b"
     r"|\bon\s+(?:day\s+\w+|the\s+\w+\s+day)\b|\b(?:yesterday|today)\b",
 )
+_ROLE = re.compile(
+    r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:chief|officials?|commanders?|leaders?|spokesman|spokeswoman|professor|"
+    r"cleric|expert|analyst|activist|protesters?|correspondent|members?|president|minister|fighters?|militants?|"
+    r"ruler|politicians?|insiders?|sources?|commentators?|government|military|embassy|group|faction|militias?)\b",
+    re.IGNORECASE,
+)
 _AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged\s+\d{1,3}\b|\b\d{1,3}-year-old\b", re.IGNORECASE)
 _MONEY = re.compile(r"\$\s?\d[\d,.]*(?:\s*(?:billion|million|thousand|bn|m))?|\b\d[\d,.]*\s*(?:dollars|euros|pounds)\b", re.I)
 _CAUSE = re.compile(
@@ -56,12 +62,12 @@ def analyze(question: str) -> QuestionInfo:
         kind = "age"
     elif re.search(r"\bhow (much|expensive)\b|\bbudget\b|\bcost\b|\bfunding\b|\bmoney\b", lowered) and not lowered.startswith("why"):
         kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b", lowered) else "what"
-    elif re.search(r"\bhow (many|big|large)\b|\bnumber of\b|\bhow strong\b|\bsize of\b", lowered):
+    elif re.search(r"\bhow (many|big|large)\b|^(what|which) (is|was) the number of\b|\bhow strong\b|\bsize of\b", lowered):
         kind = "how_many"
     elif re.search(r"\bhow long\b", lowered):
         kind = "when"
     elif re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
-            or re.search(r"\b(what|which) (year|month|date|day)\b|\bwhen\b", lowered):
+            or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered):
         kind = "when"
     elif re.search(r"\bwho (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
         kind = "quote_speaker"
@@ -80,11 +86,7 @@ def analyze(question: str) -> QuestionInfo:
         kind = "quote_content"
     elif first and first[0] in ("is", "are", "was", "were", "did", "does", "do", "has", "have", "can", "could"):
         kind = "yesno"
-    entities = []
-    for token in names(q):
-        if token.lower() in _GENERIC_CAPS or token.lower() in STOPWORDS:
-            continue
-        entities.append(token.lower())
+    entities = entity_phrases(q)
     return QuestionInfo(
         text=question,
         kind=kind,
@@ -93,6 +95,107 @@ def analyze(question: str) -> QuestionInfo:
         quoted=quoted,
         numbers=[s for s, _ in numbers(q)],
     )
+
+
+_ENTITY = re.compile(r"[A-Z][\w'’.-]*(?:\s+(?:(?:al|bin|ibn|de|van|of|the)[- ])?[A-Z][\w'’.-]*)*")
+_QUESTION_WORDS = {"who", "whom", "whose", "what", "when", "where", "why", "how", "which", "in", "on", "at", "the",
+                   "a", "an", "according", "after", "before", "during", "besides", "for", "is", "was", "did", "does",
+                   "do", "are", "were", "has", "have", "if", "as", "of", "to", "by", "from", "with"}
+
+
+def is_generic(part: str) -> bool:
+    p = part.lower().strip(".'’")
+    p = p[:-2] if p.endswith(("'s", "’s")) else p
+    if "-" in p and not p.startswith(("al-", "abu-")):
+        return any(x in _GENERIC_CAPS or x in ("pro", "anti", "backed", "based", "led", "sanctioned", "favored")
+                   for x in p.split("-"))
+    return p in _GENERIC_CAPS or p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
+
+
+def entity_phrases(text: str) -> list[str]:
+    """Capitalised phrases of a question ("Qassem Soleimani", "Islamic State", "A.J."), minus question words.
+
+    Phrases made only of generic words (Iran, US, Iraqi...) are dropped. Quoted material is skipped: in
+    "Who said '...'", the quote's words are looked up as a quote, not as entities.
+    """
+    for q in quotes(text):
+        text = text.replace(q, " ")
+    phrases = []
+    for m in _ENTITY.finditer(normalize(text)):
+        parts = re.split(r"\s+", m.group(0))
+        while parts and parts[0].lower() in _QUESTION_WORDS:
+            parts = parts[1:]
+        if parts and not all(is_generic(p) for p in parts):
+            phrase = " ".join(parts)
+            phrase = phrase[:-2] if phrase.endswith("'s") else phrase
+            phrases.append(phrase)
+    return list(dict.fromkeys(phrases))
+
+
+ALIASES = {
+    "united states": ("US", "U.S.", "America", "American", "Washington"),
+    "britain": ("British", "UK"), "uk": ("British", "Britain"),
+    "isis": ("Islamic State",), "islamic state": ("ISIS",),
+    "tv": ("televised", "television"),
+}
+
+
+def _acronym_matches(acronym: str, text: str) -> bool:
+    for m in _ENTITY.finditer(text):
+        initials = "".join(w[0] for w in m.group(0).split() if w[0].isupper())
+        if initials.upper() == acronym.upper():
+            return True
+    return False
+
+
+_FUNCTION_CAPS = {"The", "A", "An", "In", "On", "At", "But", "And", "After", "Before", "During", "Since", "With",
+                  "For", "Even", "Still", "When", "If", "As", "Amid", "Some", "Many", "Most", "That", "This", "Of"}
+
+
+class EntityMatcher:
+    """Decides whether a question entity is mentioned in a passage.
+
+    A full phrase, an alias ("United States" / "US"), an acronym ("PMF" / "Popular Mobilization Forces")
+    or a distinctive part ("Soleimani" for "Qassem Soleimani") counts. A part is not enough when the corpus
+    shows it naming different things ("Kataib Hezbollah" vs "Lebanese Hezbollah"): then the phrase's other
+    distinctive words must be there too.
+    """
+
+    def __init__(self, texts: list[str]):
+        modifiers: dict[str, set[str]] = {}
+        for text in texts:
+            for m in _ENTITY.finditer(normalize(text)):
+                words_ = [w.rstrip(".,").removesuffix("'s") for w in m.group(0).split()]
+                while words_ and words_[0] in _FUNCTION_CAPS:
+                    words_ = words_[1:]
+                if not words_:
+                    continue
+                head = words_[-1]
+                modifiers.setdefault(head, set()).add(words_[-2] if len(words_) > 1 else "")
+        # A head word seen after two different capitalised modifiers names different things.
+        self.ambiguous_heads = {head for head, mods in modifiers.items() if len(mods - {""}) >= 2}
+
+    def present(self, entity: str, text: str) -> bool:
+        norm_text = normalize(text)
+        lowered = norm_text.lower()
+        key = entity.lower().strip(".")
+        if key in lowered:
+            return True
+        if any(re.search(rf"\b{re.escape(alias)}\b", norm_text) for alias in ALIASES.get(key, ())):
+            return True
+        if entity.isupper() and 2 <= len(entity) <= 6 and _acronym_matches(entity, norm_text):
+            return True
+        parts = [p.rstrip(".").removesuffix("'s") for p in entity.split() if not is_generic(p) and len(p.strip(".")) >= 3]
+        parts += [p[3:] for p in parts if p.lower().startswith("al-") and len(p) > 5]  # "al-Assad" -> "Assad"
+        if not parts:
+            return False
+
+        def mentioned(part: str) -> bool:
+            return re.search(rf"(?<![\w-]){re.escape(part)}(?:'s)?\b", norm_text) is not None
+
+        if len(parts) > 1 and parts[-1] in self.ambiguous_heads:
+            return all(mentioned(p) for p in parts)
+        return any(mentioned(p) for p in parts)
 
 
 def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
@@ -110,13 +213,17 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
             if i >= 0 and not _YEAR.fullmatch(surface):
                 spans.append((i, i + len(surface)))
         return spans
+    if kind in ("who", "quote_speaker"):
+        roles = [m.span() for m in _ROLE.finditer(sentence)]
+    else:
+        roles = []
     if kind in ("who", "quote_speaker", "where"):
         return [m.span() for m in re.finditer(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van )?[A-Z][\w'’.-]*)*", sentence)
                 if m.group(0).split()[0] not in ("The", "A", "An", "But", "And", "In", "On", "It", "He", "She",
                                                   "They", "His", "Her", "Their", "This", "That", "During", "After",
                                                   "Even", "Still", "With", "For", "Some", "Many", "Most", "When",
                                                   "If", "As", "Since", "Sixteen", "Amid", "What", "We", "Our",
-                                                  "Now", "Where", "There", "Everything", "None", "Operations", "I")]
+                                                  "Now", "Where", "There", "Everything", "None", "Operations", "I")] + roles
     if kind == "why":
         return [m.span() for m in _CAUSE.finditer(sentence)]
     if kind == "quote_content":

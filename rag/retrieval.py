@@ -49,3 +49,19 @@ class HybridRetriever:
             )
             for rank, row in enumerate(order)
         ]
+
+    def lexical_search(self, query: str, k: int) -> list[Hit]:
+        """BM25 only: cheap (no query embedding), used for second-hop lookups of names."""
+        import numpy as np
+
+        scores = self.index.bm25.scores(query)
+        k = min(k, len(scores))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [
+            Hit(rank=r + 1, score=float(scores[i]), chunk=self.index.chunks[int(i)], bm25_score=float(scores[i]))
+            for r, i in enumerate(top)
+            if scores[i] > 0
+        ]

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
             "or the path of any local sentence-transformers model folder."
         ),
     )
+    embed_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description=(
+            "Inference engine for embeddings: 'onnx' (onnxruntime, no torch import: fast start; exported once "
+            "into the model cache and verified against sentence-transformers to 1e-4 cosine), 'torch' "
+            "(sentence-transformers itself), or 'auto' (onnx when it can be exported and verified, else torch)."
+        ),
+    )
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "rag" / "models",
         description="Where the bundled model is extracted once (checksum-verified).",

@@ -1,0 +1,74 @@
+# Two commands for a new user: `make run` and `make test`. Everything else is a step they depend on.
+# Needs only Python >= 3.11 with pip (and venv); nothing is installed outside .venv/.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; pyproject.toml being newer means the dependencies changed.
+STAMP := $(VENV)/.installed
+# Python 3.11 when there is one, else python3 (its version is checked before the venv is made).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+# The torch pin lives in pyproject.toml only; installing it first lets pip pick the CPU wheel before
+# anything else can pull the multi-GB CUDA build. Extra pip options for torch (e.g. a CPU wheel index:
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu") can be given on the command line.
+TORCH := $(shell grep -oE 'torch==[0-9][0-9.]*' pyproject.toml | head -n 1)
+TORCH_PIP_ARGS ?=
+EXAMPLE_QUESTION ?= Who replaced Qassem Soleimani after he was killed?
+PYTEST_ARGS ?=
+
+.PHONY: help venv install index run test lint bench clean distclean
+
+help:
+	@echo "make run        set up .venv, build the index if missing, launch the app"
+	@echo "make test       set up .venv, run the whole test suite"
+	@echo "make install    (alias: venv) create .venv and install the project with its dev tools"
+	@echo "make index      build the default index if it is missing or stale"
+	@echo "make lint       ruff"
+	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
+	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
+
+venv install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11 with pip" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); 3.11 or newer is needed" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+index: $(STAMP)
+	@# `rag index info` opens the index, which builds it when missing and rebuilds it when stale.
+	$(BIN)/rag index info >/dev/null
+
+run: index
+ifneq ($(wildcard ui/app.py),)
+	$(BIN)/rag serve
+else
+	@echo "(the web app is not there yet: answering an example question with rag ask)"
+	$(BIN)/rag ask "$(EXAMPLE_QUESTION)"
+endif
+
+test: $(STAMP)
+	@# pytest exits 5 when it collects nothing; say so rather than fail with a bare status.
+	@$(BIN)/pytest -q $(PYTEST_ARGS); status=$$?; \
+		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+		exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: index
+	$(BIN)/python bench/run.py
+
+clean:
+	find index -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""Shared fixtures. The real model, real FAISS and real BM25 are used throughout; the session-scoped
+pipeline is built once over the bundled article in a temporary index folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE = ROOT / "data" / "corpus" / "2026-03-06-iran-proxies-iraq.txt"
+GOLD = ROOT / "eval" / "gold.jsonl"
+
+
+@pytest.fixture(scope="session")
+def article_text() -> str:
+    return ARTICLE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def article_document():
+    """The bundled article read as the indexer reads it (offsets index ``.text``)."""
+    from rag.documents import read_document
+
+    return read_document(ARTICLE)
+
+
+@pytest.fixture(scope="session")
+def gold() -> list[dict]:
+    return [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_settings(tmp: Path, **overrides):
+    from rag.settings import Settings
+
+    corpus = tmp / "corpus"
+    if not corpus.exists():
+        corpus.mkdir(parents=True)
+        shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    return Settings(corpus_dir=corpus, index_dir=tmp / "index", **overrides)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embeddings import Embedder, resolve_model
+    from rag.settings import Settings
+
+    settings = Settings()
+    return Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, embedder):
+    """A real pipeline over the bundled article (built once per test session)."""
+    from rag.index import open_index
+    from rag.pipeline import Pipeline
+
+    settings = make_settings(tmp_path_factory.mktemp("article"))
+    return Pipeline(settings, embedder, open_index(settings, embedder))
+
+
+@pytest.fixture
+def fresh_settings(tmp_path):
+    """Settings over a private copy of the corpus and an empty index folder (for tests that modify state)."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def indexed_settings(tmp_path, pipeline):
+    """Settings over private copies of the session pipeline's corpus and built index.
+
+    Copying is far cheaper than building, so tests that corrupt, extend or rebuild an index start here.
+    """
+    source = pipeline.settings
+    shutil.copytree(source.corpus_dir, tmp_path / "corpus")
+    shutil.copytree(source.index_dir, tmp_path / "index", symlinks=True)
+    return make_settings(tmp_path)

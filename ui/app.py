@@ -1,0 +1,478 @@
+"""The web app: a thin Gradio layer over ``rag.pipeline.Pipeline``.
+
+``build_app(pipeline)`` only constructs the Blocks (tests build it with the real pipeline);
+``start(app, settings)`` serves it with the settings' host, port, login, upload limit and look;
+``launch(settings)`` loads the pipeline once per process and does both (``rag serve``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import threading
+from bisect import bisect_right
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag.errors import RagError, UsageError
+from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
+from rag.settings import Settings
+from ui import render
+from ui.style import CSS, theme
+
+TITLE = "News QA with verifiable citations"
+BUNDLED_ARTICLE = "2026-03-06-iran-proxies-iraq.txt"
+# Shown only when the bundled article is indexed: questions about another corpus would mislead.
+EXAMPLE_QUESTIONS = [
+    "Who is Soleimani's replacement?",
+    "How many fighters does the Popular Mobilization Forces have?",
+    "When did Israel kill Hassan Nasrallah?",
+    "According to A.J., which city was the key to coordinating the axis of resistance?",
+    "What is the capital of France?",
+]
+EXAMPLE_CLAIMS = [
+    "Esmail Ghaani lacks the stature and authority of Qassem Soleimani.",
+    '"Damascus was the key for coordinating the axis of resistance," A.J. said.',
+    "Iran's proxies in Iraq launched a mass mobilisation after the war began.",
+]
+UPLOAD_TYPES = sorted(SUPPORTED_SUFFIXES)
+
+# Handles citation clicks anywhere on the page (chips in chat messages and source cards). The chatbot
+# strips data-* attributes, so a chip names its (answer turn, citation) in a class: rag-cite-<turn>-<n>.
+# The listener is installed once per page; each (re)mount of the article viewer re-points the callback.
+ARTICLE_VIEWER_JS = """
+window.__ragShowCitation = (cite) => trigger('cite', {cite: cite});
+if (!window.__ragCiteListener) {
+  window.__ragCiteListener = true;
+  const pick = (event) => {
+    const target = event.target.closest ? event.target.closest('[class*="rag-cite-"]') : null;
+    if (!target) return;
+    const cite = Array.from(target.classList).find((c) => /^rag-cite-\\d+-\\d+$/.test(c));
+    if (!cite) return;
+    event.preventDefault();
+    window.__ragShowCitation(cite);
+  };
+  document.addEventListener('click', pick);
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' || event.key === ' ') pick(event);
+  });
+}
+const reveal = () => {
+  const mark = element.querySelector('#rag-article-mark');
+  const box = element.querySelector('.rag-article');
+  if (!mark || !box) return;
+  // Scroll only the article box (not the page), leaving the mark a third of the way down.
+  box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+  mark.classList.remove('rag-flash');
+  void mark.offsetWidth;
+  mark.classList.add('rag-flash');
+};
+watch('value', reveal);
+reveal();
+"""
+
+
+# ---------------------------------------------------------------------------------------------- context
+
+
+class ParagraphLocator:
+    """Finds the paragraph around a span, from the sentence table (sentences of one paragraph share
+    ``source`` and ``paragraph``). Rebuilt when the pipeline swaps in a new index after an upload."""
+
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
+        self._index: Any = None
+        self._starts: dict[str, list[int]] = {}
+        self._sentences: dict[str, list] = {}
+        self._bounds: dict[tuple[str, int], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        index = self._pipeline.index
+        if index is self._index:
+            return
+        sentences: dict[str, list] = {}
+        bounds: dict[tuple[str, int], tuple[int, int]] = {}
+        for s in index.sentences:
+            sentences.setdefault(s.source, []).append(s)
+            key = (s.source, s.paragraph)
+            low, high = bounds.get(key, (s.start, s.end))
+            bounds[key] = (min(low, s.start), max(high, s.end))
+        for rows in sentences.values():
+            rows.sort(key=lambda s: s.start)
+        self._sentences, self._bounds = sentences, bounds
+        self._starts = {source: [s.start for s in rows] for source, rows in sentences.items()}
+        self._index = index
+
+    def paragraph(self, source: str, start: int, end: int) -> tuple[int, int]:
+        """(start, end) of the paragraph holding offset ``start``; the span itself if it is in none."""
+        with self._lock:
+            self._refresh()
+            rows = self._sentences.get(source, [])
+            at = bisect_right(self._starts.get(source, []), start) - 1
+            if at < 0:
+                return start, end
+            low, high = self._bounds[(source, rows[at].paragraph)]
+            return min(low, start), max(high, end)
+
+
+def _document(pipeline: Pipeline, source: str):
+    return pipeline.index.documents.get(source)
+
+
+def cited_passages(pipeline: Pipeline, locator: ParagraphLocator, answer: dict) -> list[render.CitedPassage]:
+    passages = []
+    for c in answer.get("citations", []):
+        doc = _document(pipeline, c["source"])
+        if doc is None or doc.text[c["start"] : c["end"]] != c["text"]:
+            # The document was replaced or removed since this answer: show the cited text on its own.
+            passages.append(render.CitedPassage(c["n"], c["source"], c["source"], None, c["text"], 0,
+                                                len(c["text"]), c["verdict"], c["reason"]))
+            continue
+        low, high = locator.paragraph(c["source"], c["start"], c["end"])
+        passages.append(render.CitedPassage(c["n"], c["source"], doc.title, doc.date, doc.text[low:high],
+                                            c["start"] - low, c["end"] - low, c["verdict"], c["reason"]))
+    return passages
+
+
+def evidence_passages(pipeline: Pipeline, locator: ParagraphLocator, result: dict) -> list[render.EvidencePassage]:
+    passages = []
+    for p in result["passages"]:
+        doc = _document(pipeline, p["source"])
+        if doc is None:
+            continue
+        low, high = locator.paragraph(p["source"], p["start"], p["end"])
+        passages.append(render.EvidencePassage(p["source"], doc.title, doc.text[low:high], p["start"] - low,
+                                               p["end"] - low, p["score"]))
+    return passages
+
+
+def documents_table(pipeline: Pipeline) -> list[list[Any]]:
+    return [[d["id"], d.get("title") or "", d.get("date") or "", d.get("chunks", 0), d.get("sentences", 0),
+             d.get("chars", 0)] for d in pipeline.documents()]
+
+
+def header_html(pipeline: Pipeline) -> str:
+    docs = pipeline.documents()
+    chunks = sum(d.get("chunks", 0) for d in docs)
+    return (f'<div class="rag-header"><h1>{escape(TITLE)}</h1>'
+            f'<span class="rag-tagline">Every answer sentence cites the article sentence it comes from, '
+            f"and each citation is checked.</span>"
+            f'<span class="rag-stats">{len(docs)} document{"s" if len(docs) != 1 else ""} · {chunks} chunks · '
+            f"backend {escape(pipeline.settings.backend)}</span></div>")
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def register_api(pipeline: Pipeline) -> None:
+    """Named endpoints for ``gradio_client`` (``/ask``, ``/check``, ``/search``, ``/documents``), separate from
+    the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks."""
+
+    def ask(question: str, backend: str = "", k: int = 0) -> dict:
+        """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings."""
+        try:
+            return pipeline.ask(question, backend=backend or None, k=k or None).to_json()
+        except RagError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def check(claim: str, k: int = 0) -> dict:
+        """Verdict (supported / partial / unsupported) on a claim or quote, its reason and the best passages."""
+        try:
+            return pipeline.check(claim, k=k or None).to_json()
+        except RagError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def search(query: str, k: int = 0) -> list[dict]:
+        """Ranked passages for a query (hybrid dense + BM25)."""
+        try:
+            return [hit.to_json() for hit in pipeline.search(query, k=k or None)]
+        except RagError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def documents() -> list[dict]:
+        """The indexed documents: id, title, date, characters, sentences and chunks."""
+        return pipeline.documents()
+
+    for fn in (ask, check, search, documents):
+        gr.api(fn, api_name=fn.__name__)
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+
+def build_app(pipeline: Pipeline) -> gr.Blocks:
+    """The Blocks app over a loaded pipeline. Constructs only; serve it with ``start``."""
+    settings = pipeline.settings
+    locator = ParagraphLocator(pipeline)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        header = gr.HTML(header_html(pipeline))
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                _chat_tab(pipeline, locator, settings)
+            with gr.Tab("Check a claim", id="check"):
+                _check_tab(pipeline, locator)
+            with gr.Tab("Evaluate", id="evaluate"):
+                _evaluate_tab(pipeline)
+            with gr.Tab("Documents", id="documents"):
+                _documents_tab(pipeline, settings, header)
+        register_api(pipeline)
+    app.queue(default_concurrency_limit=settings.max_concurrency)
+    return app
+
+
+def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings) -> None:
+    answers = gr.State([])  # this session's answers (JSON), by turn; chips refer to them
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=420):
+            chatbot = gr.Chatbot(
+                label="Conversation", height=470, latex_delimiters=[], feedback_options=None, buttons=["copy"],
+                placeholder="Ask a question about the indexed news articles. Every sentence of the answer "
+                            "cites the passage it comes from; click a citation to read it in the article.",
+                elem_id="rag-chat",
+            )
+            with gr.Row():
+                question = gr.Textbox(show_label=False, placeholder="Ask about the news articles…", scale=8,
+                                      max_lines=4, autofocus=True, elem_id="rag-question")
+                ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="rag-ask")
+            status = gr.HTML(elem_id="rag-chat-status")
+            if BUNDLED_ARTICLE in pipeline.index.documents:
+                gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
+            with gr.Accordion("Answer settings", open=False):
+                backend_choices = list(dict.fromkeys(["extractive", settings.backend]))
+                backend = gr.Dropdown(backend_choices, value=settings.backend, label="Backend",
+                                      info=Settings.help("backend"), allow_custom_value=True)
+                top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages retrieved (top-k)",
+                                  info=Settings.help("top_k"))
+                clear = gr.Button("Clear conversation", size="sm", variant="secondary")
+        with gr.Column(scale=6, min_width=420):
+            sources = gr.HTML(render.sources_panel(None, [], 0), elem_id="rag-sources")
+            article = gr.HTML(render.article_placeholder(), js_on_load=ARTICLE_VIEWER_JS, elem_id="rag-article-view")
+
+    def ask_in_chat(text: str, history: list, answered: list, backend_spec: str, k: float):
+        text = (text or "").strip()
+        if not text:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), render.status_line("Type a question first.", "info"), gr.skip()
+            return
+        history = [*history, {"role": "user", "content": render.question_message(text)}]
+        pending = [*history, {"role": "assistant", "content": render.streaming_message("")}]
+        yield pending, gr.skip(), gr.skip(), gr.skip(), "", ""
+        streamed = ""
+        try:
+            for piece in pipeline.ask_stream(text, backend=(backend_spec or "").strip() or None, k=int(k)):
+                if isinstance(piece, str):
+                    streamed += piece
+                    yield ([*history, {"role": "assistant", "content": render.streaming_message(streamed)}],
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                else:
+                    answer = piece.to_json()
+        except RagError as exc:
+            # Keep the question in the box so it can be corrected; the history stays as it was.
+            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line(str(exc)), text
+            return
+        turn = len(answered)
+        answered = [*answered, answer]
+        history = [*history, {"role": "assistant", "content": render.answer_message(answer, turn)}]
+        panel = render.sources_panel(answer, cited_passages(pipeline, locator, answer), turn)
+        yield history, answered, panel, render.article_placeholder(), "", gr.skip()
+
+    outputs = [chatbot, answers, sources, article, status, question]
+    for trigger in (question.submit, ask_button.click):
+        trigger(ask_in_chat, [question, chatbot, answers, backend, top_k], outputs, api_visibility="private",
+                concurrency_id="ask")
+
+    def show_citation(answered: list, event: gr.EventData):
+        picked = render.parse_chip_class(getattr(event, "cite", "") or "")
+        if picked is None or picked[0] >= len(answered):
+            return gr.skip(), gr.skip()
+        turn, n = picked
+        answer = answered[turn]
+        citation = next((c for c in answer["citations"] if c["n"] == n), None)
+        if citation is None:
+            return gr.skip(), gr.skip()
+        panel = render.sources_panel(answer, cited_passages(pipeline, locator, answer), turn, selected=n)
+        doc = _document(pipeline, citation["source"])
+        if doc is None or doc.text[citation["start"] : citation["end"]] != citation["text"]:
+            return render.article_placeholder(f"{citation['source']} changed or was removed after this answer; "
+                                              "ask again to cite the current text."), panel
+        view = render.article_view(doc.title, doc.date, doc.text, citation["start"], citation["end"],
+                                   f"citation [{n}] · characters {citation['start']}–{citation['end']}")
+        return view, panel
+
+    article.cite(show_citation, [answers], [article, sources], api_visibility="private", concurrency_limit=None,
+                 show_progress="hidden")
+
+    def clear_conversation():
+        return [], [], render.sources_panel(None, [], 0), render.article_placeholder(), ""
+
+    clear.click(clear_conversation, None, [chatbot, answers, sources, article, status], api_visibility="private")
+
+
+def _check_tab(pipeline: Pipeline, locator: ParagraphLocator) -> None:
+    gr.Markdown("Paste a claim or a quote. The checker finds the passages that best support it and says whether "
+                "they do: **supported**, **partial** or **unsupported**, with the reason.")
+    with gr.Row():
+        claim = gr.Textbox(label="Claim or quote", lines=3, max_lines=8, scale=8, elem_id="rag-claim")
+        check_button = gr.Button("Check", variant="primary", scale=1, min_width=90)
+    gr.Examples([[c] for c in EXAMPLE_CLAIMS], inputs=[claim], label="Example claims")
+    result = gr.HTML(elem_id="rag-check-result")
+
+    def check_claim(text: str) -> str:
+        try:
+            outcome = pipeline.check(text).to_json()
+        except RagError as exc:
+            return render.status_line(str(exc))
+        return render.check_result(outcome, evidence_passages(pipeline, locator, outcome))
+
+    for trigger in (claim.submit, check_button.click):
+        trigger(check_claim, [claim], [result], api_visibility="private", concurrency_id="check")
+
+
+def _evaluate_tab(pipeline: Pipeline) -> None:
+    gr.Markdown("Run the bundled gold question set (or your own JSONL file in the same format) through the "
+                "pipeline: retrieval, answer and citation metrics, with the LangChain tutorial pipeline as a "
+                "baseline.")
+    with gr.Row():
+        gold_file = gr.File(label="Gold set (.jsonl, optional: the bundled set is used without one)",
+                            file_types=[".jsonl"], scale=3)
+        with gr.Column(scale=2):
+            baseline = gr.Checkbox(True, label="Compare with the LangChain tutorial baseline")
+            run_button = gr.Button("Run evaluation", variant="primary")
+            status = gr.HTML()
+    metrics = gr.Dataframe(headers=["section", "metric", "ours", "baseline"], label="Metrics", interactive=False,
+                           wrap=True)
+    with gr.Row():
+        accuracy_plot = gr.Image(label="Accuracy by question type", type="filepath", interactive=False)
+        latency_plot = gr.Image(label="Latency per question", type="filepath", interactive=False)
+    results = gr.Dataframe(headers=["id", "type", "result", "question", "answer", "latency (ms)"],
+                           label="Per question", interactive=False, wrap=True, max_height=420)
+    report_file = gr.File(label="Report (JSON)", interactive=False)
+
+    def run_evaluation(gold: str | None, with_baseline: bool, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        from rag.eval import evaluate, metrics_rows  # heavy (LangChain baseline); only when asked
+
+        def advance(done: int, total: int) -> None:
+            progress((done, total), desc="Evaluating", unit="questions")
+
+        report_dir = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+        try:
+            report = evaluate(pipeline, gold_path=gold, baseline=with_baseline, report_dir=report_dir,
+                              progress_callback=advance)
+        except RagError as exc:
+            return render.status_line(str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        report_json = report_dir / "report.json"
+        report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        table = [[section, label, ours, theirs or "—"] for section, label, ours, theirs in metrics_rows(report["metrics"])]
+        per_question = [
+            [r["id"], r["type"], "pass" if r["correct"] else "FAIL", r["question"],
+             "(abstained)" if r["abstained"] else (r.get("short_answer") or r["answer"]), round(r["latency_ms"], 1)]
+            for r in report["results"]
+        ]
+        passed = sum(r["correct"] for r in report["results"])
+        message = render.status_line(f"{passed} of {len(report['results'])} questions passed", "ok")
+        return (message, table, _existing(report_dir / "accuracy_by_type.png"), _existing(report_dir / "latency.png"),
+                per_question, str(report_json))
+
+    run_button.click(run_evaluation, [gold_file, baseline],
+                     [status, metrics, accuracy_plot, latency_plot, results, report_file],
+                     api_visibility="private", concurrency_limit=1, concurrency_id="evaluate")
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.exists() else None
+
+
+def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> None:
+    headers = ["id", "title", "date", "chunks", "sentences", "characters"]
+    table = gr.Dataframe(documents_table(pipeline), headers=headers, label="Indexed documents", interactive=False,
+                         wrap=True)
+    with gr.Row():
+        uploads = gr.File(label=f"Add documents ({', '.join(UPLOAD_TYPES)}; up to {settings.max_uploads} files of "
+                                f"{settings.max_file_mb:g} MB each)", file_count="multiple", file_types=UPLOAD_TYPES,
+                          scale=3)
+        with gr.Column(scale=2):
+            replace = gr.Checkbox(False, label="Replace documents with the same file name")
+            add_button = gr.Button("Add to index", variant="primary")
+            status = gr.HTML(elem_id="rag-documents-status")
+    gr.Markdown("The current index keeps answering while the new one is built; it is swapped in when ready. "
+                "A document's id is its file name.")
+
+    def add_documents(files: list[str] | None, replace_existing: bool, progress=gr.Progress()):  # noqa: B008
+        try:
+            paths = _checked_uploads(files, settings)
+            progress(0.1, desc=f"Indexing {len(paths)} document{'s' if len(paths) != 1 else ''}")
+            added = pipeline.add_documents(paths, replace=replace_existing)
+        except RagError as exc:
+            return render.status_line(str(exc)), gr.skip(), gr.skip(), gr.skip()
+        names = ", ".join(doc.id for doc in added)
+        return (render.status_line(f"Indexed {len(added)} document{'s' if len(added) != 1 else ''}: {names}", "ok"),
+                documents_table(pipeline), header_html(pipeline), None)
+
+    add_button.click(add_documents, [uploads, replace], [status, table, header, uploads], api_visibility="private",
+                     concurrency_limit=1, concurrency_id="index-write")
+
+
+def _checked_uploads(files: list[str] | None, settings: Settings) -> list[Path]:
+    """The app's own limits (count, size, type), checked before the pipeline reads anything."""
+    paths = [Path(f) for f in files or []]
+    if not paths:
+        raise UsageError("choose one or more files to add")
+    if len(paths) > settings.max_uploads:
+        raise UsageError(f"{len(paths)} files chosen; at most {settings.max_uploads} per upload (RAG_MAX_UPLOADS)")
+    for path in paths:
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise UsageError(f"{path.name}: unsupported type; use {', '.join(UPLOAD_TYPES)}")
+        if path.stat().st_size > settings.max_file_mb * 1_000_000:
+            raise UsageError(f"{path.name}: larger than {settings.max_file_mb:g} MB (RAG_MAX_FILE_MB)")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------- serving
+
+_pipeline: Pipeline | None = None
+_pipeline_lock = threading.Lock()
+
+
+def shared_pipeline(settings: Settings) -> Pipeline:
+    """The process's one pipeline: the model and index are loaded once, whatever calls for them."""
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is None:
+            _pipeline = Pipeline.load(settings)
+        return _pipeline
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def start(app: gr.Blocks, settings: Settings, *, share: bool = False, block: bool = True, quiet: bool = False):
+    """Serve ``app`` on ``settings.host:settings.port`` (port 0: any free port). Returns launch()'s
+    (fastapi app, local url, share url); with ``block=False`` it returns at once (tests close it with app.close())."""
+    auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
+    return app.launch(
+        server_name=settings.host,
+        server_port=settings.port or free_port(settings.host),
+        share=share,
+        auth=auth,
+        auth_message="Sign in to the news QA app." if auth else None,
+        max_file_size=int(settings.max_file_mb * 1_000_000),
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        footer_links=["api"],
+        ssr_mode=False,  # no Node server: plain Python serving
+        theme=theme(),
+        css=CSS,
+    )
+
+
+def launch(settings: Settings, share: bool = False) -> None:
+    """``rag serve``: load the pipeline once, build the app, serve it until interrupted."""
+    start(build_app(shared_pipeline(settings)), settings, share=share)

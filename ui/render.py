@@ -1,0 +1,187 @@
+"""HTML for the app's panels, built from the pipeline's JSON results.
+
+Every piece of document, question or answer text goes through ``html.escape`` before it is placed in markup:
+the corpus is user-supplied (uploads), so an article containing ``<script>`` must render as text, not run.
+These functions are pure (strings in, HTML out) so they can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+
+VERDICTS = ("supported", "partial", "unsupported")
+_MARKER = re.compile(r"\s*\[(\d+)\]")
+
+
+def chip_class(turn: int, n: int) -> str:
+    """The class that identifies a citation chip. The chatbot's sanitizer strips data-* attributes but keeps
+    classes, so the (answer turn, citation number) pair travels in a class name the page script parses."""
+    return f"rag-cite-{turn}-{n}"
+
+
+def parse_chip_class(value: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"rag-cite-(\d+)-(\d+)", value.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def badge(verdict: str) -> str:
+    kind = verdict if verdict in VERDICTS else "neutral"
+    return f'<span class="rag-badge rag-badge-{kind}">{escape(verdict)}</span>'
+
+
+def highlight(text: str, start: int, end: int, mark_id: str | None = None) -> str:
+    """``text`` escaped, with ``text[start:end]`` wrapped in <mark> (offsets are clamped to the text)."""
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    start, end = min(start, end), max(start, end)
+    id_attr = f' id="{escape(mark_id)}"' if mark_id else ""
+    return (f"{escape(text[:start])}<mark class=\"rag-cited\"{id_attr}>{escape(text[start:end])}</mark>"
+            f"{escape(text[end:])}")
+
+
+def _inline(text: str) -> str:
+    """Escaped text on one line. Chat messages are single-line HTML blocks because the chatbot's Markdown
+    renderer leaves an HTML block alone until a blank line: no newline, so "*" or "_" in a quote stays literal."""
+    return escape(text).replace("\r", "").replace("\n", "<br>")
+
+
+def _chip(turn: int, n: int, verdict: str) -> str:
+    kind = verdict if verdict in VERDICTS else "neutral"
+    return (f'<span class="rag-chip rag-chip-{kind} {chip_class(turn, n)}" role="button" tabindex="0" '
+            f'title="Citation {n} ({escape(verdict)}): show it in the article">{n}</span>')
+
+
+def answer_message(answer: dict, turn: int) -> str:
+    """The assistant's chat message: short answer emphasised, then the cited answer with [n] as chips."""
+    if answer.get("abstained"):
+        return ('<div class="rag-notice"><strong>No answer in the indexed articles.</strong> '
+                f"{_inline(answer.get('answer') or '')}</div>")
+    verdicts = {c["n"]: c.get("verdict", "unchecked") for c in answer.get("citations", [])}
+    parts: list[str] = []
+    position = 0
+    text = answer.get("answer") or ""
+    for match in _MARKER.finditer(text):
+        parts.append(_inline(text[position : match.start()]))
+        n = int(match.group(1))
+        parts.append(" " + _chip(turn, n, verdicts.get(n, "unchecked")) if n in verdicts else "")
+        position = match.end()
+    parts.append(_inline(text[position:]))
+    body = f'<div class="rag-answer-text">{"".join(parts)}</div>'
+    short = answer.get("short_answer")
+    if short:
+        body = (f'<div class="rag-short"><span class="rag-short-label">Answer</span>'
+                f"<strong>{_inline(short)}</strong></div>{body}")
+    return f'<div class="rag-msg">{body}</div>'
+
+
+def question_message(question: str) -> str:
+    return f'<div class="rag-question">{_inline(question)}</div>'
+
+
+def streaming_message(partial_text: str) -> str:
+    """An answer still being written (LLM backends); markers become chips once the answer is verified."""
+    return f'<div class="rag-msg rag-streaming">{_inline(partial_text)}<span class="rag-caret"></span></div>'
+
+
+@dataclass(frozen=True)
+class CitedPassage:
+    """A cited span located inside its paragraph (offsets of the span are relative to ``paragraph``)."""
+
+    n: int
+    source: str
+    title: str
+    date: str | None
+    paragraph: str
+    start: int
+    end: int
+    verdict: str
+    reason: str
+
+
+def sources_panel(answer: dict | None, passages: list[CitedPassage], turn: int, selected: int | None = None) -> str:
+    """Each cited passage with the cited sentence highlighted in its paragraph and its verdict, then the
+    verification of every answer sentence."""
+    if answer is None:
+        return _placeholder("Sources", "Ask a question: the passages the answer cites appear here, with the cited "
+                                       "sentence highlighted and whether it supports the answer.")
+    if answer.get("abstained"):
+        return _placeholder("Sources", "No retrieved passage contains the answer, so the assistant abstained "
+                                       "instead of guessing.")
+    cards = []
+    for p in passages:
+        chosen = " rag-source-selected" if p.n == selected else ""
+        date = f" · {escape(p.date)}" if p.date else ""
+        cards.append(
+            f'<div class="rag-source{chosen} {chip_class(turn, p.n)}" role="button" tabindex="0" '
+            f'title="Show this passage in the article">'
+            f'<div class="rag-source-head"><span class="rag-source-n">{p.n}</span>'
+            f'<span class="rag-source-title">{escape(p.title)}{date}</span>{badge(p.verdict)}</div>'
+            f'<div class="rag-source-para">{highlight(p.paragraph, p.start, p.end)}</div>'
+            f'<div class="rag-source-reason">{escape(p.reason)}</div></div>'
+        )
+    checks = answer.get("checks") or []
+    rows = "".join(
+        f'<li>{badge(c["verdict"])}<span class="rag-check-sentence">{escape(_MARKER.sub("", c["sentence"]))}</span>'
+        f'<span class="rag-check-cites">{escape(" ".join(f"[{n}]" for n in c["cited"]) or "no citation")}</span>'
+        f'<span class="rag-check-reason">{escape(c["reason"])}</span></li>'
+        for c in checks
+    )
+    check_list = (f'<div class="rag-subhead">Sentence checks</div><ul class="rag-checks">{rows}</ul>'
+                  if rows else "")
+    warnings = "".join(f'<div class="rag-warning">{escape(w)}</div>' for w in answer.get("warnings") or [])
+    return (f'<div class="rag-panel"><div class="rag-panel-title">Sources</div>{"".join(cards)}{check_list}'
+            f"{warnings}</div>")
+
+
+def article_view(title: str, date: str | None, text: str, start: int, end: int, label: str) -> str:
+    """The whole article with the cited span marked; the page script scrolls the mark into view."""
+    date_html = f'<span class="rag-article-date">{escape(date)}</span>' if date else ""
+    return (f'<div class="rag-panel rag-article-panel"><div class="rag-article-head">'
+            f'<span class="rag-article-title">{escape(title)}</span>{date_html}'
+            f'<span class="rag-article-label">{escape(label)}</span></div>'
+            f'<div class="rag-article">{highlight(text, start, end, mark_id="rag-article-mark")}</div></div>')
+
+
+def article_placeholder(message: str = "Click a citation chip or a source to read the passage in its article.") -> str:
+    return _placeholder("Article", message)
+
+
+def _placeholder(title: str, message: str) -> str:
+    return (f'<div class="rag-panel"><div class="rag-panel-title">{escape(title)}</div>'
+            f'<div class="rag-empty">{escape(message)}</div></div>')
+
+
+@dataclass(frozen=True)
+class EvidencePassage:
+    source: str
+    title: str
+    paragraph: str
+    start: int  # relative to paragraph
+    end: int
+    score: float
+
+
+def check_result(result: dict, passages: list[EvidencePassage]) -> str:
+    """Verdict on a claim, its reason, and the best passages with the matching span highlighted."""
+    cards = "".join(
+        f'<div class="rag-source"><div class="rag-source-head"><span class="rag-source-n">{i}</span>'
+        f'<span class="rag-source-title">{escape(p.title)}</span>'
+        f'<span class="rag-score">similarity {p.score:.2f}</span></div>'
+        f'<div class="rag-source-para">{highlight(p.paragraph, p.start, p.end)}</div></div>'
+        for i, p in enumerate(passages, 1)
+    )
+    if not cards:
+        cards = '<div class="rag-empty">No passage of the corpus relates to this claim.</div>'
+    return (f'<div class="rag-panel"><div class="rag-verdict">{badge(result["verdict"])}'
+            f'<span class="rag-claim">{escape(result["claim"])}</span></div>'
+            f'<div class="rag-reason">{escape(result["reason"])}</div>'
+            f'<div class="rag-subhead">Closest passages</div>{cards}</div>')
+
+
+def status_line(message: str, kind: str = "error") -> str:
+    """A one-line message in the page (errors from the pipeline, upload results)."""
+    if not message:
+        return ""
+    kind = kind if kind in ("error", "ok", "info") else "info"
+    return f'<div class="rag-status rag-status-{kind}">{escape(message)}</div>'
