@@ -35,17 +35,20 @@ if TYPE_CHECKING:
 _PRONOUN_START = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two|The killing)\b")
 _PRONOUN_ATTRIBUTION = re.compile(r"\b(he|she|they|it) (said|told|says|added|chided)\b|\bsaid (he|she)\b")
 STRICT_TYPES = ("when", "age", "money", "how_many")  # the answer must contain a value of this type
-NAME_TYPES = ("who", "quote_speaker", "where")
+NAME_TYPES = ("who", "quote_speaker", "where", "name")
 
 # Operating point, chosen on eval/gold.jsonl (see docs/extractive.md for the measurements).
 W_DENSE, W_LEXICAL, W_TYPE, W_ENTITY, W_RANK = 0.45, 0.30, 0.10, 0.10, 0.05
 UNTYPED_PENALTY = 0.75  # score multiplier for a sentence lacking the asked-for type
 MIN_SCORE = 0.36
 MIN_DENSE, MIN_LEXICAL = 0.30, 0.30
+MIN_PREDICATE_COVERAGE = 0.15  # share of the question's non-name words that the answer must contain...
+PREDICATE_DENSE_OVERRIDE = 0.7  # ...unless the answer is this close to the question in embedding space
 BRIDGE_DISTANCE = 2  # sentences, within one paragraph
 HOP_MIN_UNCOVERED = 0.35  # try a second hop when this share of the question's weighted terms is uncovered
 HOP_MIN_GAIN = 0.15  # ...and keep it only when it covers this much more of the question
-HOP_MIN_COVERAGE = 0.6  # ...and the two sentences together cover at least this share
+HOP_MIN_COVERAGE = 0.5  # ...and the two sentences together cover at least this share
+FOCUS_BONUS = 0.2  # a second sentence naming the asked-for thing ("spokesman") is worth this much coverage
 HOP_FIRST_CANDIDATES = 3
 
 
@@ -111,6 +114,8 @@ class ExtractiveBackend(AnswerBackend):
                 if all(t in question or t in _GENERIC_NAMES for t in tokens if t):
                     continue
             elif span in question:
+                continue
+            if info.kind == "how_many" and info.counted and not _counts(text, end, info.counted):
                 continue
             return True
         return False
@@ -185,7 +190,8 @@ class ExtractiveBackend(AnswerBackend):
         weights = self.term_weights(info)
         coverage = self._coverage(weights, [c.sentence for c in chosen])
         untyped = info.kind in STRICT_TYPES + NAME_TYPES and not any(c.typed for c in chosen)
-        if 1 - coverage >= HOP_MIN_UNCOVERED or untyped:
+        unfocused = info.focus is not None and not self._mentions_focus(info, [c.sentence for c in chosen])
+        if 1 - coverage >= HOP_MIN_UNCOVERED or untyped or unfocused:
             hop = self._second_hop(info, weights, ranked, by_id, coverage)
             if hop is not None:
                 chosen = hop
@@ -220,9 +226,14 @@ class ExtractiveBackend(AnswerBackend):
                 value = self._coverage(weights, [c.sentence for c in pair])
                 if value < HOP_MIN_COVERAGE or self._entity_share(info, [c.sentence for c in pair]) < 1.0:
                     continue
+                if info.focus is not None and self._mentions_focus(info, [second.sentence]):
+                    value += FOCUS_BONUS
                 if value > best_value:
                     best_pair, best_value = pair, value
         return best_pair
+
+    def _mentions_focus(self, info: QuestionInfo, sentences: list[Sentence]) -> bool:
+        return any(_term_match(info.focus, self.sentence_terms[s.id]) > 0 for s in sentences)
 
     def _abstain(self, info: QuestionInfo, best: Scored, chosen: list[Scored]) -> bool:
         text = " ".join(s.sentence.text for s in chosen)
@@ -233,6 +244,14 @@ class ExtractiveBackend(AnswerBackend):
         if info.kind in NAME_TYPES and not any(s.typed for s in chosen):
             return True
         if best.dense < MIN_DENSE and best.lexical < MIN_LEXICAL:
+            return True
+        # The question's own words (beyond its names) must mostly not be missing: "Who succeeded Khamenei?"
+        # retrieves sentences about Khamenei, none about a successor.
+        entity_terms = set(content_terms(" ".join(info.entities)))
+        predicate = {t: w for t, w in self.term_weights(info).items() if t not in entity_terms}
+        if predicate and best.dense < PREDICATE_DENSE_OVERRIDE and self._coverage(
+            predicate, [c.sentence for c in chosen]
+        ) < MIN_PREDICATE_COVERAGE:
             return True
         return best.score < MIN_SCORE
 
@@ -246,6 +265,14 @@ class ExtractiveBackend(AnswerBackend):
 
 _GENERIC_NAMES = {"us", "u.s.", "iran", "iraq", "israel", "iranian", "iraqi", "israeli", "american", "americans",
                   "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "one", "the", "a"}
+
+
+def _counts(text: str, end: int, counted: tuple[str, ...], window: int = 6) -> bool:
+    """Whether the figure ending at ``end`` counts the asked-for thing ("six ... militants", "150,000-strong")."""
+    if re.match(r"-(strong|member)", text[end:]):
+        return True
+    following = content_terms(text[end:])[:window]
+    return any(_term_match(c, frozenset(following)) > 0 for c in counted)
 
 
 def _term_match(term: str, sentence_terms: frozenset[str]) -> float:

@@ -40,16 +40,17 @@ PROBE_VECTORS_FILE = "probe_vectors.npy"
 # Sentence-transformers module types the export reproduces (transformer, mean pooling, optional normalise).
 _SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 
-# Encoded together as one padded batch on every load: short, medium and over-long (truncated) inputs.
+# Encoded together as one padded batch on every load (kept short: this is part of every cold start).
 PROBES = (
     "Who replaced Qassem Soleimani?",
     "The militias control a network of businesses, from checkpoints and construction firms to banks, "
     "and their leaders want access to Western healthcare and schooling abroad for their children.",
-    " ".join(["Iraq's armed factions and the state are entangled in oil, politics and money."] * 30),
 )
-# Checked once at export, in batches and one by one: punctuation, numbers, quotes, accents, empty-ish text.
+# Checked once at export, in batches and one by one: punctuation, numbers, quotes, accents, empty-ish text,
+# and an input longer than max_seq_length (truncated).
 VERIFICATION_SENTENCES = (
     *PROBES,
+    " ".join(["Iraq's armed factions and the state are entangled in oil, politics and money."] * 30),
     "",
     "a",
     "Baghdad, March 6 (Reuters) - Iraq's Shi'ite militias face pressure.",

@@ -38,6 +38,7 @@ _CAUSE = re.compile(
 _SPEECH = re.compile(r"\b(said|says|told|stated|added|chided|describ\w*|call\w*|according to|statement)\b", re.I)
 
 # Capitalised words that are not entities even mid-sentence in a question.
+_NUMBER_WORDS_SET = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "dozen"}
 _GENERIC_CAPS = {"us", "u.s.", "american", "americans", "iran", "iraq", "iranian", "iraqi", "israel", "israeli",
                  "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "according"}
 
@@ -50,6 +51,8 @@ class QuestionInfo:
     entities: list[str] = field(default_factory=list)  # lower-cased capitalised words of the question
     quoted: list[str] = field(default_factory=list)  # quoted phrases in the question
     numbers: list[str] = field(default_factory=list)
+    counted: tuple[str, ...] = ()  # for "how many X": stems of X
+    focus: str | None = None  # stemmed head noun of the asked-for thing ("spokesman" in "Who is the spokesman...")
 
 
 def analyze(question: str) -> QuestionInfo:
@@ -69,7 +72,10 @@ def analyze(question: str) -> QuestionInfo:
     elif re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
             or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered):
         kind = "when"
-    elif re.search(r"\bwho (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
+    elif re.search(r"\b(what|which) (?:is|was) (?:the |his |her |their )?(?:(?:full|real|first|last) )?name\b|"
+                   r"\bwhat is [\w.'’ ]+'s (?:(?:full|real|first|last) )?name\b", lowered):
+        kind = "name"
+    elif re.search(r"^who (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
         kind = "quote_speaker"
     elif re.search(r"^(who|whom|whose)\b|\bwho\b", lowered) or re.search(
         r"\b(which|what) (\w+ )?(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
@@ -87,7 +93,21 @@ def analyze(question: str) -> QuestionInfo:
     elif first and first[0] in ("is", "are", "was", "were", "did", "does", "do", "has", "have", "can", "could"):
         kind = "yesno"
     entities = entity_phrases(q)
+    focus_match = re.search(
+        r"\b(?:who|what) (?:is|was|are|were) the (\w+)|\b(?:which|what) (?!is\b|was\b|did\b|does\b|do\b|are\b|were\b"
+        r"|has\b|have\b|kind\b|type\b|part\b)(\w+)", lowered)
+    focus = None
+    if focus_match:
+        word = focus_match.group(1) or focus_match.group(2)
+        if word not in STOPWORDS and not word.isdigit() and word not in _NUMBER_WORDS_SET:
+            focus = stem(word)
+    counted: tuple[str, ...] = ()
+    counted_match = re.search(r"\bhow many (?:of the )?([\w'’-]+)(?: ([\w'’-]+))?", lowered)
+    if kind == "how_many" and counted_match:
+        counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS)
     return QuestionInfo(
+        counted=counted,
+        focus=focus,
         text=question,
         kind=kind,
         terms=content_terms(q),
@@ -217,7 +237,7 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
         roles = [m.span() for m in _ROLE.finditer(sentence)]
     else:
         roles = []
-    if kind in ("who", "quote_speaker", "where"):
+    if kind in ("who", "quote_speaker", "where", "name"):
         return [m.span() for m in re.finditer(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van )?[A-Z][\w'’.-]*)*", sentence)
                 if m.group(0).split()[0] not in ("The", "A", "An", "But", "And", "In", "On", "It", "He", "She",
                                                   "They", "His", "Her", "Their", "This", "That", "During", "After",

@@ -160,8 +160,7 @@ def header_html(pipeline: Pipeline) -> str:
     docs = pipeline.documents()
     chunks = sum(d.get("chunks", 0) for d in docs)
     return (f'<div class="rag-header"><h1>{escape(TITLE)}</h1>'
-            f'<span class="rag-tagline">Every answer sentence cites the article sentence it comes from, '
-            f"and each citation is checked.</span>"
+            f'<span class="rag-tagline">Answers cite the sentences they come from; every citation is checked.</span>'
             f'<span class="rag-stats">{len(docs)} document{"s" if len(docs) != 1 else ""} · {chunks} chunks · '
             f"backend {escape(pipeline.settings.backend)}</span></div>")
 
@@ -231,7 +230,7 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=420):
             chatbot = gr.Chatbot(
-                label="Conversation", height=470, latex_delimiters=[], feedback_options=None, buttons=["copy"],
+                label="Conversation", show_label=False, height=470, latex_delimiters=[], feedback_options=None, buttons=["copy"],
                 placeholder="Ask a question about the indexed news articles. Every sentence of the answer "
                             "cites the passage it comes from; click a citation to read it in the article.",
                 elem_id="rag-chat",
@@ -240,7 +239,7 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                 question = gr.Textbox(show_label=False, placeholder="Ask about the news articles…", scale=8,
                                       max_lines=4, autofocus=True, elem_id="rag-question")
                 ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="rag-ask")
-            status = gr.HTML(elem_id="rag-chat-status")
+            status = gr.HTML(elem_id="rag-chat-status", elem_classes="rag-status-slot")
             if BUNDLED_ARTICLE in pipeline.index.documents:
                 gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
             with gr.Accordion("Answer settings", open=False):
@@ -343,7 +342,7 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
         with gr.Column(scale=2):
             baseline = gr.Checkbox(True, label="Compare with the LangChain tutorial baseline")
             run_button = gr.Button("Run evaluation", variant="primary")
-            status = gr.HTML()
+            status = gr.HTML(elem_classes="rag-status-slot")
     metrics = gr.Dataframe(headers=["section", "metric", "ours", "baseline"], label="Metrics", interactive=False,
                            wrap=True)
     with gr.Row():
@@ -398,7 +397,7 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
         with gr.Column(scale=2):
             replace = gr.Checkbox(False, label="Replace documents with the same file name")
             add_button = gr.Button("Add to index", variant="primary")
-            status = gr.HTML(elem_id="rag-documents-status")
+            status = gr.HTML(elem_id="rag-documents-status", elem_classes="rag-status-slot")
     gr.Markdown("The current index keeps answering while the new one is built; it is swapped in when ready. "
                 "A document's id is its file name.")
 

@@ -19,10 +19,13 @@ CSS = """
 footer { display: none !important; }
 
 /* header */
-.rag-header { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; padding: 2px 2px 0; }
-.rag-header h1 { font-size: 1.35rem; font-weight: 700; margin: 0; letter-spacing: -0.01em; }
-.rag-header .rag-tagline { color: var(--body-text-color-subdued); font-size: 0.92rem; }
-.rag-header .rag-stats { margin-left: auto; font-size: 0.82rem; color: var(--body-text-color-subdued); }
+.rag-header { display: flex; align-items: center; gap: 14px; padding: 0 2px; }
+.rag-header h1 { font-size: 1.3rem; font-weight: 700; margin: 0; letter-spacing: -0.01em; white-space: nowrap; }
+.rag-header .rag-tagline { color: var(--body-text-color-subdued); font-size: 0.9rem; }
+.rag-header .rag-stats { margin-left: auto; font-size: 0.78rem; color: var(--body-text-color-subdued); white-space: nowrap;
+  border: 1px solid var(--border-color-primary); border-radius: 999px; padding: 2px 10px; }
+/* empty one-line status slots take no room until there is something to say */
+.rag-status-slot:not(:has(.rag-status)) { display: none !important; }
 
 /* chat messages */
 .rag-msg, .rag-question { line-height: 1.55; }
@@ -53,7 +56,7 @@ footer { display: none !important; }
   letter-spacing: 0.07em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
 .rag-subhead { margin-top: 12px; }
 .rag-empty { color: var(--body-text-color-subdued); font-size: 0.92rem; padding: 6px 0; }
-#rag-sources .rag-panel { max-height: 330px; overflow-y: auto; }
+#rag-sources .rag-panel { max-height: 300px; overflow-y: auto; }
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px; margin-bottom: 8px;
   background: var(--background-fill-primary); }
 #rag-sources .rag-source { cursor: pointer; }
@@ -90,7 +93,7 @@ footer { display: none !important; }
 .rag-article-title { font-weight: 700; }
 .rag-article-date, .rag-article-label { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .rag-article-label { margin-left: auto; }
-.rag-article { position: relative; max-height: 380px; overflow-y: auto; white-space: pre-wrap; font-family: Georgia,
+.rag-article { position: relative; max-height: 330px; overflow-y: auto; white-space: pre-wrap; font-family: Georgia,
   "Times New Roman", serif; font-size: 0.98rem; line-height: 1.6; padding-right: 8px; }
 .rag-article mark.rag-cited { box-shadow: 0 0 0 2px #f59e0b; }
 .rag-flash { animation: rag-flash 1.2s ease-out 1; }
