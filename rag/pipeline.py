@@ -24,7 +24,7 @@ from rag.documents import SUPPORTED_SUFFIXES, read_document
 from rag.embeddings import Embedder, resolve_model
 from rag.errors import InputFileError, UsageError
 from rag.index import Index, build_index, open_index
-from rag.question import analyze, type_candidates
+from rag.question import analyze, short_answer
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
 from rag.text import normalize
@@ -219,18 +219,8 @@ class Pipeline:
         return judge(claim, evidence, self.similarity)
 
     def short_answer(self, question: str, texts: list[str]) -> str | None:
-        """The name, date or figure inside the cited sentences that answers the question, if one stands out."""
-        info = analyze(question)
-        if info.kind not in ("who", "when", "where", "how_many", "money", "age", "quote_speaker"):
-            return None
-        asked = normalize(question).lower()
-        for text in texts:
-            spans = [text[s:e].strip() for s, e in type_candidates(info.kind, text)]
-            fresh = [s for s in spans if s and normalize(s).lower().strip("'’s") not in asked
-                     and not all(w in asked for w in normalize(s).lower().split())]
-            if fresh:
-                return fresh[0]
-        return None
+        """The name, date, figure, cause or quote inside the cited sentences that answers the question."""
+        return short_answer(analyze(question), texts)
 
     # ------------------------------------------------------------ checking claims
 

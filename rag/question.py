@@ -238,12 +238,7 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
     else:
         roles = []
     if kind in ("who", "quote_speaker", "where", "name"):
-        return [m.span() for m in re.finditer(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van )?[A-Z][\w'’.-]*)*", sentence)
-                if m.group(0).split()[0] not in ("The", "A", "An", "But", "And", "In", "On", "It", "He", "She",
-                                                  "They", "His", "Her", "Their", "This", "That", "During", "After",
-                                                  "Even", "Still", "With", "For", "Some", "Many", "Most", "When",
-                                                  "If", "As", "Since", "Sixteen", "Amid", "What", "We", "Our",
-                                                  "Now", "Where", "There", "Everything", "None", "Operations", "I")] + roles
+        return _name_spans(sentence) + roles
     if kind == "why":
         return [m.span() for m in _CAUSE.finditer(sentence)]
     if kind == "quote_content":
@@ -251,6 +246,113 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
             [m.span() for m in _SPEECH.finditer(sentence)]
         )
     return []
+
+
+_NAME_SPAN = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van |of )?[A-Z][\w'’.-]*)*")
+_LEADING = {"The", "A", "An", "But", "And", "In", "On", "It", "He", "She", "They", "His", "Her", "Their", "This",
+            "That", "During", "After", "Even", "Still", "With", "For", "Some", "Many", "Most", "When", "If", "As",
+            "Since", "Sixteen", "Amid", "What", "We", "Our", "Now", "Where", "There", "Everything", "None",
+            "Operations", "I", "Leaders", "Both", "Among"}
+
+
+def _name_spans(sentence: str) -> list[tuple[int, int]]:
+    """Capitalised name spans, without leading function words ("In Baghdad" -> "Baghdad")."""
+    spans = []
+    for m in _NAME_SPAN.finditer(sentence):
+        start, text = m.start(), m.group(0)
+        while True:
+            first, _, rest = text.partition(" ")
+            if first in _LEADING and rest:
+                start += len(first) + 1
+                text = rest
+            else:
+                break
+        if text.split(" ")[0] in _LEADING or re.search(r"-(based|backed|sanctioned|led|majority|favored|era)$", text):
+            continue
+        end = start + len(text.rstrip(".,"))
+        if text.endswith((".", ",")) and not re.search(r"\b[A-Z]\.[A-Z]\.$", text):
+            pass
+        else:
+            end = start + len(text)
+        spans.append((start, end))
+    return spans
+
+
+_CLAUSE_END = re.compile(r"[,;:.!?]|\s[–—]\s|\s-\s")
+_TOKEN = re.compile(r"[\w'’-]+")
+_LOCATIVE = re.compile(r"\b(in|at|from|to|into|near|across|toward|towards|of)\s+$", re.IGNORECASE)
+
+
+def _why_spans(sentence: str) -> list[tuple[int, int]]:
+    """From a causal cue to the end of its clause: "for fear of being targeted by Israeli or US strikes"."""
+    spans = []
+    for m in _CAUSE.finditer(sentence):
+        stop = _CLAUSE_END.search(sentence, m.end())
+        spans.append((m.start(), stop.start() if stop else len(sentence)))
+    return spans
+
+
+def _candidates(info: QuestionInfo, text: str) -> list[tuple[int, int]]:
+    if info.kind == "why":
+        return _why_spans(text)
+    if info.kind == "quote_content":
+        return [(m.start() + 1, m.end() - 1) for m in re.finditer(r"[\"“][^\"“”]+[\"”]", text)]
+    return type_candidates(info.kind, text)
+
+
+def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
+    """The span inside the answer sentences that answers the question: a name, date, figure, cause or quote.
+
+    Candidates of the asked-for type are scored by how close they sit to the question's words (answers
+    stand next to the context the question restates), with a bonus next to the focus noun ("President
+    Donald Trump" for "which president") and a penalty for words the question already contains.
+    """
+    if info.kind in ("what", "yesno"):
+        return None
+    question = normalize(info.text).lower()
+    q_terms = set(info.terms)
+    best: tuple[float, str] | None = None
+    for order, text in enumerate(texts):
+        tokens = [(m.start(), m.end(), stem(m.group(0).lower().removesuffix("'s").removesuffix("’s")))
+                  for m in _TOKEN.finditer(text)]
+        for start, end in _candidates(info, text):
+            span = text[start:end].strip(" ,.;:\"“”'")
+            if not span:
+                continue
+            lowered = normalize(span).lower()
+            span_words = [w.strip("'’.,").removesuffix("'s") for w in lowered.split()]
+            if info.kind in ("who", "quote_speaker", "where", "name", "when", "how_many", "money", "age"):
+                if lowered in question or all(w in question or w in _GENERIC_SHORT for w in span_words):
+                    continue
+            inside = [i for i, (s, e, _) in enumerate(tokens) if s >= start and e <= end]
+            if not inside:
+                continue
+            first, last = inside[0], inside[-1]
+            value = 0.0
+            for i, (_, _, token_stem) in enumerate(tokens):
+                if first <= i <= last or token_stem not in q_terms:
+                    continue
+                distance = first - i if i < first else i - last
+                value += 1.0 / distance
+            if info.focus is not None:
+                near = tokens[max(0, first - 3): first] + tokens[last + 1: last + 4]
+                if any(t[2] == info.focus or t[2].startswith(info.focus) for t in near):
+                    value += 2.0
+            if info.kind in ("who", "name", "quote_speaker") and span[:1].isupper() and " " in span:
+                value += 0.3
+            if info.kind == "where" and _LOCATIVE.search(text[:start]):
+                value += 0.5
+            if info.kind == "when" and re.search(r"[A-Za-z]", span) and re.search(r"\d", span):
+                value += 0.3
+            value -= 0.01 * order
+            if best is None or value > best[0]:
+                best = (value, span)
+    return best[1] if best else None
+
+
+_GENERIC_SHORT = {"us", "u.s.", "iran", "iraq", "israel", "iranian", "iraqi", "israeli", "american", "americans",
+                  "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "one", "the", "a", "an",
+                  "syrians", "lebanese", "syrian"}
 
 
 def term_weights(terms: list[str], document_frequency: dict[str, int], n_docs: int) -> dict[str, float]:

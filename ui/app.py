@@ -338,7 +338,7 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
                 "baseline.")
     with gr.Row():
         gold_file = gr.File(label="Gold set (.jsonl, optional: the bundled set is used without one)",
-                            file_types=[".jsonl"], scale=3)
+                            file_types=[".jsonl"], scale=3, elem_id="rag-gold-upload")
         with gr.Column(scale=2):
             baseline = gr.Checkbox(True, label="Compare with the LangChain tutorial baseline")
             run_button = gr.Button("Run evaluation", variant="primary")
@@ -393,7 +393,7 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
     with gr.Row():
         uploads = gr.File(label=f"Add documents ({', '.join(UPLOAD_TYPES)}; up to {settings.max_uploads} files of "
                                 f"{settings.max_file_mb:g} MB each)", file_count="multiple", file_types=UPLOAD_TYPES,
-                          scale=3)
+                          scale=3, elem_id="rag-upload")
         with gr.Column(scale=2):
             replace = gr.Checkbox(False, label="Replace documents with the same file name")
             add_button = gr.Button("Add to index", variant="primary")

@@ -58,17 +58,20 @@ def answer_message(answer: dict, turn: int) -> str:
         return ('<div class="rag-notice"><strong>No answer in the indexed articles.</strong> '
                 f"{_inline(answer.get('answer') or '')}</div>")
     verdicts = {c["n"]: c.get("verdict", "unchecked") for c in answer.get("citations", [])}
+    text = answer.get("answer") or ""
+    short = answer.get("short_answer")
+    # The short answer is also emphasised where it first occurs in the cited text.
+    at = text.find(short) if short else -1
+    emphasis = (at, at + len(short)) if short and at >= 0 else None
     parts: list[str] = []
     position = 0
-    text = answer.get("answer") or ""
     for match in _MARKER.finditer(text):
-        parts.append(_inline(text[position : match.start()]))
+        parts.append(_emphasised(text, position, match.start(), emphasis))
         n = int(match.group(1))
         parts.append(" " + _chip(turn, n, verdicts.get(n, "unchecked")) if n in verdicts else "")
         position = match.end()
-    parts.append(_inline(text[position:]))
+    parts.append(_emphasised(text, position, len(text), emphasis))
     body = f'<div class="rag-answer-text">{"".join(parts)}</div>'
-    short = answer.get("short_answer")
     if short:
         body = (f'<div class="rag-short"><span class="rag-short-label">Answer</span>'
                 f"<strong>{_inline(short)}</strong></div>{body}")
@@ -77,6 +80,14 @@ def answer_message(answer: dict, turn: int) -> str:
 
 def question_message(question: str) -> str:
     return f'<div class="rag-question">{_inline(question)}</div>'
+
+
+def _emphasised(text: str, start: int, end: int, emphasis: tuple[int, int] | None) -> str:
+    """``text[start:end]`` escaped, with the part inside ``emphasis`` (if any) in <strong>."""
+    if emphasis is None or emphasis[1] <= start or emphasis[0] >= end:
+        return _inline(text[start:end])
+    low, high = max(start, emphasis[0]), min(end, emphasis[1])
+    return f"{_inline(text[start:low])}<strong>{_inline(text[low:high])}</strong>{_inline(text[high:end])}"
 
 
 def streaming_message(partial_text: str) -> str:
