@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest
-from rag.question import EntityMatcher, QuestionInfo, is_generic, analyze, entity_phrases, type_candidates
+from rag.question import EntityMatcher, QuestionInfo, analyze, entity_phrases, is_generic, type_candidates
 from rag.text import content_terms, normalize
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from rag.types import Answer, CheckResult, Citation, Document, Evidence, Hit, Se
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, best_of, clean_answer_sentence, judge, quotes
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _MARKERS = re.compile(r"\[(\d+)\]")
@@ -129,6 +129,13 @@ class Pipeline:
 
     # ------------------------------------------------------------ answering
 
+    def prepare(self, question: str, backend: AnswerBackend, k: int | None = None) -> AnswerRequest:
+        """Retrieve and number the passages a backend answers from (hits are cut to the top-k shown)."""
+        k = k or self.settings.top_k
+        hits = self.retriever.search(question, max(k, backend.passage_depth))
+        passages = self.passages_for(hits + self._bridge_hits(question, hits))
+        return AnswerRequest(question, passages, hits[:k])
+
     def ask(self, question: str, backend: str | None = None, k: int | None = None) -> Answer:
         result = None
         for piece in self.ask_stream(question, backend=backend, k=k):
@@ -147,22 +154,18 @@ class Pipeline:
         self.embedder.encode_query(question)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        k = k or self.settings.top_k
-        depth = max(k, getattr(chosen, "passage_depth", 0))
-        hits = self.retriever.search(question, depth)
-        passages = self.passages_for(hits + self._bridge_hits(question, hits))
-        hits = hits[:k]
+        request = self.prepare(question, chosen, k)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         pieces = []
-        for piece in chosen.execute(AnswerRequest(question, passages, hits)):
+        for piece in chosen.execute(request):
             pieces.append(piece)
             yield piece
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = self.assemble(question, "".join(pieces), passages, chosen.name)
+        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name)
         timings["verify"] = (time.perf_counter() - t) * 1000
-        answer.hits = hits
+        answer.hits = request.hits
         answer.timings_ms = timings
         answer.latency_ms = (time.perf_counter() - started) * 1000
         yield answer

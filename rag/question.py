@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.text import STOPWORDS, content_terms, normalize, stem, words
-from rag.verify import names, numbers, quotes
+from rag.verify import numbers, quotes
 
 MONTHS = ("january february march april may june july august september october november december").split()
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
@@ -67,9 +67,7 @@ def analyze(question: str) -> QuestionInfo:
         kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b", lowered) else "what"
     elif re.search(r"\bhow (many|big|large)\b|^(what|which) (is|was) the number of\b|\bhow strong\b|\bsize of\b", lowered):
         kind = "how_many"
-    elif re.search(r"\bhow long\b", lowered):
-        kind = "when"
-    elif re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
+    elif re.search(r"\bhow long\b", lowered) or re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
             or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered):
         kind = "when"
     elif re.search(r"\b(what|which) (?:is|was) (?:the |his |her |their )?(?:(?:full|real|first|last) )?name\b|"
@@ -233,10 +231,7 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
             if i >= 0 and not _YEAR.fullmatch(surface):
                 spans.append((i, i + len(surface)))
         return spans
-    if kind in ("who", "quote_speaker"):
-        roles = [m.span() for m in _ROLE.finditer(sentence)]
-    else:
-        roles = []
+    roles = [m.span() for m in _ROLE.finditer(sentence)] if kind in ("who", "quote_speaker") else []
     if kind in ("who", "quote_speaker", "where", "name"):
         return _name_spans(sentence) + roles
     if kind == "why":
@@ -269,12 +264,7 @@ def _name_spans(sentence: str) -> list[tuple[int, int]]:
                 break
         if text.split(" ")[0] in _LEADING or re.search(r"-(based|backed|sanctioned|led|majority|favored|era)$", text):
             continue
-        end = start + len(text.rstrip(".,"))
-        if text.endswith((".", ",")) and not re.search(r"\b[A-Z]\.[A-Z]\.$", text):
-            pass
-        else:
-            end = start + len(text)
-        spans.append((start, end))
+        spans.append((start, start + len(text)))
     return spans
 
 
@@ -321,9 +311,10 @@ def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
                 continue
             lowered = normalize(span).lower()
             span_words = [w.strip("'’.,").removesuffix("'s") for w in lowered.split()]
-            if info.kind in ("who", "quote_speaker", "where", "name", "when", "how_many", "money", "age"):
-                if lowered in question or all(w in question or w in _GENERIC_SHORT for w in span_words):
-                    continue
+            if info.kind in ("who", "quote_speaker", "where", "name", "when", "how_many", "money", "age") and (
+                lowered in question or all(w in question or w in _GENERIC_SHORT for w in span_words)
+            ):
+                continue
             inside = [i for i, (s, e, _) in enumerate(tokens) if s >= start and e <= end]
             if not inside:
                 continue

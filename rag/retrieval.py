@@ -27,10 +27,7 @@ class HybridRetriever:
         dense = {int(i): float(s) for s, i in zip(dense_scores[0], dense_ids[0], strict=True) if i >= 0}
 
         bm25_all = self.index.bm25.scores(query)
-        if depth < n_chunks:
-            top = np.argpartition(-bm25_all, depth - 1)[:depth]
-        else:
-            top = np.arange(n_chunks)
+        top = np.argpartition(-bm25_all, depth - 1)[:depth] if depth < n_chunks else np.arange(n_chunks)
         top = top[np.argsort(-bm25_all[top], kind="stable")]
         bm25 = {int(i): float(bm25_all[i]) for i in top if bm25_all[i] > 0}
 

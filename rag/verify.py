@@ -131,6 +131,11 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
     n_claim, n_evidence = normalize(claim).lower(), normalize(evidence).lower()
     squash = lambda s: re.sub(r"\W+", " ", s).strip()  # noqa: E731
     if squash(n_claim) and squash(n_claim) in squash(n_evidence):
+        claimed_quotes = quotes(claim)
+        if claimed_quotes:
+            speakers = _speakers(evidence, claimed_quotes)
+            attributed = f", attributed to {', '.join(speakers)}" if speakers else ""
+            return Verdict(SUPPORTED, f"quote found verbatim{attributed}", 1.0)
         return Verdict(SUPPORTED, "verbatim in the cited passage", 1.0)
 
     claim_terms = [t for t in content_terms(claim) if t not in STOPWORDS]
@@ -156,19 +161,21 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
     quoted = quotes(claim)
 
     if quoted and not missing_names and coverage >= 0.5:
-        return Verdict(SUPPORTED, f'quote "{quoted[0]}" found in the cited passage', max(score, 0.9))
+        speakers = _speakers(evidence, quoted)
+        attributed = f", attributed to {', '.join(speakers)}" if speakers else ""
+        return Verdict(SUPPORTED, f"quote found{attributed}", max(score, 0.9))
     if quoted and missing_names:
         outside = evidence
         for q in quotes(evidence):
             outside = outside.replace(q, " ")
-        speakers = sorted(names(outside) - names(claim) - {"reuters"})
-        claimed = ", ".join(missing_names[:3])
+        speakers = [_display(n, evidence) for n in sorted(names(outside) - names(claim) - {"reuters"})]
+        claimed = ", ".join(_display(n, claim) for n in missing_names[:3])
         if speakers:
             return Verdict(UNSUPPORTED, f"quote found, but the article attributes it to {', '.join(speakers[:3])}, "
                            f"not {claimed}", max(score, 0.9))
         return Verdict(PARTIAL, f"quote found; the cited passage does not name its speaker ({claimed})", 0.5)
     if missing_names:
-        who = ", ".join(missing_names[:3])
+        who = ", ".join(_display(n, claim) for n in missing_names[:3])
         verdict = PARTIAL if coverage >= 0.5 else UNSUPPORTED
         return Verdict(verdict, f"name(s) not in the cited passage: {who}", score * 0.6)
     if negation_differs and coverage >= 0.5:
@@ -178,6 +185,26 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
     if coverage >= 0.45 or semantic >= 0.6:
         return Verdict(PARTIAL, f"only {coverage:.0%} of the content words are in the cited passage", score)
     return Verdict(UNSUPPORTED, f"the cited passage does not state this ({coverage:.0%} word overlap)", score)
+
+
+def _display(token: str, text: str) -> str:
+    """A lower-cased name token as it is written in ``text``."""
+    match = re.search(re.escape(token), normalize(text), re.IGNORECASE)
+    return match.group(0) if match else token
+
+
+_NAME_RUN = r"((?:[A-Z][\w'’.-]+)(?:\s+(?:al-)?[A-Z][\w'’.-]+)*)"
+_SAID_NAME = re.compile(r"\b(?:said|says|told|according to)\s+" + _NAME_RUN)
+_NAME_SAID = re.compile(_NAME_RUN + r"\s+(?:said|says|told|added)\b")
+
+
+def _speakers(evidence: str, claimed_quotes: list[str]) -> list[str]:
+    """Who the passage says spoke ("..., said Mustafa Fahs" / "A.J. said")."""
+    outside = normalize(evidence)
+    for q in quotes(evidence):
+        outside = outside.replace(normalize(q), " ")
+    found = [m.group(1).rstrip(".,") for pattern in (_SAID_NAME, _NAME_SAID) for m in pattern.finditer(outside)]
+    return list(dict.fromkeys(n for n in found if n not in _NON_NAMES and n != "Reuters"))[:2]
 
 
 def best_of(verdicts: list[Verdict]) -> Verdict:

@@ -211,15 +211,6 @@ def test_missing_bm25_folder_is_a_clear_error(indexed_settings, embedder):
         open_index(indexed_settings, embedder)
 
 
-def test_missing_index_is_built(fresh_settings, embedder, caplog):
-    assert not fresh_settings.index_path.exists()
-    with caplog.at_level(logging.WARNING, logger="rag"):
-        index = open_index(fresh_settings, embedder)
-    assert "not found" in caplog.text
-    assert index.manifest["counts"]["documents"] == 1
-    assert stale_reason(fresh_settings, read_manifest(fresh_settings.index_path), embedder.info) is None
-
-
 # ---------------------------------------------------------------- concurrent builds
 
 

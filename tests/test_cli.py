@@ -1,0 +1,113 @@
+"""The ``rag`` command as a user runs it: a subprocess of the venv's console script, against private copies of
+the corpus and index (RAG_CORPUS_DIR / RAG_INDEX_DIR) so the repository's index/ is never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY_MODULES = ("torch", "faiss", "sentence_transformers", "transformers", "langchain_core", "gradio", "numpy")
+
+
+def rag_command() -> str:
+    candidate = Path(sys.executable).parent / "rag"
+    return str(candidate) if candidate.exists() else shutil.which("rag")
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, pipeline) -> dict:
+    home = tmp_path_factory.mktemp("cli")
+    shutil.copytree(pipeline.settings.corpus_dir, home / "corpus")
+    shutil.copytree(pipeline.settings.index_dir, home / "index", symlinks=True)
+    return os.environ | {"RAG_CORPUS_DIR": str(home / "corpus"), "RAG_INDEX_DIR": str(home / "index"),
+                         "RAG_HOME": str(home)}
+
+
+def run_rag(env: dict, *args: str) -> subprocess.CompletedProcess:
+    # cwd is the temporary home so that no .env file of the developer's checkout leaks into the settings.
+    return subprocess.run([rag_command(), *args], env=env, cwd=env["RAG_HOME"], capture_output=True, text=True,
+                          timeout=180)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    message = result.stderr.strip()
+    assert "Traceback" not in result.stderr
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith("rag: error: ")
+    for fragment in fragments:
+        assert fragment in message
+    assert result.stdout == ""
+
+
+def test_help_imports_no_heavy_library():
+    probe = (
+        "import json, sys; from rag.cli import build_parser; build_parser(); "
+        f"print(json.dumps([m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_help_runs(cli_env):
+    result = run_rag(cli_env, "--help")
+    assert result.returncode == 0
+    for command in ("index", "search", "ask", "check", "serve"):
+        assert command in result.stdout
+
+
+def test_search_json_contract(cli_env, article_text):
+    result = run_rag(cli_env, "search", "Who replaced Qassem Soleimani?", "--k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, "exactly one JSON object"
+    payload = json.loads(lines[0])
+    assert set(payload) == {"query", "hits"}
+    assert payload["query"] == "Who replaced Qassem Soleimani?"
+    assert len(payload["hits"]) == 3
+    types = {"rank": int, "score": float, "source": str, "start": int, "end": int, "text": str, "chunk_id": str}
+    for expected_rank, hit in enumerate(payload["hits"], 1):
+        assert set(hit) == set(types)
+        for key, kind in types.items():
+            assert type(hit[key]) is kind, key
+        assert hit["rank"] == expected_rank
+        assert article_text[hit["start"] : hit["end"]] == hit["text"]
+    assert any("Esmail Ghaani" in hit["text"] for hit in payload["hits"])
+
+
+def test_index_info_json(cli_env, pipeline):
+    result = run_rag(cli_env, "index", "info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert set(info) == {"format_version", "created", "build_seconds", "embedding", "chunking", "index_type",
+                         "counts", "documents", "path"}
+    assert info["counts"] == pipeline.index.manifest["counts"]
+    assert info["embedding"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["path"] == str(Path(cli_env["RAG_INDEX_DIR"]) / "default")
+
+
+def test_index_info_text(cli_env):
+    result = run_rag(cli_env, "index", "info")
+    assert result.returncode == 0, result.stderr
+    assert "all-MiniLM-L6-v2" in result.stdout
+    assert "2026-03-06-iran-proxies-iraq.txt" in result.stdout
+
+
+@pytest.mark.parametrize("query", ["", "   "])
+def test_empty_query_exits_2(cli_env, query):
+    assert_one_line_error(run_rag(cli_env, "search", query), 2, "query is empty")
+
+
+def test_adding_a_missing_file_exits_3_and_leaves_the_index(cli_env):
+    index_dir = Path(cli_env["RAG_INDEX_DIR"])
+    manifest_before = (index_dir / "default" / "manifest.json").read_bytes()
+    missing = Path(cli_env["RAG_HOME"]) / "no-such-file.txt"
+    assert_one_line_error(run_rag(cli_env, "index", "add", str(missing)), 3, "no-such-file.txt", "no such file")
+    assert (index_dir / "default" / "manifest.json").read_bytes() == manifest_before
+    assert sorted(p.name for p in Path(cli_env["RAG_CORPUS_DIR"]).iterdir()) == ["2026-03-06-iran-proxies-iraq.txt"]

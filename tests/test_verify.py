@@ -1,0 +1,73 @@
+"""Citation verdicts on crafted sentences, and `check` on claims and quotes (real model for similarity)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.verify import judge, numbers, quotes
+
+PMF = ("They also came to dominate the Popular Mobilization Forces, a 150,000-strong state paramilitary "
+       "umbrella organization formed to fight Islamic State.")
+STANSFIELD = '"The idea that the factions are under the thumb of Iran is not the case anymore," said Stansfield.'
+
+
+def test_verbatim_sentence_is_supported():
+    assert judge(PMF + " [1]", PMF).verdict == "supported"
+
+
+def test_paraphrase_with_same_facts_is_supported():
+    assert judge("The Popular Mobilization Forces is 150,000-strong.", PMF).verdict == "supported"
+
+
+def test_altered_number_is_unsupported_with_reason():
+    verdict = judge("The Popular Mobilization Forces has 200,000 fighters.", PMF)
+    assert verdict.verdict == "unsupported"
+    assert verdict.reason == "figure 200,000 in the claim, 150,000 in the article"
+
+
+def test_altered_quote_is_unsupported():
+    verdict = judge('Stansfield said "the factions are firmly under the thumb of Iran".', STANSFIELD)
+    assert verdict.verdict == "unsupported" and "not found verbatim" in verdict.reason
+
+
+def test_exact_quote_is_supported():
+    verdict = judge('Stansfield said "the factions are under the thumb of Iran is not the case anymore".', STANSFIELD)
+    assert verdict.verdict == "supported"
+
+
+def test_wrong_speaker_is_unsupported():
+    verdict = judge('Knights said "the factions are under the thumb of Iran is not the case anymore".', STANSFIELD)
+    assert verdict.verdict == "unsupported" and "stansfield" in verdict.reason.lower()
+
+
+def test_unrelated_sentence_is_unsupported():
+    assert judge("Hezbollah fired rockets into Israel from Lebanon.", PMF).verdict == "unsupported"
+
+
+def test_number_parsing():
+    found = dict((s, v) for s, v in numbers("more than two-dozen attacks, a 150,000-strong force, over $3 billion, at least six"))
+    assert found["two-dozen"] == 24 and found["150,000"] == 150000 and found["$3 billion"] == 3e9 and found["six"] == 6
+
+
+def test_quote_extraction_handles_curly_and_straight_quotes():
+    assert quotes('He said “this is a test quote” and left') == ["this is a test quote"]
+    assert quotes(STANSFIELD) == ["The idea that the factions are under the thumb of Iran is not the case anymore"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "verdict", "reason_part"),
+    [
+        ("The Popular Mobilization Forces has 200,000 fighters", "unsupported", "200,000 in the claim, 150,000"),
+        ("The Popular Mobilization Forces is a 150,000-strong paramilitary organization", "supported", ""),
+        ('"Everything changed after Nasrallah was killed," said Mustafa Fahs', "supported", "quote"),
+        ('"Everything changed after Nasrallah was killed," said Michael Knights', "unsupported", "attributes it to"),
+        ('Fahs said "nothing changed after Nasrallah was killed"', "unsupported", "not found verbatim"),
+    ],
+)
+def test_check_claims_against_the_article(pipeline, claim, verdict, reason_part):
+    result = pipeline.check(claim)
+    assert result.verdict == verdict, result.reason
+    assert reason_part.lower() in result.reason.lower()
+    assert result.passages
+    for p in result.passages:
+        assert p.text == pipeline.index.documents[p.source].text[p.start : p.end]
