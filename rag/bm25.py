@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,15 @@ from rag.text import content_terms
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def _bm25s():
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG when imported, which would print "Building index from tokens"
+    # through the CLI's log handler on every build.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 class BM25Index:
@@ -22,8 +32,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: list[str]) -> BM25Index:
-        import bm25s
-
+        bm25s = _bm25s()
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         # An empty token keeps documents without content words indexable.
         retriever.index([content_terms(t) or [""] for t in texts], show_progress=len(texts) > 50_000)
@@ -43,8 +52,7 @@ class BM25Index:
 
     @classmethod
     def load(cls, path: Path) -> BM25Index:
-        import bm25s
-
+        bm25s = _bm25s()
         folder = path / cls.FOLDER
         if not folder.is_dir():
             raise IndexCorruptError(f"{folder}: BM25 folder missing; rebuild with `rag index build`")

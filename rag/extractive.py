@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 _PRONOUN_START = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two|The killing)\b")
 _PRONOUN_ATTRIBUTION = re.compile(r"\b(he|she|they|it) (said|told|says|added|chided)\b|\bsaid (he|she)\b")
+_ANAPHORA = re.compile(r"\b(these|those|the two|such) [a-z]+", re.IGNORECASE)  # "these overtures", "those men"
 STRICT_TYPES = ("when", "age", "money", "how_many")  # the answer must contain a value of this type
 NAME_TYPES = ("who", "quote_speaker", "where", "name")
 
@@ -85,7 +86,9 @@ class ExtractiveBackend(AnswerBackend):
         """The sentence and, while it opens with a pronoun, the sentences it refers back to (at most two)."""
         chain = [sentence]
         current = sentence
-        while (_PRONOUN_START.match(current.text) or _PRONOUN_ATTRIBUTION.search(current.text)) \
+        # "these overtures" points further back than a pronoun does: follow it regardless of what precedes.
+        anaphoric = _ANAPHORA.search(sentence.text) is not None
+        while (anaphoric or _PRONOUN_START.match(current.text) or _PRONOUN_ATTRIBUTION.search(current.text)) \
                 and current.id > 0 and len(chain) < 4:
             previous = self.index.sentences[current.id - 1]
             if previous.source != current.source:
@@ -158,7 +161,7 @@ class ExtractiveBackend(AnswerBackend):
             prior = 1.0 / rank if rank else 0.0
             value = (W_DENSE * float(dense) + W_LEXICAL * lexical + W_TYPE * typed + W_ENTITY * entities
                      + W_RANK * prior)
-            if info.kind in STRICT_TYPES + NAME_TYPES and not typed:
+            if info.kind in (*STRICT_TYPES, *NAME_TYPES, "why") and not typed:
                 value *= UNTYPED_PENALTY
             scored.append(Scored(n, sentence, value, float(dense), lexical, typed, entities))
         return sorted(scored, key=lambda s: (-s.score, s.sentence.id))
@@ -191,7 +194,10 @@ class ExtractiveBackend(AnswerBackend):
         coverage = self._coverage(weights, [c.sentence for c in chosen])
         untyped = info.kind in STRICT_TYPES + NAME_TYPES and not any(c.typed for c in chosen)
         unfocused = info.focus is not None and not self._mentions_focus(info, [c.sentence for c in chosen])
-        if 1 - coverage >= HOP_MIN_UNCOVERED or untyped or unfocused:
+        # Untyped questions ("what did X say") only hop for an unnamed focus: their best sentence often shares
+        # few words with the question, and a bridge would replace a right answer with two wrong ones.
+        low_coverage = 1 - coverage >= HOP_MIN_UNCOVERED and info.kind in STRICT_TYPES + NAME_TYPES
+        if low_coverage or untyped or unfocused:
             hop = self._second_hop(info, weights, ranked, by_id, coverage)
             if hop is not None:
                 chosen = hop

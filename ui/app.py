@@ -344,12 +344,16 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             run_button = gr.Button("Run evaluation", variant="primary")
             status = gr.HTML(elem_classes="rag-status-slot")
     metrics = gr.Dataframe(headers=["section", "metric", "ours", "baseline"], label="Metrics", interactive=False,
-                           wrap=True)
+                           wrap=True, column_widths=["24%", "46%", "15%", "15%"], max_height=560)
     with gr.Row():
-        accuracy_plot = gr.Image(label="Accuracy by question type", type="filepath", interactive=False)
-        latency_plot = gr.Image(label="Latency per question", type="filepath", interactive=False)
+        # The plots carry their own titles; the label chip would cover them.
+        accuracy_plot = gr.Image(label="Accuracy by question type", show_label=False, type="filepath",
+                                 interactive=False, buttons=["download", "fullscreen"])
+        latency_plot = gr.Image(label="Latency per question", show_label=False, type="filepath", interactive=False,
+                                buttons=["download", "fullscreen"])
     results = gr.Dataframe(headers=["id", "type", "result", "question", "answer", "latency (ms)"],
-                           label="Per question", interactive=False, wrap=True, max_height=420)
+                           label="Per question", interactive=False, wrap=True, max_height=480,
+                           column_widths=["6%", "9%", "8%", "42%", "27%", "8%"], show_search="search")
     report_file = gr.File(label="Report (JSON)", interactive=False)
 
     def run_evaluation(gold: str | None, with_baseline: bool, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
@@ -359,6 +363,7 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             progress((done, total), desc="Evaluating", unit="questions")
 
         report_dir = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+        progress(0, desc="Preparing the gold set and the baseline")
         try:
             report = evaluate(pipeline, gold_path=gold, baseline=with_baseline, report_dir=report_dir,
                               progress_callback=advance)
@@ -368,7 +373,7 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
         report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         table = [[section, label, ours, theirs or "—"] for section, label, ours, theirs in metrics_rows(report["metrics"])]
         per_question = [
-            [r["id"], r["type"], "pass" if r["correct"] else "FAIL", r["question"],
+            [r["id"], r["type"], "✓ pass" if r["correct"] else "✗ fail", r["question"],
              "(abstained)" if r["abstained"] else (r.get("short_answer") or r["answer"]), round(r["latency_ms"], 1)]
             for r in report["results"]
         ]
@@ -379,7 +384,8 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
 
     run_button.click(run_evaluation, [gold_file, baseline],
                      [status, metrics, accuracy_plot, latency_plot, results, report_file],
-                     api_visibility="private", concurrency_limit=1, concurrency_id="evaluate")
+                     api_visibility="private", concurrency_limit=1, concurrency_id="evaluate",
+                     show_progress_on=[metrics])
 
 
 def _existing(path: Path) -> str | None:
@@ -389,7 +395,7 @@ def _existing(path: Path) -> str | None:
 def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> None:
     headers = ["id", "title", "date", "chunks", "sentences", "characters"]
     table = gr.Dataframe(documents_table(pipeline), headers=headers, label="Indexed documents", interactive=False,
-                         wrap=True)
+                         wrap=True, column_widths=["26%", "38%", "10%", "8%", "9%", "9%"])
     with gr.Row():
         uploads = gr.File(label=f"Add documents ({', '.join(UPLOAD_TYPES)}; up to {settings.max_uploads} files of "
                                 f"{settings.max_file_mb:g} MB each)", file_count="multiple", file_types=UPLOAD_TYPES,

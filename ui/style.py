@@ -21,7 +21,8 @@ footer { display: none !important; }
 /* header */
 .rag-header { display: flex; align-items: center; gap: 14px; padding: 0 2px; }
 .rag-header h1 { font-size: 1.3rem; font-weight: 700; margin: 0; letter-spacing: -0.01em; white-space: nowrap; }
-.rag-header .rag-tagline { color: var(--body-text-color-subdued); font-size: 0.9rem; }
+.rag-header .rag-tagline { color: var(--body-text-color-subdued); font-size: 0.9rem; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; min-width: 0; }
 .rag-header .rag-stats { margin-left: auto; font-size: 0.78rem; color: var(--body-text-color-subdued); white-space: nowrap;
   border: 1px solid var(--border-color-primary); border-radius: 999px; padding: 2px 10px; }
 /* empty one-line status slots take no room until there is something to say */
