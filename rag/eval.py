@@ -27,7 +27,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
@@ -332,9 +332,9 @@ class Prediction:
     abstained: bool
     sentences: list[CitedSentence]  # answer sentences with the texts they cite
     citations: list[Span]
+    citation_texts: list[str]  # the text of each cited span, in the same order
     latency_ms: float
     ranking: list[Span]  # top RANKING_DEPTH retrieved chunks, best first
-    citation_texts: list[str] = field(default_factory=list)
 
 
 def score_question(question: GoldQuestion, prediction: Prediction, evidence: Sequence[Sequence[Span]],
@@ -368,7 +368,10 @@ def score_question(question: GoldQuestion, prediction: Prediction, evidence: Seq
         "citation_precision": quality[1] if quality else None,
         "evidence_cited": None if cited_evidence is None else bool(cited_evidence),
         "cited_chars": sum(end - start for _, start, end in prediction.citations) if answered else None,
-        "citations": [{"source": s, "start": a, "end": b} for s, a, b in prediction.citations],
+        "citations": [
+            {"source": source, "start": start, "end": end, "text": text}
+            for (source, start, end), text in zip(prediction.citations, prediction.citation_texts, strict=True)
+        ],
         "latency_ms": prediction.latency_ms,
     }
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}
@@ -454,9 +457,9 @@ def _our_prediction(answer: Answer, ranking: list[Span]) -> Prediction:
         abstained=answer.abstained,
         sentences=sentences if not answer.abstained else [],
         citations=[(c.source, c.start, c.end) for c in answer.citations],
+        citation_texts=[c.text for c in answer.citations],
         latency_ms=answer.latency_ms,
         ranking=ranking,
-        citation_texts=[c.text for c in answer.citations],
     )
 
 
@@ -531,9 +534,9 @@ class TutorialBaseline:
             abstained=False,
             sentences=[CitedSentence(texts[0], tuple(texts))] if texts else [],
             citations=[span for span, _ in top],
+            citation_texts=texts,
             latency_ms=latency_ms,
             ranking=ranking,
-            citation_texts=texts,
         )
 
 
@@ -666,10 +669,10 @@ TABLE_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("Answers", "HasAns EM", "has_ans_exact_match", "pct"),
     ("Answers", "HasAns F1", "has_ans_f1", "pct"),
     ("Answers", "NoAns EM = F1", "no_ans_exact_match", "pct"),
-    ("Citations (answered)", "Citation recall", "citation_recall", "pct"),
-    ("Citations (answered)", "Citation precision", "citation_precision", "pct"),
-    ("Citations (answered)", "Cited spans contain gold evidence", "evidence_cited", "pct"),
-    ("Citations (answered)", "Cited characters per answer", "cited_chars_per_answer", "int"),
+    ("Citations", "Citation recall (answered)", "citation_recall", "pct"),
+    ("Citations", "Citation precision (answered)", "citation_precision", "pct"),
+    ("Citations", "Cited spans contain evidence (HasAns)", "evidence_cited", "pct"),
+    ("Citations", "Cited characters per answer", "cited_chars_per_answer", "int"),
     ("Abstention", "Unanswerable abstained", "abstained_unanswerable", "pct"),
     ("Abstention", "False abstention (answerable)", "false_abstention", "pct"),
     ("Latency", "p50 per question", "latency_p50_ms", "ms"),

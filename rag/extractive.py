@@ -34,9 +34,10 @@ if TYPE_CHECKING:
 
 _PRONOUN_START = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two|The killing)\b")
 _PRONOUN_ATTRIBUTION = re.compile(r"\b(he|she|they|it) (said|told|says|added|chided)\b|\bsaid (he|she)\b")
+_BARE_QUOTE = re.compile(r"^[\"“][^\"“”]+[\"”]\s*$")  # a whole-sentence quote continues the previous speaker
 _ANAPHORA = re.compile(r"\b(these|those|the two|such) [a-z]+", re.IGNORECASE)  # "these overtures", "those men"
 STRICT_TYPES = ("when", "age", "money", "how_many")  # the answer must contain a value of this type
-NAME_TYPES = ("who", "quote_speaker", "where", "name")
+NAME_TYPES = ("who", "quote_speaker", "where", "name", "define")
 
 # Operating point, chosen on eval/gold.jsonl (see docs/extractive.md for the measurements).
 W_DENSE, W_LEXICAL, W_TYPE, W_ENTITY, W_RANK = 0.45, 0.30, 0.10, 0.10, 0.05
@@ -88,7 +89,8 @@ class ExtractiveBackend(AnswerBackend):
         current = sentence
         # "these overtures" points further back than a pronoun does: follow it regardless of what precedes.
         anaphoric = _ANAPHORA.search(sentence.text) is not None
-        while (anaphoric or _PRONOUN_START.match(current.text) or _PRONOUN_ATTRIBUTION.search(current.text)) \
+        while (anaphoric or _PRONOUN_START.match(current.text) or _PRONOUN_ATTRIBUTION.search(current.text)
+               or _BARE_QUOTE.match(current.text)) \
                 and current.id > 0 and len(chain) < 4:
             previous = self.index.sentences[current.id - 1]
             if previous.source != current.source:
@@ -109,6 +111,8 @@ class ExtractiveBackend(AnswerBackend):
 
     def _typed(self, info: QuestionInfo, text: str) -> bool:
         """Whether the text holds a value of the asked-for type that the question does not already contain."""
+        if info.kind == "define":  # "Who is Seif?": a description next to the name ("Seif, a member of...")
+            return any(_describes(part, text) for e in info.entities for part in e.split() if not is_generic(part))
         question = normalize(info.text).lower()
         for start, end in type_candidates(info.kind, text):
             span = normalize(text[start:end]).lower()
@@ -136,6 +140,8 @@ class ExtractiveBackend(AnswerBackend):
         return {t: self._idf(t) for t in dict.fromkeys(info.terms) if "-" not in t and t not in ("al", "abu", "bin")}
 
     def _coverage(self, weights: dict[str, float], sentences: list[Sentence]) -> float:
+        """Weighted share of question terms the sentences contain (exact or prefix stems: matching words by
+        their embeddings was measured and made both ranking and abstention worse)."""
         terms = frozenset().union(*(self.sentence_terms[s.id] for s in sentences)) if sentences else frozenset()
         return sum(w * _term_match(t, terms) for t, w in weights.items()) / (sum(weights.values()) or 1.0)
 
@@ -170,7 +176,7 @@ class ExtractiveBackend(AnswerBackend):
 
     def select(self, request: AnswerRequest) -> list[Scored]:
         """The chosen answer sentences in document order, or [] to abstain."""
-        info = analyze(request.question)
+        info = analyze(request.question, self.entities.known_names)
         ranked = self.score(request, info)
         if not ranked:
             return []
@@ -271,6 +277,12 @@ class ExtractiveBackend(AnswerBackend):
 
 _GENERIC_NAMES = {"us", "u.s.", "iran", "iraq", "israel", "iranian", "iraqi", "israeli", "american", "americans",
                   "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "one", "the", "a"}
+
+
+def _describes(name: str, text: str) -> bool:
+    name = re.escape(name.rstrip("."))
+    return re.search(rf"{name}\.?(?:'s)?,\s+(?:a|an|the|who|one|another|head|member|leader)\b|"
+                     rf"{name}\.? (?:is|was) (?:a|an|the)\b|\b(?:a|an|the) [\w' -]{{3,60}}\b{name}\b", text) is not None
 
 
 def _counts(text: str, end: int, counted: tuple[str, ...], window: int = 6) -> bool:

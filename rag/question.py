@@ -17,7 +17,8 @@ _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
 _DATE = re.compile(
     r"\b(?:(?:early|late|mid|last|next)[- ])?(?:" + "|".join(m.capitalize() for m in MONTHS) + r")(?:\s+\d{1,2})?(?:,?\s+\d{4})?\b"
     r"|\b(?:early|late|mid)[- ]?\d{4}\b|\b(?:1[89]|20)\d\d\b"
-    r"|\b(?:a|one|two|three|four|five|six|\d+)\s+(?:days?|weeks?|months?|years?)\s+(?:ago|earlier|later|before)\b"
+    r"|\b(?:a|one|two|three|four|five|six|\d+|a few|several|a couple of)\s+(?:days?|weeks?|months?|years?)\s+"
+    r"(?:ago|earlier|later|before|after)\b"
     r"|\b(?:last|this|next)\s+(?:year|month|week|June|July|spring|summer|autumn|winter)\b"
     r"|\bon\s+(?:day\s+\w+|the\s+\w+\s+day)\b|\b(?:yesterday|today)\b",
 )
@@ -28,7 +29,11 @@ _ROLE = re.compile(
     re.IGNORECASE,
 )
 _AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged\s+\d{1,3}\b|\b\d{1,3}-year-old\b", re.IGNORECASE)
-_MONEY = re.compile(r"\$\s?\d[\d,.]*(?:\s*(?:billion|million|thousand|bn|m))?|\b\d[\d,.]*\s*(?:dollars|euros|pounds)\b", re.I)
+_MONEY = re.compile(
+    r"\$\s?\d[\d,.]*(?:\s*(?:billion|million|thousand|bn|m))?|\b\d[\d,.]*\s*(?:dollars|euros|pounds)\b"
+    r"|\b(?:millions|billions|thousands|hundreds) of (?:dollars|euros|pounds)\b",
+    re.I,
+)
 _CAUSE = re.compile(
     r"\b(because|for fear|due to|in response to|as a result|so that|in order to|to protect|to prevent|to fight|"
     r"to keep|meant|led to|triggered|blamed|since|after|caused?|reason|aimed|ploy|fear|risky|would be|"
@@ -38,6 +43,7 @@ _CAUSE = re.compile(
 _SPEECH = re.compile(r"\b(said|says|told|stated|added|chided|describ\w*|call\w*|according to|statement)\b", re.I)
 
 # Capitalised words that are not entities even mid-sentence in a question.
+_GENERIC_COUNTED = {"people", "persons", "individuals", "men", "times", "of", "roughly", "approximately", "about"}
 _NUMBER_WORDS_SET = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "dozen"}
 _GENERIC_CAPS = {"us", "u.s.", "american", "americans", "iran", "iraq", "iranian", "iraqi", "israel", "israeli",
                  "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "according"}
@@ -55,7 +61,7 @@ class QuestionInfo:
     focus: str | None = None  # stemmed head noun of the asked-for thing ("spokesman" in "Who is the spokesman...")
 
 
-def analyze(question: str) -> QuestionInfo:
+def analyze(question: str, known_names: frozenset[str] = frozenset()) -> QuestionInfo:
     q = normalize(question).strip()
     lowered = q.lower()
     first = words(lowered)[:3]
@@ -63,8 +69,10 @@ def analyze(question: str) -> QuestionInfo:
     kind = "what"
     if re.search(r"\bhow old\b|\bage of\b|\bwhat age\b", lowered):
         kind = "age"
-    elif re.search(r"\bhow (much|expensive)\b|\bbudget\b|\bcost\b|\bfunding\b|\bmoney\b", lowered) and not lowered.startswith("why"):
-        kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b", lowered) else "what"
+    elif re.search(r"\bhow (much|expensive)\b|\bbudget\b|\bcost\b|\bfunding\b|\bmoney\b|\bsalar(y|ies)\b|"
+                   r"\b(paid|earn|earns|price|worth)\b", lowered) and not lowered.startswith("why"):
+        kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b|\bsalar(y|ies)\b|\bpaid\b|"
+                                    r"\bearns?\b|\bprice\b|\bworth\b", lowered) else "what"
     elif re.search(r"\bhow (many|big|large)\b|^(what|which) (is|was) the number of\b|\bhow strong\b|\bsize of\b", lowered):
         kind = "how_many"
     elif re.search(r"\bhow long\b", lowered) or re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
@@ -75,7 +83,10 @@ def analyze(question: str) -> QuestionInfo:
         kind = "name"
     elif re.search(r"^who (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
         kind = "quote_speaker"
-    elif re.search(r"^(who|whom|whose)\b|\bwho\b", lowered) or re.search(
+    elif re.match(r"(who|what) (is|was|are|were) [\w.'’ -]+\?*$", lowered) and len(lowered.split()) <= 6 \
+            and not re.search(r"\bthe (\w+ )?(name|leader|head|president|spokesman|commander)\b", lowered):
+        kind = "define"
+    elif re.search(r"^(who|whom|whose)\b|\bwho\b|\bwhose\b", lowered) or re.search(
         r"\b(which|what) (\w+ )?(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
         r"woman|spokesman|group|faction|organization|organisation|militia|party|leader's)\b", lowered
     ):
@@ -90,7 +101,7 @@ def analyze(question: str) -> QuestionInfo:
         kind = "quote_content"
     elif first and first[0] in ("is", "are", "was", "were", "did", "does", "do", "has", "have", "can", "could"):
         kind = "yesno"
-    entities = entity_phrases(q)
+    entities = entity_phrases(q, known_names)
     focus_match = re.search(
         r"\b(?:who|what) (?:is|was|are|were) the (\w+)|\b(?:which|what) (?!is\b|was\b|did\b|does\b|do\b|are\b|were\b"
         r"|has\b|have\b|kind\b|type\b|part\b)(\w+)", lowered)
@@ -102,7 +113,7 @@ def analyze(question: str) -> QuestionInfo:
     counted: tuple[str, ...] = ()
     counted_match = re.search(r"\bhow many (?:of the )?([\w'’-]+)(?: ([\w'’-]+))?", lowered)
     if kind == "how_many" and counted_match:
-        counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS)
+        counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS and w not in _GENERIC_COUNTED)
     return QuestionInfo(
         counted=counted,
         focus=focus,
@@ -130,7 +141,7 @@ def is_generic(part: str) -> bool:
     return p in _GENERIC_CAPS or p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
 
 
-def entity_phrases(text: str) -> list[str]:
+def entity_phrases(text: str, known_names: frozenset[str] = frozenset()) -> list[str]:
     """Capitalised phrases of a question ("Qassem Soleimani", "Islamic State", "A.J."), minus question words.
 
     Phrases made only of generic words (Iran, US, Iraqi...) are dropped. Quoted material is skipped: in
@@ -139,10 +150,14 @@ def entity_phrases(text: str) -> list[str]:
     for q in quotes(text):
         text = text.replace(q, " ")
     phrases = []
-    for m in _ENTITY.finditer(normalize(text)):
+    normalized = normalize(text)
+    for m in _ENTITY.finditer(normalized):
         parts = re.split(r"\s+", m.group(0))
         while parts and parts[0].lower() in _QUESTION_WORDS:
             parts = parts[1:]
+        at_start = not normalized[: m.start()].strip(" \"'“‘(")
+        if at_start and len(parts) == 1 and not parts[0][1:].isupper() and parts[0] not in known_names:
+            continue  # "Roughly how many...": capitalised only because it opens the question
         if parts and not all(is_generic(p) for p in parts):
             phrase = " ".join(parts)
             phrase = phrase[:-2] if phrase.endswith("'s") else phrase
@@ -192,6 +207,12 @@ class EntityMatcher:
                 modifiers.setdefault(head, set()).add(words_[-2] if len(words_) > 1 else "")
         # A head word seen after two different capitalised modifiers names different things.
         self.ambiguous_heads = {head for head, mods in modifiers.items() if len(mods - {""}) >= 2}
+        # Words written capitalised mid-sentence: proper names of this corpus.
+        self.known_names = frozenset(
+            m.group(0).rstrip(".,").removesuffix("'s")
+            for text in texts
+            for m in re.finditer(r"(?<=[a-z,;] )[A-Z][\w'’.-]*", normalize(text))
+        )
 
     def present(self, entity: str, text: str) -> bool:
         norm_text = normalize(text)

@@ -197,8 +197,8 @@ def question(qid: str, answers=("Esmail Ghaani", "Ghaani"), kind="who") -> GoldQ
 
 def prediction(answer="", short=None, abstained=False, cited=(), latency=10.0) -> Prediction:
     sentences = [CitedSentence(answer, tuple(text for _, text in cited))] if answer else []
-    return Prediction(answer, short, abstained, sentences, [span for span, _ in cited], latency,
-                      ranking=[(DOC, 90, 160)])
+    return Prediction(answer, short, abstained, sentences, citations=[span for span, _ in cited],
+                      citation_texts=[text for _, text in cited], latency_ms=latency, ranking=[(DOC, 90, 160)])
 
 
 def test_score_answered_with_short_answer():

@@ -49,9 +49,23 @@ def test_full_gold_set_does_not_regress(pipeline):
     assert not below and not above, f"regressed: {below | above}\n{format_table(report['metrics'])}"
 
 
-def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, small_gold):
+REPORT_FILES = ("report.md", "metrics.json", "results.jsonl", "accuracy_by_type.png", "latency.png")
+
+
+def read_report(report_dir):
+    for name in REPORT_FILES:
+        assert (report_dir / name).stat().st_size > 0, name
+    for png in ("accuracy_by_type.png", "latency.png"):
+        assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (report_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    return metrics, rows, (report_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, small_gold, tmp_path):
     calls = []
-    report = evaluate(pipeline, gold_path=small_gold, progress_callback=lambda done, total: calls.append((done, total)))
+    report = evaluate(pipeline, gold_path=small_gold, report_dir=tmp_path / "report",
+                      progress_callback=lambda done, total: calls.append((done, total)))
     ours, theirs = report["metrics"]["ours"], report["metrics"]["baseline"]
     assert set(theirs) == set(ours)
     assert theirs["questions"] == ours["questions"] == 5
@@ -64,25 +78,26 @@ def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, sma
     table = format_table(report["metrics"])
     assert "baseline" in table and "Citation precision" in table
 
+    metrics, rows, report_md = read_report(tmp_path / "report")
+    assert metrics == json.loads(json.dumps(report["metrics"]))
+    assert Counter(row["system"] for row in rows) == {"ours": 5, "baseline": 5}
+    assert "NLI model" in report_md and "| metric | ours | baseline |" in report_md
+
 
 def test_cli_report_writes_all_files(pipeline, small_gold, tmp_path, monkeypatch, capsys):
     import rag.cli
 
     monkeypatch.setattr(rag.cli, "_load_pipeline", lambda args: pipeline)  # reuse the session's loaded model
     report_dir = tmp_path / "report"
-    status = rag.cli.main(["eval", "--gold", str(small_gold), "--report", str(report_dir), "--json"])
+    status = rag.cli.main(["eval", "--gold", str(small_gold), "--report", str(report_dir), "--json", "--no-baseline"])
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"run", "ours", "baseline"}
-    for name in ("report.md", "metrics.json", "results.jsonl", "accuracy_by_type.png", "latency.png"):
-        assert (report_dir / name).stat().st_size > 0, name
-    for png in ("accuracy_by_type.png", "latency.png"):
-        assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((report_dir / "metrics.json").read_text(encoding="utf-8")) == printed
-    rows = [json.loads(line) for line in (report_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert Counter(row["system"] for row in rows) == {"ours": 5, "baseline": 5}
-    report_md = (report_dir / "report.md").read_text(encoding="utf-8")
-    assert "NLI model" in report_md and "| metric | ours | baseline |" in report_md
+    assert set(printed) == {"run", "ours", "baseline"} and printed["baseline"] is None
+    metrics, rows, report_md = read_report(report_dir)
+    assert metrics == printed
+    gold_ids = [json.loads(line)["id"] for line in small_gold.read_text(encoding="utf-8").splitlines()]
+    assert [row["id"] for row in rows] == gold_ids
+    assert "| metric | ours |" in report_md
 
 
 def test_cli_rejects_a_malformed_gold_file(pipeline, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,177 @@
+"""The app in a real browser: Debian's Chromium driven by Python Playwright (never `playwright install`).
+
+In CI (CI=true) these tests must run: a missing browser is a failure there, and a skip elsewhere.
+The first test leaves docs/screenshot.png, the README's picture of the app.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ui.app import build_app, start
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+# Chromium's own network traffic is refused on a closed machine; these flags keep it quiet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+WAIT_MS = 60_000
+
+
+def _need(condition: bool, reason: str) -> None:
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI must run the browser tests; .ci/run installs chromium)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need(CHROMIUM.exists(), f"{CHROMIUM} not found: apt-get install -y chromium chromium-driver")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(False, "the playwright Python package is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _serve(pipeline):
+    settings = pipeline.settings.model_copy(update={"host": "127.0.0.1", "port": 0, "auth": None})
+    app = build_app(pipeline)
+    _, url, _ = start(app, settings, block=False, quiet=True)
+    return app, url
+
+
+@pytest.fixture(scope="module")
+def server(pipeline):
+    app, url = _serve(pipeline)
+    yield url
+    app.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+
+
+def _ask(page, question: str) -> None:
+    answers_before = page.locator("#rag-chat .rag-msg, #rag-chat .rag-notice").count()
+    page.fill("#rag-question textarea", question)
+    page.click("#rag-ask")
+    page.wait_for_function(
+        f"document.querySelectorAll('#rag-chat .rag-msg:not(.rag-streaming), #rag-chat .rag-notice').length"
+        f" > {answers_before}")
+
+
+def test_ask_click_a_citation_and_see_it_highlighted_in_the_article(page, server, article_text):
+    page.goto(server)
+    page.wait_for_selector("#rag-question textarea")
+    _ask(page, "Who is Soleimani's replacement?")
+    first = page.locator("#rag-chat .rag-msg").last
+    assert "Esmail Ghaani" in first.locator(".rag-short").inner_text()
+    assert first.locator(".rag-chip").count() >= 1
+
+    question = "How much money does the Iraqi government give the Popular Mobilization Forces each year?"
+    _ask(page, question)
+    answer = page.locator("#rag-chat .rag-msg").last
+    assert "$3 billion" in answer.locator(".rag-short").inner_text()
+    chips = answer.locator(".rag-chip")
+    assert chips.count() >= 2, "the answer should cite more than one sentence"
+    # The sources panel lists every cited passage with its verdict and the cited sentence highlighted.
+    sources = page.locator("#rag-sources")
+    assert sources.locator(".rag-source").count() == chips.count()
+    assert sources.locator(".rag-badge-supported").count() >= 1
+    assert "$3 billion" in sources.locator("mark.rag-cited").last.inner_text()
+
+    chips.last.click()
+    mark = page.locator("#rag-article-view #rag-article-mark")
+    mark.wait_for()
+    cited = mark.inner_text()
+    assert "$3 billion" in cited and cited in article_text
+    assert page.locator("#rag-sources .rag-source-selected").count() == 1
+    # Scrolled into view: the mark is inside the visible part of the article box.
+    page.wait_for_timeout(1300)  # let the highlight's flash settle before measuring and photographing
+    box = page.locator("#rag-article-view .rag-article").bounding_box()
+    spot = mark.bounding_box()
+    assert box["y"] <= spot["y"] and spot["y"] + spot["height"] <= box["y"] + box["height"]
+    assert spot["y"] + spot["height"] <= 900, "the highlighted passage should be on screen"
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 20_000
+
+
+def test_abstention_is_shown_as_a_notice(page, server):
+    page.goto(server)
+    page.wait_for_selector("#rag-question textarea")
+    _ask(page, "What is the capital of France?")
+    notice = page.locator("#rag-chat .rag-notice").last
+    assert "No answer in the indexed articles" in notice.inner_text()
+    assert page.locator("#rag-chat-status .rag-status-error").count() == 0
+    assert "abstained" in page.locator("#rag-sources").inner_text()
+
+
+def test_check_tab_shows_verdict_reason_and_highlighted_passages(page, server):
+    page.goto(server)
+    page.get_by_role("tab", name="Check a claim").click()
+    page.fill("#rag-claim textarea", "Soleimani's replacement, Esmail Ghaani, lacks the same stature and authority.")
+    page.get_by_role("button", name="Check", exact=True).click()
+    result = page.locator("#rag-check-result")
+    result.locator(".rag-verdict").wait_for()
+    assert result.locator(".rag-badge-supported").count() >= 1
+    assert result.locator(".rag-reason").inner_text().strip()
+    assert "Ghaani" in result.locator("mark.rag-cited").first.inner_text()
+
+
+def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_settings, embedder):
+    """A private pipeline (its own corpus copy), so the upload does not change the session's index."""
+    from rag.index import open_index
+    from rag.pipeline import Pipeline
+
+    private = Pipeline(fresh_settings, embedder, open_index(fresh_settings, embedder))
+    upload = tmp_path / "ferry-note.txt"
+    upload.write_text(
+        "The mayor of Springfield said <script>window.__pwned = 1</script> the ferry will run every hour.\n\n"
+        '<img src=x onerror="window.__pwned = 2"> Officials said the ferry ticket costs 3 dollars.\n',
+        encoding="utf-8",
+    )
+    app, url = _serve(private)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url)
+        page.get_by_role("tab", name="Documents").click()
+        page.set_input_files("#rag-upload input[type=file]", [str(upload)])
+        page.wait_for_selector("#rag-upload :text('ferry-note.txt')")
+        page.get_by_role("button", name="Add to index").click()
+        status = page.locator("#rag-documents-status .rag-status")
+        status.wait_for()
+        assert "Indexed 1 document: ferry-note.txt" in status.inner_text()
+        assert "ferry-note.txt" in private.index.documents
+
+        page.get_by_role("tab", name="Chat").click()
+        _ask(page, "What did the mayor of Springfield say about the ferry?")
+        page.locator("#rag-chat .rag-msg .rag-chip").last.click()
+        mark = page.locator("#rag-article-view #rag-article-mark")
+        mark.wait_for()
+        assert "<script>" in mark.inner_text(), "the markup is part of the text, shown as text"
+        assert "<img" in page.locator("#rag-article-view .rag-article").inner_text()
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.locator("#rag-article-view script, #rag-chat script, #rag-sources script").count() == 0
+    finally:
+        context.close()
+        app.close()
