@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest
 from rag.question import EntityMatcher, QuestionInfo, analyze, entity_phrases, is_generic, type_candidates
-from rag.text import content_terms, normalize
+from rag.text import STOPWORDS, content_terms, normalize, stem, words
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -46,6 +46,7 @@ MIN_SCORE = 0.36
 MIN_DENSE, MIN_LEXICAL = 0.30, 0.30
 MIN_PREDICATE_COVERAGE = 0.15  # share of the question's non-name words that the answer must contain...
 PREDICATE_DENSE_OVERRIDE = 0.7  # ...unless the answer is this close to the question in embedding space
+SYNONYM_SIMILARITY = 0.55  # cosine of two single words' embeddings above which they count as the same
 BRIDGE_DISTANCE = 2  # sentences, within one paragraph
 HOP_MIN_UNCOVERED = 0.35  # try a second hop when this share of the question's weighted terms is uncovered
 HOP_MIN_GAIN = 0.15  # ...and keep it only when it covers this much more of the question
@@ -77,6 +78,7 @@ class ExtractiveBackend(AnswerBackend):
             df.update(terms)
         self.df, self.n_sentences = df, max(len(index.sentences), 1)
         self.entities = EntityMatcher([s.text for s in index.sentences])
+        self._word_cache: dict = {}  # word -> embedding, for the synonym check
 
     # ------------------------------------------------------------ evidence helpers
 
@@ -244,6 +246,37 @@ class ExtractiveBackend(AnswerBackend):
                     best_pair, best_value = pair, value
         return best_pair
 
+    def _predicate_coverage(self, info: QuestionInfo, predicate: dict[str, float], sentences: list[Sentence]) -> float:
+        """Like _coverage, but a question word also counts when a word of the answer means nearly the same
+        ("die" / "killed", "created" / "formed"): judged by the embedding model on the two words alone."""
+        terms = frozenset().union(*(self.sentence_terms[s.id] for s in sentences))
+        matched = {t: _term_match(t, terms) for t in predicate}
+        total = sum(predicate.values()) or 1.0
+        exact = sum(predicate[t] * m for t, m in matched.items()) / total
+        unmatched = [t for t, m in matched.items() if m == 0]
+        if unmatched and exact < MIN_PREDICATE_COVERAGE:  # embeddings only where they can change the decision
+            question_words = {stem(w): w for w in words(info.text)}
+            answer_words = sorted({w for s in sentences for w in words(s.text)
+                                   if w not in STOPWORDS and len(w) > 2 and not w.isdigit()})
+            asked = [question_words[t] for t in unmatched if t in question_words]
+            if asked and answer_words:
+                vectors = self._word_vectors(asked + answer_words)
+                similarity = vectors[: len(asked)] @ vectors[len(asked):].T
+                for t, row in zip([t for t in unmatched if t in question_words], similarity, strict=True):
+                    if float(row.max()) >= SYNONYM_SIMILARITY:
+                        matched[t] = 1.0
+        return sum(predicate[t] * m for t, m in matched.items()) / total
+
+    def _word_vectors(self, items: list[str]):
+        import numpy as np
+
+        missing = [w for w in dict.fromkeys(items) if w not in self._word_cache]
+        if missing:
+            if len(self._word_cache) > 50_000:
+                self._word_cache.clear()
+            self._word_cache.update(zip(missing, self.embedder.encode(missing), strict=True))
+        return np.stack([self._word_cache[w] for w in items])
+
     def _mentions_focus(self, info: QuestionInfo, sentences: list[Sentence]) -> bool:
         return any(_term_match(info.focus, self.sentence_terms[s.id]) > 0 for s in sentences)
 
@@ -261,8 +294,8 @@ class ExtractiveBackend(AnswerBackend):
         # retrieves sentences about Khamenei, none about a successor.
         entity_terms = set(content_terms(" ".join(info.entities)))
         predicate = {t: w for t, w in self.term_weights(info).items() if t not in entity_terms}
-        if predicate and best.dense < PREDICATE_DENSE_OVERRIDE and self._coverage(
-            predicate, [c.sentence for c in chosen]
+        if predicate and best.dense < PREDICATE_DENSE_OVERRIDE and self._predicate_coverage(
+            info, predicate, [c.sentence for c in chosen]
         ) < MIN_PREDICATE_COVERAGE:
             return True
         return best.score < MIN_SCORE

@@ -112,7 +112,8 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
             focus = stem(word)
     counted: tuple[str, ...] = ()
     counted_match = re.search(r"\bhow many (?:of the )?([\w'’-]+)(?: ([\w'’-]+))?", lowered)
-    if kind == "how_many" and counted_match:
+    if kind == "how_many" and counted_match and counted_match.group(1) not in _GENERIC_COUNTED:
+        # "how many Iran-backed militants": the counted thing (a generic head such as "people" says nothing)
         counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS and w not in _GENERIC_COUNTED)
     return QuestionInfo(
         counted=counted,

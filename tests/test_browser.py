@@ -67,26 +67,30 @@ def page(browser):
     context.close()
 
 
-def _ask(page, question: str) -> None:
-    answers_before = page.locator("#rag-chat .rag-msg, #rag-chat .rag-notice").count()
+ANSWERS = "#rag-chat .rag-msg:not(.rag-streaming), #rag-chat .rag-notice"
+
+
+def _ask(page, question: str, expect_answer: bool = True):
+    """Ask through the page; returns the new assistant message (an answer, or an abstention notice)."""
+    answers_before = page.locator(ANSWERS).count()
     page.fill("#rag-question textarea", question)
     page.click("#rag-ask")
-    page.wait_for_function(
-        f"document.querySelectorAll('#rag-chat .rag-msg:not(.rag-streaming), #rag-chat .rag-notice').length"
-        f" > {answers_before}")
+    page.wait_for_function(f"document.querySelectorAll({ANSWERS!r}).length > {answers_before}")
+    message = page.locator(ANSWERS).last
+    if expect_answer:
+        assert "rag-msg" in (message.get_attribute("class") or ""), f"no answer to {question!r}: {message.inner_text()}"
+    return message
 
 
 def test_ask_click_a_citation_and_see_it_highlighted_in_the_article(page, server, article_text):
     page.goto(server)
     page.wait_for_selector("#rag-question textarea")
-    _ask(page, "Who is Soleimani's replacement?")
-    first = page.locator("#rag-chat .rag-msg").last
+    first = _ask(page, "Who is Soleimani's replacement?")
     assert "Esmail Ghaani" in first.locator(".rag-short").inner_text()
     assert first.locator(".rag-chip").count() >= 1
 
     question = "How much money does the Iraqi government give the Popular Mobilization Forces each year?"
-    _ask(page, question)
-    answer = page.locator("#rag-chat .rag-msg").last
+    answer = _ask(page, question)
     assert "$3 billion" in answer.locator(".rag-short").inner_text()
     chips = answer.locator(".rag-chip")
     assert chips.count() >= 2, "the answer should cite more than one sentence"
@@ -117,8 +121,7 @@ def test_ask_click_a_citation_and_see_it_highlighted_in_the_article(page, server
 def test_abstention_is_shown_as_a_notice(page, server):
     page.goto(server)
     page.wait_for_selector("#rag-question textarea")
-    _ask(page, "What is the capital of France?")
-    notice = page.locator("#rag-chat .rag-notice").last
+    notice = _ask(page, "What is the capital of France?", expect_answer=False)
     assert "No answer in the indexed articles" in notice.inner_text()
     assert page.locator("#rag-chat-status .rag-status-error").count() == 0
     assert "abstained" in page.locator("#rag-sources").inner_text()
@@ -164,8 +167,8 @@ def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_set
         assert "ferry-note.txt" in private.index.documents
 
         page.get_by_role("tab", name="Chat").click()
-        _ask(page, "What did the mayor of Springfield say about the ferry?")
-        page.locator("#rag-chat .rag-msg .rag-chip").last.click()
+        answer = _ask(page, "What did the mayor of Springfield say about the ferry?")
+        answer.locator(".rag-chip").last.click()
         mark = page.locator("#rag-article-view #rag-article-mark")
         mark.wait_for()
         assert "<script>" in mark.inner_text(), "the markup is part of the text, shown as text"

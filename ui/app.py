@@ -248,7 +248,6 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                                       info=Settings.help("backend"), allow_custom_value=True)
                 top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages retrieved (top-k)",
                                   info=Settings.help("top_k"))
-                clear = gr.Button("Clear conversation", size="sm", variant="secondary")
         with gr.Column(scale=6, min_width=420):
             sources = gr.HTML(render.sources_panel(None, [], 0), elem_id="rag-sources")
             article = gr.HTML(render.article_placeholder(), js_on_load=ARTICLE_VIEWER_JS, elem_id="rag-article-view")
@@ -307,9 +306,10 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                  show_progress="hidden")
 
     def clear_conversation():
-        return [], [], render.sources_panel(None, [], 0), render.article_placeholder(), ""
+        return [], render.sources_panel(None, [], 0), render.article_placeholder(), ""
 
-    clear.click(clear_conversation, None, [chatbot, answers, sources, article, status], api_visibility="private")
+    # The chatbot's own clear (bin) button empties the messages; the answers and panels go with them.
+    chatbot.clear(clear_conversation, None, [answers, sources, article, status], api_visibility="private")
 
 
 def _check_tab(pipeline: Pipeline, locator: ParagraphLocator) -> None:
@@ -407,7 +407,8 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
     gr.Markdown("The current index keeps answering while the new one is built; it is swapped in when ready. "
                 "A document's id is its file name.")
 
-    def add_documents(files: list[str] | None, replace_existing: bool, progress=gr.Progress()):  # noqa: B008
+    def add_documents(files: list[str] | None, replace_existing: bool,
+                      progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         try:
             paths = _checked_uploads(files, settings)
             progress(0.1, desc=f"Indexing {len(paths)} document{'s' if len(paths) != 1 else ''}")
