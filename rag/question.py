@@ -86,7 +86,7 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
     elif re.match(r"(who|what) (is|was|are|were) [\w.'’ -]+\?*$", lowered) and len(lowered.split()) <= 6 \
             and not re.search(r"\bthe (\w+ )?(name|leader|head|president|spokesman|commander)\b", lowered):
         kind = "define"
-    elif re.search(r"^(who|whom|whose)\b|\bwho\b|\bwhose\b", lowered) or re.search(
+    elif re.search(r"^(who|whom|whose)\b|\bwho\b|^[^,]*, whose\b", lowered) or re.search(
         r"\b(which|what) (\w+ )?(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
         r"woman|spokesman|group|faction|organization|organisation|militia|party|leader's)\b", lowered
     ):

@@ -28,7 +28,7 @@ TITLE = "News QA with verifiable citations"
 BUNDLED_ARTICLE = "2026-03-06-iran-proxies-iraq.txt"
 # Shown only when the bundled article is indexed: questions about another corpus would mislead.
 EXAMPLE_QUESTIONS = [
-    "Who is Soleimani's replacement?",
+    "Who replaced Qassem Soleimani?",
     "How many fighters does the Popular Mobilization Forces have?",
     "When did Israel kill Hassan Nasrallah?",
     "According to A.J., which city was the key to coordinating the axis of resistance?",
@@ -73,6 +73,16 @@ const reveal = () => {
 };
 watch('value', reveal);
 reveal();
+"""
+
+# Keeps the selected source card in view inside the (scrolling) sources panel.
+SOURCES_PANEL_JS = """
+const reveal = () => {
+  const card = element.querySelector('.rag-source-selected');
+  const panel = element.querySelector('.rag-panel');
+  if (card && panel) panel.scrollTop = Math.max(0, card.offsetTop - 40);
+};
+watch('value', reveal);
 """
 
 
@@ -160,7 +170,7 @@ def header_html(pipeline: Pipeline) -> str:
     docs = pipeline.documents()
     chunks = sum(d.get("chunks", 0) for d in docs)
     return (f'<div class="rag-header"><h1>{escape(TITLE)}</h1>'
-            f'<span class="rag-tagline">Answers cite the sentences they come from; every citation is checked.</span>'
+            f'<span class="rag-tagline">Answers with sentence-level, checked citations</span>'
             f'<span class="rag-stats">{len(docs)} document{"s" if len(docs) != 1 else ""} · {chunks} chunks · '
             f"backend {escape(pipeline.settings.backend)}</span></div>")
 
@@ -249,7 +259,7 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                 top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages retrieved (top-k)",
                                   info=Settings.help("top_k"))
         with gr.Column(scale=6, min_width=420):
-            sources = gr.HTML(render.sources_panel(None, [], 0), elem_id="rag-sources")
+            sources = gr.HTML(render.sources_panel(None, [], 0), js_on_load=SOURCES_PANEL_JS, elem_id="rag-sources")
             article = gr.HTML(render.article_placeholder(), js_on_load=ARTICLE_VIEWER_JS, elem_id="rag-article-view")
 
     def ask_in_chat(text: str, history: list, answered: list, backend_spec: str, k: float):

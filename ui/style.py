@@ -57,7 +57,9 @@ footer { display: none !important; }
   letter-spacing: 0.07em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
 .rag-subhead { margin-top: 12px; }
 .rag-empty { color: var(--body-text-color-subdued); font-size: 0.92rem; padding: 6px 0; }
-#rag-sources .rag-panel { max-height: 300px; overflow-y: auto; }
+#rag-sources .rag-panel { position: relative; max-height: 300px; overflow-y: auto; }
+#rag-sources .rag-panel-title { position: sticky; top: -12px; z-index: 1; margin: -12px 0 8px; padding: 12px 0 6px;
+  background: var(--block-background-fill); }
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px; margin-bottom: 8px;
   background: var(--background-fill-primary); }
 #rag-sources .rag-source { cursor: pointer; }
