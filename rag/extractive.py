@@ -79,6 +79,9 @@ class ExtractiveBackend(AnswerBackend):
         self.df, self.n_sentences = df, max(len(index.sentences), 1)
         self.entities = EntityMatcher([s.text for s in index.sentences])
         self._word_cache: dict = {}  # word -> embedding, for the synonym check
+        # Memo tables: the same (term, sentence) and (entity, sentence) pairs recur across questions.
+        self._term_memo: dict[tuple[str, int], float] = {}
+        self._entity_memo: dict[tuple[str, int], bool] = {}
 
     # ------------------------------------------------------------ evidence helpers
 
@@ -132,8 +135,7 @@ class ExtractiveBackend(AnswerBackend):
     def _entity_share(self, info: QuestionInfo, sentences: list[Sentence]) -> float:
         if not info.entities:
             return 1.0
-        text = " ".join(s.text for s in sentences)
-        return sum(self.entities.present(e, text) for e in info.entities) / len(info.entities)
+        return sum(any(self._entity_in(e, s) for s in sentences) for e in info.entities) / len(info.entities)
 
     # ------------------------------------------------------------ scoring
 
@@ -141,11 +143,25 @@ class ExtractiveBackend(AnswerBackend):
         # Hyphenated compounds are also present as their parts; count the parts only.
         return {t: self._idf(t) for t in dict.fromkeys(info.terms) if "-" not in t and t not in ("al", "abu", "bin")}
 
+    def _term_in(self, term: str, sentence: Sentence) -> float:
+        key = (term, sentence.id)
+        value = self._term_memo.get(key)
+        if value is None:
+            value = self._term_memo[key] = _term_match(term, self.sentence_terms[sentence.id])
+        return value
+
+    def _entity_in(self, entity: str, sentence: Sentence) -> bool:
+        key = (entity, sentence.id)
+        value = self._entity_memo.get(key)
+        if value is None:
+            value = self._entity_memo[key] = self.entities.present(entity, sentence.text)
+        return value
+
     def _coverage(self, weights: dict[str, float], sentences: list[Sentence]) -> float:
         """Weighted share of question terms the sentences contain (exact or prefix stems: matching words by
         their embeddings was measured and made both ranking and abstention worse)."""
-        terms = frozenset().union(*(self.sentence_terms[s.id] for s in sentences)) if sentences else frozenset()
-        return sum(w * _term_match(t, terms) for t, w in weights.items()) / (sum(weights.values()) or 1.0)
+        return sum(w * max((self._term_in(t, s) for s in sentences), default=0.0)
+                   for t, w in weights.items()) / (sum(weights.values()) or 1.0)
 
     def score(self, request: AnswerRequest, info: QuestionInfo) -> list[Scored]:
         import numpy as np
@@ -161,8 +177,7 @@ class ExtractiveBackend(AnswerBackend):
         dense_all = self.index.sentence_vectors[ids] @ q_vec if ids else np.zeros(0)
         scored = []
         for n, (sentence, dense) in enumerate(zip(request.passages, dense_all, strict=True), start=1):
-            terms = self.sentence_terms[sentence.id]
-            lexical = sum(w * _term_match(t, terms) for t, w in weights.items()) / total
+            lexical = sum(w * self._term_in(t, sentence) for t, w in weights.items()) / total
             typed = self._typed(info, sentence.text)
             entities = self._entity_share(info, self._context(sentence))
             rank = chunk_rank.get(sentence.id)
@@ -186,14 +201,14 @@ class ExtractiveBackend(AnswerBackend):
         by_id = {s.sentence.id: s for s in ranked}
         chosen = [by_id[s.id] for s in self._needed_context(info, best.sentence) if s.id in by_id]
 
-        missing = [e for e in info.entities if not self.entities.present(e, " ".join(c.sentence.text for c in chosen))]
+        missing = [e for e in info.entities if not any(self._entity_in(e, c.sentence) for c in chosen)]
         if missing and len(chosen) < 3:
             for candidate in ranked[1:]:
                 near = (candidate.sentence.source == best.sentence.source
                         and candidate.sentence.paragraph == best.sentence.paragraph
                         and abs(candidate.sentence.id - best.sentence.id) <= BRIDGE_DISTANCE)
                 if near and candidate not in chosen and any(
-                    self.entities.present(e, candidate.sentence.text) for e in missing
+                    self._entity_in(e, candidate.sentence) for e in missing
                 ):
                     chosen.append(candidate)
                     break
@@ -231,7 +246,7 @@ class ExtractiveBackend(AnswerBackend):
             if not bridges:
                 continue
             for second in ranked:
-                if second in base or not any(self.entities.present(b, second.sentence.text) for b in bridges):
+                if second in base or not any(self._entity_in(b, second.sentence) for b in bridges):
                     continue
                 pair = sorted([*base[-2:], second], key=lambda c: c.sentence.id)
                 typed = any(c.typed for c in pair)
@@ -278,11 +293,10 @@ class ExtractiveBackend(AnswerBackend):
         return np.stack([self._word_cache[w] for w in items])
 
     def _mentions_focus(self, info: QuestionInfo, sentences: list[Sentence]) -> bool:
-        return any(_term_match(info.focus, self.sentence_terms[s.id]) > 0 for s in sentences)
+        return any(self._term_in(info.focus, s) > 0 for s in sentences)
 
     def _abstain(self, info: QuestionInfo, best: Scored, chosen: list[Scored]) -> bool:
-        text = " ".join(s.sentence.text for s in chosen)
-        if info.entities and not all(self.entities.present(e, text) for e in info.entities):
+        if self._entity_share(info, [s.sentence for s in chosen]) < 1.0:
             return True
         if info.kind in STRICT_TYPES and not any(s.typed for s in chosen):
             return True

@@ -12,6 +12,9 @@ from rag.errors import IndexCorruptError
 if TYPE_CHECKING:
     import numpy as np
 
+# Searches with at most this many queries run on one OpenMP thread.
+_FEW_QUERIES = 4
+
 
 class VectorStore(ABC):
     """Maps row numbers to vectors and answers nearest-neighbour queries."""
@@ -60,7 +63,20 @@ class FaissStore(VectorStore):
             import numpy as np
 
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self.index.search(queries, k)
+        if len(queries) > _FEW_QUERIES:
+            return self.index.search(queries, k)
+        import faiss
+
+        # A single query (what the pipeline sends) is fastest on one thread: an OpenMP team costs more in
+        # start-up and barriers than it saves, and on a busy 2-core machine it waits for the other core
+        # (bench/run.py: flat 10k p50 0.4 ms on one thread vs 8-18 ms on two under load). The thread count is
+        # per calling thread in OpenMP, so concurrent searches in other threads are not affected.
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self.index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(previous)
 
     def save(self, path: Path) -> None:
         import faiss

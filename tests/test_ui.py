@@ -16,6 +16,7 @@ from ui.app import (
     cited_passages,
     documents_table,
     evidence_passages,
+    shared_pipeline,
 )
 
 INJECTION = '<script>alert("x")</script><img src=x onerror="alert(1)">'
@@ -46,6 +47,11 @@ def test_named_api_endpoints_are_public_and_ui_handlers_are_private(app):
         assert visibility.get(name) == "public", name
     public = {name for name, seen in visibility.items() if seen == "public"}
     assert public == {"ask", "check", "search", "documents"}
+
+
+def test_the_served_pipeline_is_loaded_once_per_process(pipeline):
+    first = shared_pipeline(pipeline.settings)
+    assert shared_pipeline(pipeline.settings) is first
 
 
 def test_queue_concurrency_is_bounded_by_the_settings(app, pipeline):

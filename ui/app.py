@@ -207,8 +207,9 @@ def register_api(pipeline: Pipeline) -> None:
         """The indexed documents: id, title, date, characters, sentences and chunks."""
         return pipeline.documents()
 
-    for fn in (ask, check, search, documents):
-        gr.api(fn, api_name=fn.__name__)
+    # The API shares the UI's concurrency groups, so RAG_MAX_CONCURRENCY bounds asks from both together.
+    for fn, group in ((ask, "ask"), (check, "check"), (search, None), (documents, None)):
+        gr.api(fn, api_name=fn.__name__, concurrency_id=group)
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -384,7 +385,8 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
         table = [[section, label, ours, theirs or "—"] for section, label, ours, theirs in metrics_rows(report["metrics"])]
         per_question = [
             [r["id"], r["type"], "✓ pass" if r["correct"] else "✗ fail", r["question"],
-             "(abstained)" if r["abstained"] else (r.get("short_answer") or r["answer"]), round(r["latency_ms"], 1)]
+             "(abstained)" if r["abstained"] else _shorten(r.get("short_answer") or r["answer"]),
+             round(r["latency_ms"], 1)]
             for r in report["results"]
         ]
         passed = sum(r["correct"] for r in report["results"])
@@ -396,6 +398,10 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
                      [status, metrics, accuracy_plot, latency_plot, results, report_file],
                      api_visibility="private", concurrency_limit=1, concurrency_id="evaluate",
                      show_progress_on=[metrics])
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _existing(path: Path) -> str | None:
@@ -414,8 +420,8 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
             replace = gr.Checkbox(False, label="Replace documents with the same file name")
             add_button = gr.Button("Add to index", variant="primary")
             status = gr.HTML(elem_id="rag-documents-status", elem_classes="rag-status-slot")
-    gr.Markdown("The current index keeps answering while the new one is built; it is swapped in when ready. "
-                "A document's id is its file name.")
+    gr.Markdown("The new index replaces the current one only once it is built; if any file is rejected, nothing "
+                "changes. A document's id is its file name.")
 
     def add_documents(files: list[str] | None, replace_existing: bool,
                       progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)

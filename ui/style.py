@@ -16,7 +16,6 @@ def theme() -> gr.themes.Base:
 
 CSS = """
 .gradio-container { max-width: 1480px !important; }
-footer { display: none !important; }
 
 /* header */
 .rag-header { display: flex; align-items: center; gap: 14px; padding: 0 2px; }
