@@ -727,17 +727,19 @@ def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str | Non
 def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as a terminal table, ours and the baseline side by side."""
     run, with_baseline = metrics["run"], metrics.get("baseline") is not None
+    rows = metrics_rows(metrics)
+    width = max(len(label) for _, label, _, _ in rows) + 2
     lines = [
         f"{run['questions']} questions ({run['answerable']} answerable, {run['unanswerable']} unanswerable) "
         f"from {run['gold']}; backend {run['backend']}, k={run['k']}",
-        f"{'':36}{'ours':>12}" + (f"{'baseline':>12}" if with_baseline else ""),
+        f"{'':{width + 2}}{'ours':>12}" + (f"{'baseline':>12}" if with_baseline else ""),
     ]
     section = None
-    for row_section, label, ours, theirs in metrics_rows(metrics):
+    for row_section, label, ours, theirs in rows:
         if row_section != section:
             section = row_section
             lines.append(section)
-        lines.append(f"  {label:34}{ours:>12}" + (f"{theirs:>12}" if with_baseline else ""))
+        lines.append(f"  {label:{width}}{ours:>12}" + (f"{theirs:>12}" if with_baseline else ""))
     if with_baseline:
         lines.append(f"baseline: {BASELINE_NAME} (splitter 1000/200, MiniLM, FAISS top-4, top chunk as answer)")
     return "\n".join(lines)

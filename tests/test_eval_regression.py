@@ -10,22 +10,23 @@ import pytest
 
 from rag.eval import DEFAULT_GOLD, evaluate, format_table
 
-# Headline metrics of the extractive backend on eval/gold.jsonl, set just under the values measured when
-# the evaluation was written (measured: see the comment on each line). Raise them when the answerer improves.
+# Headline metrics of the extractive backend on eval/gold.jsonl. Measured when the evaluation was written
+# (commit bc32ee9 plus the answerer's work in progress), thresholds set about one question under each value.
+# The run is deterministic; raise these when the answerer improves.
 MINIMUMS = {
-    "hit_at_1": 0.90,  # measured 0.932
+    "hit_at_1": 0.91,  # measured 0.932
     "recall_at_5": 0.93,  # measured 0.952
     "mrr_at_10": 0.94,  # measured 0.957
-    "accuracy": 0.67,  # measured 0.697
-    "answer_contains_alias": 0.70,  # measured 0.726
-    "has_ans_f1": 0.35,  # measured 0.376
-    "citation_recall": 0.85,  # measured 0.873
+    "accuracy": 0.84,  # measured 0.865 (alias in answer, or abstained when unanswerable)
+    "answer_contains_alias": 0.87,  # measured 0.890
+    "has_ans_f1": 0.56,  # measured 0.585
+    "citation_recall": 0.85,  # measured 0.877
     "citation_precision": 0.98,  # measured 1.000
-    "evidence_cited": 0.69,  # measured 0.712
-    "abstained_unanswerable": 0.50,  # measured 0.562
+    "evidence_cited": 0.88,  # measured 0.904
+    "abstained_unanswerable": 0.68,  # measured 0.750 (12 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
-    "false_abstention": 0.13,  # measured 0.110
+    "false_abstention": 0.06,  # measured 0.041 (3 of 73)
 }
 
 
