@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _MARKERS = re.compile(r"\[(\d+)\]")
-_ANSWER_SENTENCE = re.compile(r".+?(?:(?:\s*\[\d+\])+[.!?]?|[.!?](?:\s*\[\d+\])*)(?=\s+|$)|.+$", re.S)
 
 
 def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
@@ -53,7 +52,22 @@ def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
 
 
 def split_answer(text: str) -> list[str]:
-    return [m.group(0).strip() for m in _ANSWER_SENTENCE.finditer(text.strip()) if m.group(0).strip()]
+    """Answer sentences with their trailing ``[n]`` markers (pysbd keeps "A.J." inside a sentence)."""
+    from rag.segment import split_sentences
+
+    sentences: list[str] = []
+    for piece in split_sentences(text.strip()):
+        leading = re.match(r"(?:\s*\[\d+\])+[.!?]?\s*", piece)
+        if sentences and leading:  # markers that open a piece close the sentence before
+            sentences[-1] = f"{sentences[-1]} {leading.group(0).strip()}"
+            piece = piece[leading.end():]
+        if not piece:
+            continue
+        if sentences and piece[:1].islower():
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
 
 
 class Pipeline:

@@ -329,6 +329,7 @@ def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
                   for m in _TOKEN.finditer(text)]
         for start, end in _candidates(info, text):
             span = text[start:end].strip(" ,.;:\"“”'")
+            span = re.sub(r"['’]s$", "", span)  # "Khazali's" answers "who" as "Khazali"
             if not span:
                 continue
             lowered = normalize(span).lower()

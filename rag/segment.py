@@ -69,6 +69,11 @@ def paragraphs(doc: Document) -> Iterator[tuple[int, int, bool]]:
             yield start, end, is_heading(doc.text[start:end])
 
 
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a short free text (an answer), with the same rules as documents."""
+    return [text[s:e] for s, e in _sentence_offsets(text, 0, len(text))]
+
+
 def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
     block = text[start:end]
     spans: list[tuple[int, int]] = []

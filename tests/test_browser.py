@@ -127,6 +127,18 @@ def test_abstention_is_shown_as_a_notice(page, server):
     assert "abstained" in page.locator("#rag-sources").inner_text()
 
 
+def test_pipeline_errors_are_one_line_messages_in_the_page(page, server):
+    page.goto(server)
+    page.wait_for_selector("#rag-question textarea")
+    page.fill("#rag-question textarea", "Why? " * 500)
+    page.click("#rag-ask")
+    error = page.locator("#rag-chat-status .rag-status-error")
+    error.wait_for()
+    assert "the limit is 2,000" in error.inner_text()
+    assert page.locator("#rag-chat .rag-msg, #rag-chat .rag-notice").count() == 0
+    assert page.input_value("#rag-question textarea").startswith("Why?"), "the question stays, to be corrected"
+
+
 def test_check_tab_shows_verdict_reason_and_highlighted_passages(page, server):
     page.goto(server)
     page.get_by_role("tab", name="Check a claim").click()
