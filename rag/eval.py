@@ -213,9 +213,15 @@ def _f1(predicted: list[str], gold: list[str]) -> float:
 
 
 def contains_alias(text: str, aliases: Sequence[str]) -> bool:
-    """The normalised text contains a normalised alias as whole words ("Trump" in "... Donald Trump ...")."""
-    haystack = f" {normalize_answer(text)} "
-    return any(needle and f" {needle} " in haystack for needle in map(normalize_answer, aliases))
+    """The normalised text contains a normalised alias as whole words ("Trump" in "... Donald Trump ...").
+
+    Hyphens separate words here (SQuAD's normalisation would glue "150,000-strong" into one token that no
+    alias "150,000" can match as a whole word)."""
+    def words_of(s: str) -> str:
+        return normalize_answer(normalize(s).replace("-", " "))
+
+    haystack = f" {words_of(text)} "
+    return any(needle and f" {needle} " in haystack for needle in map(words_of, aliases))
 
 
 # ---------------------------------------------------------------------------------------------- span metrics
@@ -685,7 +691,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "score fractions), averaged.",
     "MRR@10": "1 / rank of the first chunk overlapping an evidence span within the top 10, else 0.",
     "Accuracy": "answerable: the answer text contains a gold alias; unanswerable: the system abstained.",
-    "Answer contains alias": "the normalised full answer (markers removed) contains a normalised alias as whole "
+    "Answer contains alias": "the normalised full answer (markers removed, hyphens as spaces) contains a normalised alias as whole "
     "words; abstaining scores 0.",
     "EM / F1": "SQuAD exact match and token F1 against the best alias, on the short answer when the system gives "
     "one, else on the full answer text; abstaining is the empty prediction.",

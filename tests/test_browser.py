@@ -7,6 +7,7 @@ The first test leaves docs/screenshot.png, the README's picture of the app.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,24 @@ def test_check_tab_shows_verdict_reason_and_highlighted_passages(page, server):
     assert result.locator(".rag-badge-supported").count() >= 1
     assert result.locator(".rag-reason").inner_text().strip()
     assert "Ghaani" in result.locator("mark.rag-cited").first.inner_text()
+
+
+def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, server):
+    page.goto(server)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.get_by_label("Compare with the LangChain tutorial baseline").uncheck()  # ours only: seconds, not a minute
+    page.get_by_role("button", name="Run evaluation").click()
+    done = page.locator(".rag-status-ok", has_text="questions passed")
+    done.wait_for(timeout=300_000)
+    passed, total = (int(n) for n in re.findall(r"\d+", done.inner_text())[:2])
+    assert total == 89 and passed > total // 2
+    assert "Hit@1" in page.locator("#rag-eval-metrics").inner_text()
+    results = page.locator("#rag-eval-results").inner_text()
+    assert "q001" in results and "pass" in results
+    for plot in ("#rag-eval-accuracy img", "#rag-eval-latency img"):
+        page.locator(plot).wait_for()
+        assert page.locator(plot).evaluate("img => img.complete && img.naturalWidth > 200")
+    assert "report.json" in page.locator("#rag-eval-report").inner_text()
 
 
 def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_settings, embedder):

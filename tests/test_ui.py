@@ -12,6 +12,7 @@ from ui import render
 from ui.app import (
     ParagraphLocator,
     _checked_uploads,
+    _message,
     build_app,
     cited_passages,
     documents_table,
@@ -208,3 +209,8 @@ def test_upload_limits(pipeline, tmp_path):
     with pytest.raises(UsageError, match="unsupported type"):
         _checked_uploads([str(exe)], settings)
     assert _checked_uploads([str(p) for p in small[:2]], settings) == small[:2]
+
+
+def test_failures_become_one_line_messages():
+    assert _message(UsageError("question is empty")) == "question is empty"
+    assert _message(ValueError("boom")).startswith("internal error: ValueError: boom")

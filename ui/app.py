@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import tempfile
 import threading
@@ -23,6 +24,8 @@ from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
 from rag.settings import Settings
 from ui import render
 from ui.style import CSS, theme
+
+log = logging.getLogger("rag.ui")
 
 TITLE = "News QA with verifiable citations"
 BUNDLED_ARTICLE = "2026-03-06-iran-proxies-iraq.txt"
@@ -175,6 +178,15 @@ def header_html(pipeline: Pipeline) -> str:
             f"backend {escape(pipeline.settings.backend)}</span></div>")
 
 
+def _message(exc: Exception) -> str:
+    """The one-line text for a failed request: a RagError's own message; anything else is logged in full
+    on the server and named in one line (as the CLI does)."""
+    if isinstance(exc, RagError):
+        return str(exc)
+    log.error("request failed", exc_info=exc)
+    return f"internal error: {type(exc).__name__}: {exc} (details in the server log)"
+
+
 # ---------------------------------------------------------------------------------------------- API
 
 
@@ -271,7 +283,7 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
         history = [*history, {"role": "user", "content": render.question_message(text)}]
         pending = [*history, {"role": "assistant", "content": render.streaming_message("")}]
         yield pending, gr.skip(), gr.skip(), gr.skip(), "", ""
-        streamed = ""
+        streamed, answer = "", None
         try:
             for piece in pipeline.ask_stream(text, backend=(backend_spec or "").strip() or None, k=int(k)):
                 if isinstance(piece, str):
@@ -280,9 +292,12 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 else:
                     answer = piece.to_json()
-        except RagError as exc:
+        except Exception as exc:  # any failure becomes the one-line message, not a stuck chat
             # Keep the question in the box so it can be corrected; the history stays as it was.
-            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line(str(exc)), text
+            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line(_message(exc)), text
+            return
+        if answer is None:
+            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line("no answer was produced"), text
             return
         turn = len(answered)
         answered = [*answered, answer]
@@ -335,8 +350,8 @@ def _check_tab(pipeline: Pipeline, locator: ParagraphLocator) -> None:
     def check_claim(text: str) -> str:
         try:
             outcome = pipeline.check(text).to_json()
-        except RagError as exc:
-            return render.status_line(str(exc))
+        except Exception as exc:  # shown as one line; see _message
+            return render.status_line(_message(exc))
         return render.check_result(outcome, evidence_passages(pipeline, locator, outcome))
 
     for trigger in (claim.submit, check_button.click):
@@ -355,17 +370,19 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             run_button = gr.Button("Run evaluation", variant="primary")
             status = gr.HTML(elem_classes="rag-status-slot")
     metrics = gr.Dataframe(headers=["section", "metric", "ours", "baseline"], label="Metrics", interactive=False,
-                           wrap=True, column_widths=["24%", "46%", "15%", "15%"], max_height=560)
+                           wrap=True, column_widths=["24%", "46%", "15%", "15%"], max_height=560,
+                           elem_id="rag-eval-metrics")
     with gr.Row():
         # The plots carry their own titles; the label chip would cover them.
         accuracy_plot = gr.Image(label="Accuracy by question type", show_label=False, type="filepath",
-                                 interactive=False, buttons=["download", "fullscreen"])
+                                 interactive=False, buttons=["download", "fullscreen"], elem_id="rag-eval-accuracy")
         latency_plot = gr.Image(label="Latency per question", show_label=False, type="filepath", interactive=False,
-                                buttons=["download", "fullscreen"])
+                                buttons=["download", "fullscreen"], elem_id="rag-eval-latency")
     results = gr.Dataframe(headers=["id", "type", "result", "question", "answer", "latency (ms)"],
                            label="Per question", interactive=False, wrap=True, max_height=480,
-                           column_widths=["6%", "9%", "8%", "42%", "27%", "8%"], show_search="search")
-    report_file = gr.File(label="Report (JSON)", interactive=False)
+                           column_widths=["6%", "9%", "8%", "42%", "27%", "8%"], show_search="search",
+                           elem_id="rag-eval-results")
+    report_file = gr.File(label="Report (JSON)", interactive=False, elem_id="rag-eval-report")
 
     def run_evaluation(gold: str | None, with_baseline: bool, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         from rag.eval import evaluate, metrics_rows  # heavy (LangChain baseline); only when asked
@@ -378,8 +395,8 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
         try:
             report = evaluate(pipeline, gold_path=gold, baseline=with_baseline, report_dir=report_dir,
                               progress_callback=advance)
-        except RagError as exc:
-            return render.status_line(str(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        except Exception as exc:  # shown as one line; see _message
+            return render.status_line(_message(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         report_json = report_dir / "report.json"
         report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         table = [[section, label, ours, theirs or "—"] for section, label, ours, theirs in metrics_rows(report["metrics"])]
@@ -429,8 +446,8 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
             paths = _checked_uploads(files, settings)
             progress(0.1, desc=f"Indexing {len(paths)} document{'s' if len(paths) != 1 else ''}")
             added = pipeline.add_documents(paths, replace=replace_existing)
-        except RagError as exc:
-            return render.status_line(str(exc)), gr.skip(), gr.skip(), gr.skip()
+        except Exception as exc:  # add_documents leaves the index as it was on any error
+            return render.status_line(_message(exc)), gr.skip(), gr.skip(), gr.skip()
         names = ", ".join(doc.id for doc in added)
         return (render.status_line(f"Indexed {len(added)} document{'s' if len(added) != 1 else ''}: {names}", "ok"),
                 documents_table(pipeline), header_html(pipeline), None)
