@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def article_document():
     from rag.documents import read_document
 
     return read_document(ARTICLE)
+
+
+@pytest.fixture(scope="session")
+def rag_executable() -> str:
+    """The ``rag`` console script of the environment running the tests (next to its interpreter)."""
+    candidate = Path(sys.executable).parent / "rag"
+    return str(candidate) if candidate.exists() else shutil.which("rag")
 
 
 @pytest.fixture(scope="session")

@@ -167,7 +167,9 @@ def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, serv
     for plot in ("#rag-eval-accuracy img", "#rag-eval-latency img"):
         page.locator(plot).wait_for()
         assert page.locator(plot).evaluate("img => img.complete && img.naturalWidth > 200")
-    assert "report.json" in page.locator("#rag-eval-report").inner_text()
+    link = page.locator("#rag-eval-report a[href*='report.json']").first
+    report = page.request.get(link.get_attribute("href")).json()
+    assert set(report) == {"metrics", "results", "baseline"} and len(report["results"]) == total
 
 
 def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_settings, embedder):

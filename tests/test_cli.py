@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,24 +16,34 @@ import pytest
 HEAVY_MODULES = ("torch", "faiss", "sentence_transformers", "transformers", "langchain_core", "gradio", "numpy")
 
 
-def rag_command() -> str:
-    candidate = Path(sys.executable).parent / "rag"
-    return str(candidate) if candidate.exists() else shutil.which("rag")
+@dataclass(frozen=True)
+class CliHome:
+    """A private corpus + index copy and the ``rag`` command pointed at it."""
+
+    folder: Path
+    executable: str
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.folder / "corpus"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.folder / "index"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        env = os.environ | {"RAG_CORPUS_DIR": str(self.corpus_dir), "RAG_INDEX_DIR": str(self.index_dir)}
+        # cwd is the private folder so that no .env file of the developer's checkout leaks into the settings.
+        return subprocess.run([self.executable, *args], env=env, cwd=self.folder, capture_output=True, text=True,
+                              timeout=180)
 
 
 @pytest.fixture(scope="module")
-def cli_env(tmp_path_factory, pipeline) -> dict:
-    home = tmp_path_factory.mktemp("cli")
-    shutil.copytree(pipeline.settings.corpus_dir, home / "corpus")
-    shutil.copytree(pipeline.settings.index_dir, home / "index", symlinks=True)
-    return os.environ | {"RAG_CORPUS_DIR": str(home / "corpus"), "RAG_INDEX_DIR": str(home / "index"),
-                         "RAG_HOME": str(home)}
-
-
-def run_rag(env: dict, *args: str) -> subprocess.CompletedProcess:
-    # cwd is the temporary home so that no .env file of the developer's checkout leaks into the settings.
-    return subprocess.run([rag_command(), *args], env=env, cwd=env["RAG_HOME"], capture_output=True, text=True,
-                          timeout=180)
+def cli(tmp_path_factory, pipeline, rag_executable) -> CliHome:
+    home = CliHome(tmp_path_factory.mktemp("cli"), rag_executable)
+    shutil.copytree(pipeline.settings.corpus_dir, home.corpus_dir)
+    shutil.copytree(pipeline.settings.index_dir, home.index_dir, symlinks=True)
+    return home
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -55,15 +66,15 @@ def test_help_imports_no_heavy_library():
     assert json.loads(result.stdout) == []
 
 
-def test_help_runs(cli_env):
-    result = run_rag(cli_env, "--help")
+def test_help_runs(cli):
+    result = cli.run("--help")
     assert result.returncode == 0
     for command in ("index", "search", "ask", "check", "serve"):
         assert command in result.stdout
 
 
-def test_search_json_contract(cli_env, article_text):
-    result = run_rag(cli_env, "search", "Who replaced Qassem Soleimani?", "--k", "3", "--json")
+def test_search_json_contract(cli, article_text):
+    result = cli.run("search", "Who replaced Qassem Soleimani?", "--k", "3", "--json")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1, "exactly one JSON object"
@@ -81,33 +92,32 @@ def test_search_json_contract(cli_env, article_text):
     assert any("Esmail Ghaani" in hit["text"] for hit in payload["hits"])
 
 
-def test_index_info_json(cli_env, pipeline):
-    result = run_rag(cli_env, "index", "info", "--json")
+def test_index_info_json(cli, pipeline):
+    result = cli.run("index", "info", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert set(info) == {"format_version", "created", "build_seconds", "embedding", "chunking", "index_type",
                          "counts", "documents", "path"}
     assert info["counts"] == pipeline.index.manifest["counts"]
     assert info["embedding"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert info["path"] == str(Path(cli_env["RAG_INDEX_DIR"]) / "default")
+    assert info["path"] == str(cli.index_dir / "default")
 
 
-def test_index_info_text(cli_env):
-    result = run_rag(cli_env, "index", "info")
+def test_index_info_text(cli):
+    result = cli.run("index", "info")
     assert result.returncode == 0, result.stderr
     assert "all-MiniLM-L6-v2" in result.stdout
     assert "2026-03-06-iran-proxies-iraq.txt" in result.stdout
 
 
 @pytest.mark.parametrize("query", ["", "   "])
-def test_empty_query_exits_2(cli_env, query):
-    assert_one_line_error(run_rag(cli_env, "search", query), 2, "query is empty")
+def test_empty_query_exits_2(cli, query):
+    assert_one_line_error(cli.run("search", query), 2, "query is empty")
 
 
-def test_adding_a_missing_file_exits_3_and_leaves_the_index(cli_env):
-    index_dir = Path(cli_env["RAG_INDEX_DIR"])
-    manifest_before = (index_dir / "default" / "manifest.json").read_bytes()
-    missing = Path(cli_env["RAG_HOME"]) / "no-such-file.txt"
-    assert_one_line_error(run_rag(cli_env, "index", "add", str(missing)), 3, "no-such-file.txt", "no such file")
-    assert (index_dir / "default" / "manifest.json").read_bytes() == manifest_before
-    assert sorted(p.name for p in Path(cli_env["RAG_CORPUS_DIR"]).iterdir()) == ["2026-03-06-iran-proxies-iraq.txt"]
+def test_adding_a_missing_file_exits_3_and_leaves_the_index(cli):
+    manifest_before = (cli.index_dir / "default" / "manifest.json").read_bytes()
+    missing = cli.folder / "no-such-file.txt"
+    assert_one_line_error(cli.run("index", "add", str(missing)), 3, "no-such-file.txt", "no such file")
+    assert (cli.index_dir / "default" / "manifest.json").read_bytes() == manifest_before
+    assert sorted(p.name for p in cli.corpus_dir.iterdir()) == ["2026-03-06-iran-proxies-iraq.txt"]

@@ -28,12 +28,6 @@ ARTICLE_NAME = "2026-03-06-iran-proxies-iraq.txt"
 PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
-def rag_command() -> str:
-    """The venv's ``rag`` console script (next to the interpreter running the tests)."""
-    candidate = Path(sys.executable).parent / "rag"
-    return str(candidate) if candidate.exists() else shutil.which("rag")
-
-
 def minimal_pdf(lines: list[str]) -> bytes:
     """A one-page PDF with the given text lines in Helvetica, written by hand (valid xref offsets)."""
 
@@ -431,7 +425,7 @@ def test_valid_file_is_added_and_searchable(extendable, tmp_path, embedder, kind
 # ---------------------------------------------------------------- crash safety
 
 
-def test_killed_build_leaves_the_previous_index_loadable(indexed_settings, embedder, tmp_path):
+def test_killed_build_leaves_the_previous_index_loadable(indexed_settings, embedder, tmp_path, rag_executable):
     """Kill a real `rag index build` while it embeds a large corpus: the old index must still load."""
     live_before = indexed_settings.index_path.resolve()
     manifest_before = read_manifest(indexed_settings.index_path)
@@ -454,7 +448,7 @@ def test_killed_build_leaves_the_previous_index_loadable(indexed_settings, embed
         "RAG_INDEX_DIR": str(indexed_settings.index_dir),
     }
     with stderr_file.open("wb") as stderr:
-        build = subprocess.Popen([rag_command(), "index", "build"], env=env, cwd=tmp_path,
+        build = subprocess.Popen([rag_executable, "index", "build"], env=env, cwd=tmp_path,
                                  stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + 120

@@ -1,0 +1,113 @@
+"""A minimal OpenAI-compatible chat server for tests, on a loopback port.
+
+It is not a model: it replies with a scripted answer (or a function of the request), speaking the real
+wire protocol (JSON or server-sent events), so the real LangChain/OpenAI client and our parsing are
+exercised end to end. It records the requests it received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class OpenAIStub:
+    def __init__(self, reply: str | Callable[[dict], str] = "", delay: float = 0.0):
+        self.reply, self.delay = reply, delay
+        self.requests: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 (http.server API)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append(body)
+                if stub.delay:
+                    time.sleep(stub.delay)
+                text = stub.reply(body) if callable(stub.reply) else stub.reply
+                if body.get("stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for i in range(0, len(text), 7):
+                        self._event({"choices": [{"index": 0, "delta": {"content": text[i : i + 7]},
+                                                  "finish_reason": None}]})
+                    self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                payload = json.dumps({
+                    "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _event(self, chunk: dict) -> None:
+                chunk = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "stub", **chunk}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OpenAIStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class OllamaStub:
+    """The same idea for Ollama's /api/chat (newline-delimited JSON stream)."""
+
+    def __init__(self, reply: str):
+        self.requests: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.end_headers()
+                for i in range(0, len(reply), 7):
+                    line = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+                            "message": {"role": "assistant", "content": reply[i : i + 7]}, "done": False}
+                    self.wfile.write((json.dumps(line) + "\n").encode())
+                    self.wfile.flush()
+                final = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+                         "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                         "total_duration": 1, "load_duration": 1, "prompt_eval_count": 1, "prompt_eval_duration": 1,
+                         "eval_count": 1, "eval_duration": 1}
+                self.wfile.write((json.dumps(final) + "\n").encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OllamaStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,81 @@
+"""The LLM backend against a real HTTP server on loopback that speaks the OpenAI chat protocol.
+
+The server is a stub (tests/openai_stub.py), not a model: it answers with scripted text. What is real is
+everything on our side: the backend factory, LangChain's ChatOpenAI client, streaming over SSE, timeouts,
+the prompt files, marker parsing and verification.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rag.backends import NO_ANSWER
+from rag.errors import BackendError
+from tests.openai_stub import OpenAIStub
+
+
+def answer_citing(pattern: str, template: str):
+    """A reply function: find the passage number whose text contains ``pattern`` in the prompt."""
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        n = next(m.group(1) for m in re.finditer(r"^\[(\d+)\] \([^)]*\) (.*)$", prompt, re.M) if pattern in m.group(2))
+        return template.format(n=n)
+
+    return reply
+
+
+def test_openai_compatible_endpoint_streams_a_cited_answer(pipeline):
+    with OpenAIStub(answer_citing("Esmail Ghaani", "Soleimani was replaced by Esmail Ghaani [{n}].")) as server:
+        spec = f"openai-compatible:{server.url}#tiny-model"
+        pieces = list(pipeline.ask_stream("Who replaced Qassem Soleimani?", backend=spec))
+    answer = pieces[-1]
+    assert len(pieces) > 3  # streamed in several pieces before the final answer
+    assert answer.backend == spec and not answer.abstained
+    assert answer.answer == "Soleimani was replaced by Esmail Ghaani [1]."
+    citation = answer.citations[0]
+    assert "Esmail Ghaani" in citation.text
+    assert citation.text == pipeline.index.documents[citation.source].text[citation.start : citation.end]
+    assert answer.checks[0].verdict == "supported"
+    request = server.requests[0]
+    assert request["model"] == "tiny-model" and request["stream"] is True and request["temperature"] == 0.0
+    system, user = request["messages"][0]["content"], request["messages"][1]["content"]
+    assert NO_ANSWER in system and "<passages>" in user and "Question: Who replaced Qassem Soleimani?" in user
+
+
+def test_endpoint_no_answer_phrase_is_an_abstention(pipeline):
+    with OpenAIStub(NO_ANSWER) as server:
+        answer = pipeline.ask("How old is A.J.?", backend=f"openai-compatible:{server.url}")
+    assert answer.abstained and answer.answer == NO_ANSWER and answer.citations == []
+
+
+def test_endpoint_misquote_is_flagged(pipeline):
+    reply = answer_citing("Everything changed", 'Fahs said "nothing changed after Nasrallah was killed" [{n}].')
+    with OpenAIStub(reply) as server:
+        answer = pipeline.ask("What did Mustafa Fahs say about Nasrallah?", backend=f"openai-compatible:{server.url}")
+    assert answer.checks[0].verdict == "unsupported"
+    assert "not found verbatim" in answer.checks[0].reason
+
+
+def test_slow_endpoint_times_out_with_a_clear_error(pipeline):
+    settings = pipeline.settings.model_copy(update={"llm_timeout": 0.5})
+    from rag.backends import create_backend
+
+    with OpenAIStub("too late [1].", delay=3.0) as server:
+        backend = create_backend(f"openai-compatible:{server.url}", settings, pipeline.index, pipeline.embedder)
+        pipeline.use_backend(backend, spec="slow-endpoint")
+        with pytest.raises(BackendError, match=r"timed out.*--backend extractive"):
+            pipeline.ask("Who is A.J.?", backend="slow-endpoint")
+
+
+def test_ollama_backend_streams_from_ollama_host(pipeline, monkeypatch):
+    from tests.openai_stub import OllamaStub
+
+    with OllamaStub("The article does not say.") as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.host)
+        pipeline._backends.pop("ollama:llama3.1", None)
+        answer = pipeline.ask("How old is A.J.?", backend="ollama:llama3.1")
+    assert answer.backend == "ollama:llama3.1" and answer.abstained
+    assert server.requests[0]["model"] == "llama3.1"
