@@ -85,6 +85,20 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------- machine
 
 
+def sgemm_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """Best float32 matrix-multiply rate numpy's BLAS reaches here: the ceiling for transformer inference."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return round(2 * n**3 / best / 1e9, 1)
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def machine() -> dict:
     cpu_model = "unknown"
     try:
@@ -125,6 +139,7 @@ def machine() -> dict:
         "thread_pools": blas,
         "openblas_vars_unset": os.environ.get("RAG_BENCH_UNSET_OPENBLAS") or None,
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "sgemm_gflops": sgemm_gflops(),
     }
 
 
@@ -262,6 +277,38 @@ def cold_ask(index_dir: Path, runs: int, backend: str) -> dict:
     }
 
 
+# Where a cold `rag ask` spends its time, phase by phase, in a fresh interpreter (what `rag ask` does, inlined).
+_COLD_PHASES = """
+import json, sys, time
+marks = [("interpreter", time.perf_counter())]
+def mark(name): marks.append((name, time.perf_counter()))
+import numpy, faiss
+mark("import numpy + faiss")
+from rag.settings import Settings
+s = Settings()
+mark("import pydantic + settings")
+from rag.pipeline import Pipeline
+from rag.embeddings import Embedder, resolve_model
+from rag.index import open_index
+mark("import rag modules")
+e = Embedder(resolve_model(s.embed_model, s.model_cache_dir))
+e.backend
+mark("embedding model ready (" + e.backend + ")")
+index = open_index(s, e)
+mark("index loaded")
+p = Pipeline(s, e, index)
+p.ask(sys.argv[1])
+mark("first answer")
+print(json.dumps({b[0]: round((b[1] - a[1]) * 1000, 1) for a, b in zip(marks, marks[1:])}))
+"""
+
+
+def cold_phases(index_dir: Path) -> dict:
+    env = child_env(index_dir)
+    run_timed([sys.executable, "-c", _COLD_PHASES, COLD_QUESTION], env)  # warm the caches, as above
+    return json.loads(run_timed([sys.executable, "-c", _COLD_PHASES, COLD_QUESTION], env)["output"])
+
+
 def cold_index_build(index_dir: Path) -> dict:
     env = child_env(index_dir)
     result = run_timed([str(RAG), "index", "build", "--json"], env)
@@ -371,7 +418,9 @@ def article_section(args, tmp: Path, gold: list[dict]) -> dict:
             shutil.rmtree(settings.index_dir, ignore_errors=True)
         out["build"][name] = {"median_s": round(float(np.median(seconds)), 3), "all_s": [round(s, 3) for s in seconds],
                               **index.manifest["counts"]}
-    build_index(base, onnx_embedder)
+    index = build_index(base, onnx_embedder)
+    out["build"]["embedding_work"] = embedding_work(info.path, [s.text for s in index.sentences] +
+                                                    [c.text for c in index.chunks])
 
     # Embedding throughput on synthetic sentences made of the article's words (chunk-sized texts).
     log("embedding throughput")
@@ -418,6 +467,22 @@ def article_section(args, tmp: Path, gold: list[dict]) -> dict:
         for row in answerable])), 4)
     out["langchain"] = langchain_article(info.path, pipeline, questions, answerable)
     return out
+
+
+def embedding_work(model_path: Path, texts: list[str]) -> dict:
+    """Tokens an article build embeds and the float operations that takes: 2 per weight per token (the
+    embedding tables are lookups, not multiplies) plus attention's 4 x tokens x hidden per token per layer."""
+    from tokenizers import Tokenizer
+
+    config = json.loads((model_path / "config.json").read_text())
+    hidden, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer.enable_truncation(256)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(sorted(set(texts)))]
+    per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * inter)
+    attention = sum(4 * n * n * hidden * layers for n in lengths)
+    return {"texts": len(lengths), "tokens": sum(lengths),
+            "gflop": round((per_token * sum(lengths) + attention) / 1e9, 1)}
 
 
 def langchain_article(model_path: Path, pipeline, questions: list[str], answerable: list[dict]) -> dict:
@@ -530,7 +595,43 @@ def tune(index, set_param, values, queries, truth, timed_queries) -> dict:
     return {"chosen": sweep[-1], "sweep": sweep, "note": "recall target not reached in the sweep"}
 
 
-def scale_worker(size: int, queries: int, out_file: Path) -> None:
+HNSW_CACHE = Path.home() / ".cache" / "rag" / "bench"
+# Part of the cache key: change it when synthetic_vectors or the HNSW parameters change.
+SYNTHETIC_VERSION = 1
+HNSW_CACHE_FROM = 1_000_000
+
+
+def build_hnsw(vectors: np.ndarray, size: int, reuse: bool):
+    """Our FaissStore("hnsw") over the vectors, with its build time. Graphs of >= HNSW_CACHE_FROM vectors
+    take many minutes on 2 cores, so they are saved under ~/.cache/rag/bench together with their measured
+    build time and reused by later runs (``--rebuild-hnsw`` measures again)."""
+    import faiss
+
+    from rag.store import FaissStore
+
+    cache = HNSW_CACHE / f"hnsw-{size}-m32-efc200-v{SYNTHETIC_VERSION}"
+    cacheable = size >= HNSW_CACHE_FROM
+    if reuse and cacheable and (cache / "build.json").is_file():
+        recorded = json.loads((cache / "build.json").read_text())
+        index = faiss.read_index(str(cache / FaissStore.FILE))
+        log(f"{size:,}: HNSW graph reused from {cache} (built {recorded['measured']} in {recorded['build_s']:.0f}s)")
+        return FaissStore(DIM, "hnsw", index=index), recorded["build_s"], recorded["measured"]
+    t = time.perf_counter()
+    store = FaissStore(DIM, "hnsw", hnsw_m=32)
+    for start in range(0, size, 100_000):
+        store.add(vectors[start : start + 100_000])
+        if size >= 500_000:
+            log(f"{size:,}: hnsw added {min(start + 100_000, size):,} in {time.perf_counter() - t:.0f}s")
+    build_s = time.perf_counter() - t
+    measured = datetime.now(UTC).isoformat(timespec="seconds")
+    if cacheable:
+        cache.mkdir(parents=True, exist_ok=True)
+        store.save(cache)
+        (cache / "build.json").write_text(json.dumps({"build_s": build_s, "measured": measured}))
+    return store, build_s, None
+
+
+def scale_worker(size: int, queries: int, out_file: Path, reuse_hnsw: bool) -> None:
     """Runs in its own process per corpus size, so the parent can read this size's peak memory."""
     import faiss
 
@@ -542,6 +643,8 @@ def scale_worker(size: int, queries: int, out_file: Path) -> None:
     vectors, query_vectors = synthetic_vectors(size, queries)
     result["generate_s"] = round(time.perf_counter() - t, 2)
     timed = query_vectors[: min(queries, 200)]
+    # Exact search reads all N x 384 floats per query (1.5 GB at 1M): time fewer of those.
+    flat_timed = timed[: 50 if size >= 500_000 else len(timed)]
 
     # Exact search: our FaissStore("flat"); its answers are the ground truth for recall.
     rss = current_rss_mb()
@@ -550,27 +653,22 @@ def scale_worker(size: int, queries: int, out_file: Path) -> None:
     flat.add(vectors)
     flat_build = time.perf_counter() - t
     _, truth = flat.search(query_vectors, 10)
-    flat_latency = stats_ms(single_query_ms(flat, timed))
+    flat_latency = stats_ms(single_query_ms(flat, flat_timed))
     result["flat"] = {"build_s": round(flat_build, 3), "memory_mb": round(current_rss_mb() - rss, 1),
                       "p50_ms": flat_latency["p50"], "p99_ms": flat_latency["p99"], "recall_at_10": 1.0}
     log(f"{size:,}: flat p50 {flat_latency['p50']} ms")
 
     # HNSW as rag.store builds it (M=32, efConstruction 200), efSearch tuned to recall@10 >= 0.95.
     rss = current_rss_mb()
-    t = time.perf_counter()
-    hnsw = FaissStore(DIM, "hnsw", hnsw_m=32)
-    for start in range(0, size, 100_000):
-        hnsw.add(vectors[start : start + 100_000])
-        if size >= 500_000:
-            log(f"{size:,}: hnsw added {min(start + 100_000, size):,} in {time.perf_counter() - t:.0f}s")
-    hnsw_build = time.perf_counter() - t
+    hnsw, hnsw_build, reused_from = build_hnsw(vectors, size, reuse_hnsw)
     hnsw_memory = current_rss_mb() - rss
     tuned = tune(hnsw, lambda ef, graph=hnsw.index.hnsw: setattr(graph, "efSearch", ef), (16, 32, 48, 64, 96, 128, 192, 256, 384, 512),
                  query_vectors, truth, timed)
     result["hnsw"] = {"build_s": round(hnsw_build, 2), "memory_mb": round(hnsw_memory, 1), "m": 32,
                       "ef_construction": 200, "ef_search": tuned["chosen"]["value"],
                       "p50_ms": tuned["chosen"]["p50_ms"], "p99_ms": tuned["chosen"]["p99_ms"],
-                      "recall_at_10": tuned["chosen"]["recall_at_10"], "sweep": tuned["sweep"]}
+                      "recall_at_10": tuned["chosen"]["recall_at_10"], "sweep": tuned["sweep"],
+                      "build_measured_in_earlier_run": reused_from}
     log(f"{size:,}: hnsw build {hnsw_build:.1f}s, ef {tuned['chosen']['value']} p50 {tuned['chosen']['p50_ms']} ms")
     del hnsw
 
@@ -647,14 +745,15 @@ def langchain_scale(vectors: np.ndarray, timed: np.ndarray, flat) -> dict:
             "speedup_p50": round(theirs_stats["p50"] / ours_stats["p50"], 2)}
 
 
-def scale_section(sizes: list[int], queries: int, tmp: Path) -> list[dict]:
+def scale_section(sizes: list[int], queries: int, tmp: Path, reuse_hnsw: bool) -> list[dict]:
     out = []
     for size in sizes:
         log(f"scale {size:,} chunks (child process)")
         out_file = tmp / f"scale-{size}.json"
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--scale-worker", str(size),
-                                 "--scale-queries", str(queries), "--scale-out", str(out_file)], cwd=ROOT)
+                                 "--scale-queries", str(queries), "--scale-out", str(out_file),
+                                 *([] if reuse_hnsw else ["--rebuild-hnsw"])], cwd=ROOT)
         if proc.wait() != 0:
             out.append({"size": size, "error": f"worker exited {proc.returncode}"})
             continue
@@ -765,6 +864,40 @@ def scale_table(results: dict) -> list[str]:
     return lines
 
 
+def notes(results: dict) -> list[str]:
+    """Where the time goes, from the measured numbers."""
+    out = []
+    m = results["machine"]
+    cold = results.get("cold", {})
+    if cold.get("ask_phases_ms"):
+        out.append("- Cold `rag ask`, phase by phase (ms): "
+                   + ", ".join(f"{k} {v:,.0f}" for k, v in cold["ask_phases_ms"].items()) + ".")
+    article = results.get("article", {})
+    work = article.get("build", {}).get("embedding_work")
+    if work and m.get("sgemm_gflops"):
+        out.append(f"- Article build embeds {work['texts']} texts = {work['tokens']:,} tokens = {work['gflop']} GFLOP of "
+                   f"matrix work; at the {m['sgemm_gflops']} GFLOPS numpy's BLAS reaches on this machine (2 threads) "
+                   f"that alone is >= {work['gflop'] / m['sgemm_gflops']:.2f} s.")
+    lc = article.get("langchain")
+    if lc:
+        out.append(f"- LangChain default path per question (p50): embed_query {lc['embed_query']['p50']:.1f} ms "
+                   f"(sentence-transformers on torch) + FAISS search {lc['search_by_vector_k3']['p50']:.2f} ms; "
+                   f"its build (`FAISS.from_texts`, {lc['from_texts_s']:.2f} s) re-embeds every chunk on every start "
+                   "unless the user saves it.")
+    for scale in results.get("scale", []):
+        if scale.get("size", 0) >= 1_000_000 and "hnsw" in scale:
+            h = scale["hnsw"]
+            when = f" (measured {h['build_measured_in_earlier_run']}, graph reused)" if h.get(
+                "build_measured_in_earlier_run") else ""
+            out.append(f"- HNSW at {scale['size']:,}: build {h['build_s'] / 60:.1f} min{when} on "
+                       f"{scale.get('faiss_threads')} threads, bound by efConstruction=200 x M=32 distance "
+                       f"computations per insert; memory {h['memory_mb']:,.0f} MB (vectors + graph).")
+    load = (m.get("load_average_start"), m.get("load_average_end"))
+    out.append(f"- The machine was shared while measuring (load average {load[0]} at start, {load[1]} at end, "
+               f"{m['cores']} cores): absolute times are pessimistic; ratios in the same run are comparable.")
+    return out
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -781,6 +914,10 @@ def markdown(results: dict) -> str:
         "## Search at scale (synthetic clustered 384-d unit vectors; single-query latency, k=10)",
         "",
         *scale_table(results),
+        "",
+        "## Notes",
+        "",
+        *notes(results),
         "",
         "Reproduce: `make bench` (or `.venv/bin/python bench/run.py [--quick] [--sizes 10000,100000,1000000]`).",
     ]
@@ -800,9 +937,18 @@ def main() -> int:
     parser.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scale-queries", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--scale-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rebuild-hnsw", action="store_true",
+                        help="measure the 1M HNSW build again instead of reusing the graph cached by an earlier run")
+    parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = parser.parse_args()
     if args.scale_worker:
-        scale_worker(args.scale_worker, args.scale_queries, args.scale_out)
+        scale_worker(args.scale_worker, args.scale_queries, args.scale_out, reuse_hnsw=not args.rebuild_hnsw)
+        return 0
+    if args.render:
+        results = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+        text = markdown(results)
+        (args.out / "results.md").write_text(text, encoding="utf-8")
+        print(text)
         return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -837,12 +983,13 @@ def main() -> int:
             log("cold start: rag ask (onnx, then torch backend)")
             results["cold"]["ask_onnx"] = cold_ask(tmp / "index", 3, "onnx")
             results["cold"]["ask_torch"] = cold_ask(tmp / "index", 3, "torch")
+            results["cold"]["ask_phases_ms"] = cold_phases(tmp / "index")
             results["cold"]["index_build"] = cold_index_build(tmp / "cold-build")
         if "serve" not in skip:
             log("cold start: rag serve")
             results["cold"]["serve"] = cold_serve(tmp / "index", 1 if args.quick else 3)
         if "scale" not in skip:
-            results["scale"] = scale_section(sizes, 200 if args.quick else 500, tmp)
+            results["scale"] = scale_section(sizes, 200 if args.quick else 500, tmp, reuse_hnsw=not args.rebuild_hnsw)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

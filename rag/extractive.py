@@ -52,7 +52,7 @@ HOP_MIN_UNCOVERED = 0.35  # try a second hop when this share of the question's w
 HOP_MIN_GAIN = 0.15  # ...and keep it only when it covers this much more of the question
 HOP_MIN_COVERAGE = 0.5  # ...and the two sentences together cover at least this share
 FOCUS_BONUS = 0.2  # a second sentence naming the asked-for thing ("spokesman") is worth this much coverage
-HOP_FIRST_CANDIDATES = 3
+HOP_FIRST_CANDIDATES = 5
 
 
 @dataclass(eq=False)
@@ -140,8 +140,10 @@ class ExtractiveBackend(AnswerBackend):
     # ------------------------------------------------------------ scoring
 
     def term_weights(self, info: QuestionInfo) -> dict[str, float]:
-        # Hyphenated compounds are also present as their parts; count the parts only.
-        return {t: self._idf(t) for t in dict.fromkeys(info.terms) if "-" not in t and t not in ("al", "abu", "bin")}
+        # Hyphenated compounds are also present as their parts; count the parts only. Initialisms ("A.J.")
+        # are names: the entity score counts them, the word overlap would count them twice.
+        return {t: self._idf(t) for t in dict.fromkeys(info.terms)
+                if "-" not in t and t not in ("al", "abu", "bin") and t not in info.initialisms}
 
     def _term_in(self, term: str, sentence: Sentence) -> float:
         key = (term, sentence.id)

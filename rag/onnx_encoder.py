@@ -33,7 +33,7 @@ log = logging.getLogger("rag")
 
 MAX_COSINE_GAP = 1e-4
 ONNX_OPSET = 17
-FORMAT = 1
+FORMAT = 2  # 2: transformer ops fused by onnxruntime's optimizer
 MODEL_FILE = "model.onnx"
 MARKER_FILE = "verified.json"
 PROBE_VECTORS_FILE = "probe_vectors.npy"
@@ -159,9 +159,34 @@ def cosine_gap(a: np.ndarray, b: np.ndarray) -> float:
     """Largest 1 - cosine between matching rows of two sets of vectors."""
     import numpy as np
 
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    a = a.astype(np.float64) / np.linalg.norm(a.astype(np.float64), axis=1, keepdims=True)
+    b = b.astype(np.float64) / np.linalg.norm(b.astype(np.float64), axis=1, keepdims=True)
     return float(np.max(1.0 - np.sum(a * b, axis=1)))
+
+
+def _fuse_transformer_ops(model_file: Path, model_path: Path) -> dict[str, int]:
+    """Rewrite a BERT-family graph with onnxruntime's transformer fusions (attention, skip + layer norm,
+    bias + GELU); exact GELU is kept (no tanh approximation), so the float32 maths is the same and the
+    verification below still holds. About 1.5-2x faster on CPU. Other model types are left as exported."""
+    try:
+        config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if config.get("model_type") != "bert":
+        return {}
+    try:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        options = FusionOptions("bert")
+        options.enable_gelu_approximation = False
+        optimized = optimize_model(str(model_file), model_type="bert", num_heads=int(config["num_attention_heads"]),
+                                   hidden_size=int(config["hidden_size"]), optimization_options=options, opt_level=0)
+        optimized.save_model_to_file(str(model_file))
+        return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    except Exception as exc:  # the optimizer's failures vary by model; the plain export still works
+        log.info("ONNX transformer fusion skipped (%s); using the plain export", exc)
+        return {}
 
 
 def _marker_matches(folder: Path, info: ModelInfo) -> bool:
@@ -235,6 +260,7 @@ def export(info: ModelInfo, cache_dir: Path, reference: Callable[[list[str]], np
             warnings.simplefilter("ignore")  # tracer warnings about Python booleans in the attention code
             torch.onnx.export(MeanPooled(model), example, str(tmp / MODEL_FILE), input_names=names,
                               output_names=["embedding"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+        fused = _fuse_transformer_ops(tmp / MODEL_FILE, info.path)
         encoder = OnnxEncoder(tmp, info.path)
         sentences = list(VERIFICATION_SENTENCES)
         expected = reference(sentences)
@@ -254,6 +280,7 @@ def export(info: ModelInfo, cache_dir: Path, reference: Callable[[list[str]], np
             "max_cosine_gap": gap,
             "verified_sentences": len(sentences),
             "opset": ONNX_OPSET,
+            "fused_ops": fused,
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
             "export_seconds": round(time.perf_counter() - started, 2),

@@ -138,8 +138,8 @@ class Pipeline:
         if not names:
             return []
         seen = {h.chunk.id for h in hits}
-        return [h for h in self.retriever.lexical_search(question + " " + " ".join(dict.fromkeys(names)), n + len(seen))
-                if h.chunk.id not in seen][:n]
+        query = question + " " + " ".join(dict.fromkeys(names))
+        return [h for h in self.retriever.lexical_search(query, n + len(seen)) if h.chunk.id not in seen][:n]
 
     # ------------------------------------------------------------ answering
 

@@ -58,6 +58,7 @@ class QuestionInfo:
     quoted: list[str] = field(default_factory=list)  # quoted phrases in the question
     numbers: list[str] = field(default_factory=list)
     counted: tuple[str, ...] = ()  # for "how many X": stems of X
+    initialisms: frozenset[str] = frozenset()  # "aj" for "A.J.": names, tokenised as one word
     focus: str | None = None  # stemmed head noun of the asked-for thing ("spokesman" in "Who is the spokesman...")
 
 
@@ -116,6 +117,7 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
         # "how many Iran-backed militants": the counted thing (a generic head such as "people" says nothing)
         counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS and w not in _GENERIC_COUNTED)
     return QuestionInfo(
+        initialisms=frozenset(m.group(0).replace(".", "").lower() for m in re.finditer(r"(?:[A-Za-z]\.){2,}", q)),
         counted=counted,
         focus=focus,
         text=question,

@@ -17,7 +17,8 @@ STOPWORDS = frozenset(
     """.split()
 )
 
-_WORD = re.compile(r"[\w]+(?:[-'’][\w]+)*", re.UNICODE)
+# Initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters.
+_WORD = re.compile(r"(?:[^\W\d_]\.){2,}|[\w]+(?:[-'’][\w]+)*", re.UNICODE)
 
 
 def normalize(text: str) -> str:
@@ -50,6 +51,8 @@ def words(text: str) -> list[str]:
     out: list[str] = []
     for match in _WORD.finditer(normalize(text).lower()):
         word = match.group(0)
+        if word.endswith("."):
+            word = word.replace(".", "")
         if word.endswith("'s"):
             word = word[:-2]
         out.append(word)

@@ -22,7 +22,10 @@ def norm(text: str) -> str:
 
 def main() -> None:
     files = sys.argv[1:] or ["eval/gold.jsonl"]
-    questions = [json.loads(line) for f in files for line in open(f, encoding="utf-8") if line.strip()]
+    questions = []
+    for name in files:
+        with open(name, encoding="utf-8") as fh:
+            questions += [json.loads(line) for line in fh if line.strip()]
     pipeline = Pipeline.load()
     print("min_score  min_predicate  answer-contains  abstained(unanswerable)  false-abstention")
     for min_score in (0.30, 0.36, 0.42):
