@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 # The torch pin lives in pyproject.toml only; installing it first lets pip pick the CPU wheel before
 # anything else can pull the multi-GB CUDA build. Extra pip options for torch (e.g. a CPU wheel index:
-# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu") can be given on the command line.
+# TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>") can be given on the command line.
 TORCH := $(shell grep -oE 'torch==[0-9][0-9.]*' pyproject.toml | head -n 1)
 TORCH_PIP_ARGS ?=
 EXAMPLE_QUESTION ?= Who replaced Qassem Soleimani after he was killed?
