@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,17 +71,35 @@ def split_answer(text: str) -> list[str]:
     return sentences
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything that changes together when documents are added. A question reads one snapshot from start
+    to end, so a rebuild swapping in a new one never mixes old search results with new sentence ids."""
+
+    index: Index
+    retriever: HybridRetriever
+    backends: dict[str, AnswerBackend] = field(default_factory=dict)
+
+
 class Pipeline:
     def __init__(self, settings: Settings, embedder: Embedder, index: Index):
         self.settings, self.embedder = settings, embedder
-        self._install(index)
-        self._backends: dict[str, AnswerBackend] = {}
-        self._lock = threading.RLock()
+        self._registered: dict[str, AnswerBackend] = {}  # use_backend(): kept across rebuilds
+        self._backend_lock = threading.Lock()  # creating a backend
+        self._write_lock = threading.Lock()  # one corpus change / rebuild at a time; readers never wait on it
+        self._snapshot = self._snapshot_of(index)
 
-    def _install(self, index: Index) -> None:
-        self.index = index
-        self.retriever = HybridRetriever(index, self.embedder, rrf_k=self.settings.rrf_k)
-        self._backends = {}
+    def _snapshot_of(self, index: Index) -> _Snapshot:
+        retriever = HybridRetriever(index, self.embedder, rrf_k=self.settings.rrf_k)
+        return _Snapshot(index, retriever, dict(self._registered))
+
+    @property
+    def index(self) -> Index:
+        return self._snapshot.index
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        return self._snapshot.retriever
 
     @classmethod
     def load(cls, settings: Settings | None = None, **overrides: Any) -> Pipeline:
@@ -90,17 +109,28 @@ class Pipeline:
 
     # ------------------------------------------------------------ backends
 
-    def backend(self, spec: str | None = None) -> AnswerBackend:
+    def backend(self, spec: str | None = None, snapshot: _Snapshot | None = None) -> AnswerBackend:
         spec = (spec or self.settings.backend).strip()
-        with self._lock:
-            if spec not in self._backends:
-                self._backends[spec] = create_backend(spec, self.settings, self.index, self.embedder)
-            return self._backends[spec]
+        snap = snapshot or self._snapshot
+        found = snap.backends.get(spec)
+        if found is None:
+            with self._backend_lock:
+                found = snap.backends.get(spec)
+                if found is None:
+                    found = snap.backends[spec] = create_backend(spec, self.settings, snap.index, self.embedder)
+        return found
 
     def use_backend(self, backend: AnswerBackend, spec: str | None = None) -> None:
         """Register a ready-made backend (e.g. any LangChain chat model wrapped in LangChainBackend)."""
-        with self._lock:
-            self._backends[spec or backend.name] = backend
+        with self._backend_lock:
+            self._registered[spec or backend.name] = backend
+            self._snapshot.backends[spec or backend.name] = backend
+
+    def forget_backend(self, spec: str) -> None:
+        """Drop a cached backend so the next use builds it again (e.g. after its endpoint settings changed)."""
+        with self._backend_lock:
+            self._registered.pop(spec, None)
+            self._snapshot.backends.pop(spec, None)
 
     # ------------------------------------------------------------ search
 
@@ -113,13 +143,13 @@ class Pipeline:
 
         return RagRetriever(hybrid=self.retriever, k=k or self.settings.top_k)
 
-    def passages_for(self, hits: list[Hit]) -> list[Sentence]:
+    def passages_for(self, hits: list[Hit], index: Index | None = None) -> list[Sentence]:
         """Sentences of the retrieved chunks plus neighbours, in document order.
 
         Two sentences before each chunk (pronouns and quote attributions usually refer back) and one after,
         never crossing into another document.
         """
-        index, wanted = self.index, set()
+        index, wanted = index or self.index, set()
         for hit in hits:
             ids = hit.chunk.sentence_ids
             wanted.update(ids)
@@ -128,7 +158,7 @@ class Pipeline:
                     wanted.add(neighbour)
         return [index.sentences[i] for i in sorted(wanted)]
 
-    def _bridge_hits(self, question: str, hits: list[Hit], n: int = 3) -> list[Hit]:
+    def _bridge_hits(self, question: str, hits: list[Hit], retriever: HybridRetriever, n: int = 3) -> list[Hit]:
         """Second-hop retrieval for two-step questions: BM25 on the question plus the names that the top
         passages add (the "commander whose killing Trump ordered" is Soleimani: look up Soleimani too)."""
         from rag.question import entity_phrases
@@ -139,15 +169,18 @@ class Pipeline:
             return []
         seen = {h.chunk.id for h in hits}
         query = question + " " + " ".join(dict.fromkeys(names))
-        return [h for h in self.retriever.lexical_search(query, n + len(seen)) if h.chunk.id not in seen][:n]
+        return [h for h in retriever.lexical_search(query, n + len(seen)) if h.chunk.id not in seen][:n]
 
     # ------------------------------------------------------------ answering
 
-    def prepare(self, question: str, backend: AnswerBackend, k: int | None = None) -> AnswerRequest:
+    def prepare(
+        self, question: str, backend: AnswerBackend, k: int | None = None, snapshot: _Snapshot | None = None
+    ) -> AnswerRequest:
         """Retrieve and number the passages a backend answers from (hits are cut to the top-k shown)."""
+        snap = snapshot or self._snapshot
         k = k or self.settings.top_k
-        hits = self.retriever.search(question, max(k, backend.passage_depth))
-        passages = self.passages_for(hits + self._bridge_hits(question, hits))
+        hits = snap.retriever.search(question, max(k, backend.passage_depth))
+        passages = self.passages_for(hits + self._bridge_hits(question, hits, snap.retriever), snap.index)
         return AnswerRequest(question, passages, hits[:k])
 
     def ask(self, question: str, backend: str | None = None, k: int | None = None) -> Answer:
@@ -162,13 +195,14 @@ class Pipeline:
         """Yield answer text pieces as the backend produces them, then the verified ``Answer``."""
         started = time.perf_counter()
         question = clean_text_input(question, self.settings.max_question_chars)
-        chosen = self.backend(backend)
+        snap = self._snapshot
+        chosen = self.backend(backend, snap)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         self.embedder.encode_query(question)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        request = self.prepare(question, chosen, k)
+        request = self.prepare(question, chosen, k, snap)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         pieces = []
@@ -177,14 +211,16 @@ class Pipeline:
             yield piece
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name)
+        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name, snap.index)
         timings["verify"] = (time.perf_counter() - t) * 1000
         answer.hits = request.hits
         answer.timings_ms = timings
         answer.latency_ms = (time.perf_counter() - started) * 1000
         yield answer
 
-    def assemble(self, question: str, raw: str, passages: list[Sentence], backend_name: str) -> Answer:
+    def assemble(
+        self, question: str, raw: str, passages: list[Sentence], backend_name: str, index: Index | None = None
+    ) -> Answer:
         """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence."""
         raw = raw.strip()
         warnings: list[str] = []
@@ -203,8 +239,10 @@ class Pipeline:
             return f"[{renumber[n]}]" if n in renumber else ""
 
         text = re.sub(r"\s*\[(\d+)\]", lambda m: (" " + rewrite(m)) if rewrite(m) else "", raw).strip()
+        index = index or self.index
         citations = {
-            new: self._citation(new, passages[old - 1]) for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
+            new: self._citation(new, passages[old - 1], index)
+            for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
         }
         checks: list[SentenceCheck] = []
         for sentence in split_answer(text):
@@ -224,8 +262,8 @@ class Pipeline:
         short = self.short_answer(question, [c.text for c in citations.values()])
         return Answer(question, text, False, list(citations.values()), backend_name, 0.0, checks, short, warnings)
 
-    def _citation(self, n: int, sentence: Sentence) -> Citation:
-        doc = self.index.documents[sentence.source]
+    def _citation(self, n: int, sentence: Sentence, index: Index) -> Citation:
+        doc = index.documents[sentence.source]
         return Citation(n, sentence.source, sentence.start, sentence.end, doc.text[sentence.start : sentence.end],
                         section=sentence.section)
 
@@ -244,9 +282,10 @@ class Pipeline:
     def check(self, claim: str, k: int | None = None) -> CheckResult:
         """Find the passages that best support a claim or quote, with a verdict and its reason."""
         claim = clean_text_input(claim, self.settings.max_question_chars, "claim")
-        index = self.index
-        hits = self.retriever.search(claim, max(k or self.settings.top_k, 8))
-        candidates = {s.id for s in self.passages_for(hits)}
+        snap = self._snapshot
+        index = snap.index
+        hits = snap.retriever.search(claim, max(k or self.settings.top_k, 8))
+        candidates = {s.id for s in self.passages_for(hits, index)}
         for quote in quotes(claim):
             needle = re.sub(r"\W+", " ", normalize(quote).lower()).strip()
             for s in index.sentences:
@@ -285,8 +324,8 @@ class Pipeline:
         return list(self.index.manifest.get("documents", []))
 
     def rebuild(self) -> Index:
-        with self._lock:
-            self._install(build_index(self.settings, self.embedder))
+        with self._write_lock:
+            self._snapshot = self._snapshot_of(build_index(self.settings, self.embedder))
             return self.index
 
     def add_documents(self, paths: list[Path], replace: bool = False) -> list[Document]:
@@ -299,7 +338,7 @@ class Pipeline:
         names = [Path(p).name for p in paths]
         if len(set(names)) != len(names):
             raise InputFileError("two files with the same name given; document ids are file names")
-        with self._lock:
+        with self._write_lock:  # questions keep using the current snapshot while this builds
             corpus.mkdir(parents=True, exist_ok=True)
             backups: dict[Path, Path] = {}
             added: list[Path] = []
@@ -309,7 +348,8 @@ class Pipeline:
                     target = corpus / name
                     if target.exists():
                         if not replace:
-                            raise InputFileError(f"{name}: already in the corpus (use --replace to update it)")
+                            raise InputFileError(f"{name}: already in the corpus (to update it, replace it: "
+                                                 "`rag index add --replace`, or the app's replace option)")
                         backup = staging / f"{name}.previous"
                         shutil.copy2(target, backup)
                         backups[target] = backup
@@ -317,7 +357,8 @@ class Pipeline:
                     shutil.copyfile(src, tmp)
                     tmp.replace(target)
                     added.append(target)
-                self._install(build_index(self.settings, self.embedder))
+                new_snapshot = self._snapshot_of(build_index(self.settings, self.embedder))
+                self._snapshot = new_snapshot  # one assignment: readers see the old or the new state, never a mix
             except BaseException:
                 for target in added:
                     if target in backups:
@@ -327,7 +368,8 @@ class Pipeline:
                 raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return [self.index.documents[d.id] for d in docs if d.id in self.index.documents]
+        index = self.index
+        return [index.documents[d.id] for d in docs if d.id in index.documents]
 
 
 def _order(verdict: str) -> int:

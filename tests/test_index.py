@@ -363,7 +363,7 @@ def test_file_failing_during_the_build_is_rolled_back(extendable, tmp_path):
 def test_existing_name_needs_replace(extendable, tmp_path):
     same_name = _write(tmp_path / ARTICLE_NAME, b"A different article with the same file name.")
     before = snapshot(extendable.settings)
-    with pytest.raises(InputFileError, match=r"already in the corpus \(use --replace"):
+    with pytest.raises(InputFileError, match=r"already in the corpus \(to update it, replace it: `rag index add --replace`"):
         extendable.add_documents([same_name])
     assert snapshot(extendable.settings) == before
 

@@ -75,7 +75,7 @@ def test_ollama_backend_streams_from_ollama_host(pipeline, monkeypatch):
 
     with OllamaStub("The article does not say.") as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host)
-        pipeline._backends.pop("ollama:llama3.1", None)
+        pipeline.forget_backend("ollama:llama3.1")
         answer = pipeline.ask("How old is A.J.?", backend="ollama:llama3.1")
     assert answer.backend == "ollama:llama3.1" and answer.abstained
     assert server.requests[0]["model"] == "llama3.1"
