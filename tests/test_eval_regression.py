@@ -13,20 +13,20 @@ from rag.eval import DEFAULT_GOLD, evaluate, format_table
 # Headline metrics of the extractive backend on eval/gold.jsonl. Measured when the evaluation was written
 # (commit bc32ee9 plus the answerer's work in progress), thresholds set about one question under each value.
 # The run is deterministic; raise these when the answerer improves.
-MINIMUMS = {
-    "hit_at_1": 0.91,  # measured 0.932
+MINIMUMS = {  # just under the levels measured on 2026-11-24 (one question of slack where one question moves it)
+    "hit_at_1": 0.92,  # measured 0.945
     "recall_at_5": 0.93,  # measured 0.952
-    "mrr_at_10": 0.94,  # measured 0.957
-    "accuracy": 0.84,  # measured 0.865 (alias in answer, or abstained when unanswerable)
-    "answer_contains_alias": 0.87,  # measured 0.890
-    "has_ans_f1": 0.56,  # measured 0.585
-    "citation_recall": 0.85,  # measured 0.877
-    "citation_precision": 0.98,  # measured 1.000
-    "evidence_cited": 0.88,  # measured 0.904
+    "mrr_at_10": 0.95,  # measured 0.964
+    "accuracy": 0.86,  # measured 0.876 (alias in answer, or abstained when unanswerable)
+    "answer_contains_alias": 0.89,  # measured 0.904 (66 of 73; one question is 0.0137)
+    "has_ans_f1": 0.58,  # measured 0.598
+    "citation_recall": 0.97,  # measured 1.000
+    "citation_precision": 0.98,  # measured 0.993
+    "evidence_cited": 0.89,  # measured 0.904
     "abstained_unanswerable": 0.68,  # measured 0.750 (12 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
-    "false_abstention": 0.06,  # measured 0.041 (3 of 73)
+    "false_abstention": 0.045,  # measured 0.027 (2 of 73)
 }
 
 
