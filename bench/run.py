@@ -946,6 +946,10 @@ def main() -> int:
                         help="measure the 1M HNSW build again instead of reusing the graph cached by an earlier run")
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = parser.parse_args()
+    import logging
+
+    for noisy in ("faiss", "faiss.loader", "bm25s", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.scale_worker:
         scale_worker(args.scale_worker, args.scale_queries, args.scale_out, reuse_hnsw=not args.rebuild_hnsw)
         return 0
@@ -960,11 +964,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import logging
-
     logging.basicConfig(level=logging.WARNING, format="rag: %(message)s")
-    for noisy in ("faiss", "faiss.loader", "bm25s", "sentence_transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
     args.questions = args.questions or (200 if args.quick else 300)
     args.build_runs = 3
     args.embed_texts = 1000 if args.quick else 2000
