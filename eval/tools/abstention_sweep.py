@@ -31,7 +31,7 @@ def main() -> None:
     for min_score in (0.30, 0.36, 0.42):
         for min_predicate in (0.0, 0.10, 0.15, 0.25):
             extractive.MIN_SCORE, extractive.MIN_PREDICATE_COVERAGE = min_score, min_predicate
-            pipeline._backends.clear()
+            pipeline.forget_backend("extractive")
             hit = answerable = abstained = unanswerable = false_abstained = 0
             for q in questions:
                 answer = pipeline.ask(q["question"])
