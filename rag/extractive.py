@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest
 from rag.question import EntityMatcher, QuestionInfo, analyze, entity_phrases, is_generic, type_candidates
-from rag.text import STOPWORDS, content_terms, normalize, stem, words
+from rag.text import GENERIC_NAMES, STOPWORDS, content_terms, normalize, stem, words
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -123,7 +123,7 @@ class ExtractiveBackend(AnswerBackend):
             span = normalize(text[start:end]).lower()
             if info.kind in NAME_TYPES:
                 tokens = [t.strip("'’.,").removesuffix("'s") for t in span.split()]
-                if all(t in question or t in _GENERIC_NAMES for t in tokens if t):
+                if all(t in question or t in GENERIC_NAMES or t in STOPWORDS for t in tokens if t):
                     continue
             elif span in question:
                 continue
@@ -322,10 +322,6 @@ class ExtractiveBackend(AnswerBackend):
             yield NO_ANSWER
             return
         yield " ".join(f"{s.sentence.text} [{s.n}]" for s in chosen)
-
-
-_GENERIC_NAMES = {"us", "u.s.", "iran", "iraq", "israel", "iranian", "iraqi", "israeli", "american", "americans",
-                  "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "one", "the", "a"}
 
 
 def _describes(name: str, text: str) -> bool:

@@ -56,9 +56,6 @@ class Index:
     sentence_vectors: np.ndarray
     bm25: BM25Index
 
-    def sentences_of(self, chunk: Chunk) -> list[Sentence]:
-        return [self.sentences[i] for i in chunk.sentence_ids]
-
 
 # ---------------------------------------------------------------- building
 

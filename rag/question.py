@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.text import STOPWORDS, content_terms, normalize, stem, words
+from rag.text import FUNCTION_CAPS, GENERIC_NAMES, STOPWORDS, content_terms, normalize, stem, words
 from rag.verify import numbers, quotes
 
 MONTHS = ("january february march april may june july august september october november december").split()
@@ -45,8 +45,6 @@ _SPEECH = re.compile(r"\b(said|says|told|stated|added|chided|describ\w*|call\w*|
 # Capitalised words that are not entities even mid-sentence in a question.
 _GENERIC_COUNTED = {"people", "persons", "individuals", "men", "times", "of", "roughly", "approximately", "about"}
 _NUMBER_WORDS_SET = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "dozen"}
-_GENERIC_CAPS = {"us", "u.s.", "american", "americans", "iran", "iraq", "iranian", "iraqi", "israel", "israeli",
-                 "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "according"}
 
 
 @dataclass
@@ -139,9 +137,9 @@ def is_generic(part: str) -> bool:
     p = part.lower().strip(".'’")
     p = p[:-2] if p.endswith(("'s", "’s")) else p
     if "-" in p and not p.startswith(("al-", "abu-")):
-        return any(x in _GENERIC_CAPS or x in ("pro", "anti", "backed", "based", "led", "sanctioned", "favored")
+        return any(x in GENERIC_NAMES or x in ("pro", "anti", "backed", "based", "led", "sanctioned", "favored")
                    for x in p.split("-"))
-    return p in _GENERIC_CAPS or p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
+    return p in GENERIC_NAMES or p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
 
 
 def entity_phrases(text: str, known_names: frozenset[str] = frozenset()) -> list[str]:
@@ -184,8 +182,6 @@ def _acronym_matches(acronym: str, text: str) -> bool:
     return False
 
 
-_FUNCTION_CAPS = {"The", "A", "An", "In", "On", "At", "But", "And", "After", "Before", "During", "Since", "With",
-                  "For", "Even", "Still", "When", "If", "As", "Amid", "Some", "Many", "Most", "That", "This", "Of"}
 
 
 class EntityMatcher:
@@ -202,7 +198,7 @@ class EntityMatcher:
         for text in texts:
             for m in _ENTITY.finditer(normalize(text)):
                 words_ = [w.rstrip(".,").removesuffix("'s") for w in m.group(0).split()]
-                while words_ and words_[0] in _FUNCTION_CAPS:
+                while words_ and words_[0] in FUNCTION_CAPS:
                     words_ = words_[1:]
                 if not words_:
                     continue
@@ -268,10 +264,6 @@ def type_candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
 
 
 _NAME_SPAN = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:al-|bin |ibn |de |van |of )?[A-Z][\w'’.-]*)*")
-_LEADING = {"The", "A", "An", "But", "And", "In", "On", "It", "He", "She", "They", "His", "Her", "Their", "This",
-            "That", "During", "After", "Even", "Still", "With", "For", "Some", "Many", "Most", "When", "If", "As",
-            "Since", "Sixteen", "Amid", "What", "We", "Our", "Now", "Where", "There", "Everything", "None",
-            "Operations", "I", "Leaders", "Both", "Among"}
 
 
 def _name_spans(sentence: str) -> list[tuple[int, int]]:
@@ -281,12 +273,12 @@ def _name_spans(sentence: str) -> list[tuple[int, int]]:
         start, text = m.start(), m.group(0)
         while True:
             first, _, rest = text.partition(" ")
-            if first in _LEADING and rest:
+            if first in FUNCTION_CAPS and rest:
                 start += len(first) + 1
                 text = rest
             else:
                 break
-        if text.split(" ")[0] in _LEADING or re.search(r"-(based|backed|sanctioned|led|majority|favored|era)$", text):
+        if text.split(" ")[0] in FUNCTION_CAPS or re.search(r"-(based|backed|sanctioned|led|majority|favored|era)$", text):
             continue
         spans.append((start, start + len(text)))
     return spans
@@ -337,7 +329,7 @@ def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
             lowered = normalize(span).lower()
             span_words = [w.strip("'’.,").removesuffix("'s") for w in lowered.split()]
             if info.kind in ("who", "quote_speaker", "where", "name", "when", "how_many", "money", "age") and (
-                lowered in question or all(w in question or w in _GENERIC_SHORT for w in span_words)
+                lowered in question or all(w in question or w in GENERIC_NAMES or w in STOPWORDS for w in span_words)
             ):
                 continue
             inside = [i for i, (s, e, _) in enumerate(tokens) if s >= start and e <= end]
@@ -366,16 +358,3 @@ def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
     return best[1] if best else None
 
 
-_GENERIC_SHORT = {"us", "u.s.", "iran", "iraq", "israel", "iranian", "iraqi", "israeli", "american", "americans",
-                  "reuters", "shi'ite", "shi'ites", "sunni", "western", "islamic", "republic", "one", "the", "a", "an",
-                  "syrians", "lebanese", "syrian"}
-
-
-def term_weights(terms: list[str], document_frequency: dict[str, int], n_docs: int) -> dict[str, float]:
-    import math
-
-    return {t: math.log(1 + n_docs / (1 + document_frequency.get(t, 0))) for t in dict.fromkeys(terms)}
-
-
-def stemmed(text: str) -> set[str]:
-    return {stem(w) for w in words(text)}

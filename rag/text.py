@@ -18,6 +18,19 @@ STOPWORDS = frozenset(
 )
 
 # Initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters.
+# Capitalised words that open sentences without being names.
+FUNCTION_CAPS = frozenset(
+    """A An The In On At But And Or If It He She They We I His Her Their Our This That These Those There What
+    Who When Where Why How Which After Before During Since Still Even Some Many Most One For With As By From To
+    Of Yes No So Also According Amid Besides Then Now While Although Despite Both Among None""".split()
+)
+# Names so common in news about this region that they identify nothing on their own ("US", "Iran"):
+# a question entity or an answer candidate made only of these says nothing.
+GENERIC_NAMES = frozenset(
+    """us u.s. american americans iran iranian iraq iraqi israel israeli reuters shi'ite shi'ites sunni western
+    islamic republic""".split()
+)
+
 _WORD = re.compile(r"(?:[^\W\d_]\.){2,}|[\w]+(?:[-'’][\w]+)*", re.UNICODE)
 
 

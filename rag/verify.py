@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.text import STOPWORDS, content_terms, normalize, words
+from rag.text import FUNCTION_CAPS, STOPWORDS, content_terms, normalize, words
 
 SUPPORTED, PARTIAL, UNSUPPORTED = "supported", "partial", "unsupported"
 _RANK = {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}
@@ -91,19 +91,13 @@ def numbers(text: str) -> list[tuple[str, float]]:
 
 
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*[A-Za-z0-9]")
-_NON_NAMES = {"The", "A", "An", "In", "On", "At", "But", "And", "Or", "If", "It", "He", "She", "They", "We", "I",
-              "His", "Her", "Their", "Our", "This", "That", "These", "Those", "There", "What", "Who", "When",
-              "Where", "Why", "How", "Which", "After", "Before", "During", "Since", "Still", "Even", "Some", "Many",
-              "Most", "One", "For", "With", "As", "By", "From", "To", "Of", "Yes", "No", "So", "Also", "According",
-              "Amid", "Besides", "Then", "Now", "Sixteen", "While", "Although", "Despite"}
-
 
 def names(text: str) -> set[str]:
     """Capitalised words that are not sentence-initial function words, stemmed for comparison."""
     found = set()
     for m in _NAME.finditer(normalize(text)):
         token = m.group(0).rstrip(".").removesuffix("'s").removesuffix("’s")
-        if token in _NON_NAMES or len(token) < 2:
+        if token in FUNCTION_CAPS or len(token) < 2:
             continue
         found.add(token.lower())
     return found
@@ -204,7 +198,7 @@ def _speakers(evidence: str, claimed_quotes: list[str]) -> list[str]:
     for q in quotes(evidence):
         outside = outside.replace(normalize(q), " ")
     found = [m.group(1).rstrip(".,") for pattern in (_SAID_NAME, _NAME_SAID) for m in pattern.finditer(outside)]
-    return list(dict.fromkeys(n for n in found if n not in _NON_NAMES and n != "Reuters"))[:2]
+    return list(dict.fromkeys(n for n in found if n not in FUNCTION_CAPS and n != "Reuters"))[:2]
 
 
 def best_of(verdicts: list[Verdict]) -> Verdict:
