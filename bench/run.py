@@ -328,53 +328,57 @@ def _ask_via_gradio(client) -> object:
         return client.predict(api_name="/ask", **kwargs)
 
 
-def cold_serve(index_dir: Path, runs: int, timeout_s: float = 180.0) -> dict:
-    """Process start of ``rag serve`` until its ``ask`` endpoint has answered one question."""
-    if not (ROOT / "ui" / "app.py").is_file():
-        return {"to_first_answer_s": None, "reason": "ui/app.py not present yet (the web app is being written)"}
-    from gradio_client import Client  # imported before the clock starts: client import is not server start
+def serve_once(index_dir: Path, timeout_s: float) -> tuple[float | None, float, str]:
+    """Start ``rag serve`` and poll its ``ask`` endpoint until it answers: (seconds or None, peak MB, error)."""
+    from gradio_client import Client
 
-    times, rss, reason = [], [], None
-    for _ in range(runs + 1):  # the first run is discarded, as for rag ask
-        port = free_port()
-        env = child_env(index_dir)
+    port = free_port()
+    env = child_env(index_dir)
+    last_error = "never reachable"
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: nobody reads it while the server runs
         started = time.perf_counter()
         proc = subprocess.Popen([str(RAG), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=err)
         memory = PeakMemory(proc.pid)
-        answered_at = None
-        last_error = "never reachable"
         try:
             while time.perf_counter() - started < timeout_s and proc.poll() is None:
                 try:
                     client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False,
                                     analytics_enabled=False)
-                    result = _ask_via_gradio(client)
-                    if result:
-                        answered_at = time.perf_counter() - started
-                        break
+                    if _ask_via_gradio(client):
+                        return time.perf_counter() - started, memory.stop(), ""
                 except Exception as exc:  # the server is not up yet: connection refused, 502, config missing
                     last_error = f"{type(exc).__name__}: {exc}"[:300]
                 time.sleep(0.1)
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace")
+            return None, memory.stop(), f"no answer within {timeout_s:.0f}s: {last_error}; stderr: {stderr[-300:]}"
         finally:
-            rss.append(memory.stop())
+            memory.stop()
             proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            stderr = proc.stderr.read().decode("utf-8", "replace")
-            proc.stderr.close()
-        if answered_at is None:
-            reason = f"no answer within {timeout_s:.0f}s: {last_error}; stderr: {stderr[-300:]}"
-            break
-        times.append(answered_at)
-    if reason:
-        return {"to_first_answer_s": None, "reason": reason}
+
+
+def cold_serve(index_dir: Path, runs: int, timeout_s: float = 180.0) -> dict:
+    """Process start of ``rag serve`` until its ``ask`` endpoint has answered one question."""
+    if not (ROOT / "ui" / "app.py").is_file():
+        return {"to_first_answer_s": None, "reason": "ui/app.py not present yet (the web app is being written)"}
+    import gradio_client  # noqa: F401  imported before any clock starts: client import is not server start
+
+    times, peaks = [], []
+    for _ in range(runs + 1):  # the first run is discarded, as for rag ask
+        seconds, peak, error = serve_once(index_dir, timeout_s)
+        if seconds is None:
+            return {"to_first_answer_s": None, "reason": error}
+        times.append(seconds)
+        peaks.append(peak)
     measured = times[1:]
     return {"runs": len(measured), "to_first_answer_s": round(float(np.median(measured)), 3),
-            "all_s": [round(t, 3) for t in measured], "maxrss_mb": round(max(rss), 1)}
+            "all_s": [round(t, 3) for t in measured], "maxrss_mb": round(max(peaks), 1)}
 
 
 # ---------------------------------------------------------------- in-process: article

@@ -8,6 +8,7 @@ cold start. The sums are made in the same order as bm25s's, so the scores are id
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 # documents without the term, kept in another array; those indexes are scored by bm25s itself).
 _SPARSE_METHODS = {"robertson", "lucene", "atire"}
 _ARRAYS = ("data", "indices", "indptr")
+
+
+def _bm25s():
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG when imported, which would print "Building index from tokens"
+    # through the CLI's log handler on every build.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 class BM25Index:
@@ -40,8 +50,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: list[str]) -> BM25Index:
-        import bm25s
-
+        bm25s = _bm25s()
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         # An empty token keeps documents without content words indexable.
         retriever.index([content_terms(t) or [""] for t in texts], show_progress=len(texts) > 50_000)
@@ -95,8 +104,7 @@ class BM25Index:
 
     @classmethod
     def _load_with_bm25s(cls, folder: Path) -> BM25Index:
-        import bm25s
-
+        bm25s = _bm25s()
         try:
             retriever = bm25s.BM25.load(str(folder), mmap=False, allow_pickle=False)
         except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):

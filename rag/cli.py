@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -202,7 +203,7 @@ def cmd_ask(args) -> int:
             _print_answer(answer)
         return 0
     status = 0
-    for line in sys.stdin:
+    for number, line in enumerate(sys.stdin, 1):
         question = line.strip()
         if not question:
             continue
@@ -210,13 +211,15 @@ def cmd_ask(args) -> int:
             answer = pipeline.ask(question, backend=args.backend, k=args.top_k)
             record = answer.to_json()
         except UsageError as exc:
-            record, status = {"question": question, "error": str(exc)}, exc.exit_code
+            # Undecodable input bytes arrive as lone surrogates; echoed as U+FFFD so the output stays UTF-8.
+            echoed = re.sub("[\ud800-\udfff]", "\ufffd", question)
+            record, status = {"question": echoed, "error": str(exc)}, exc.exit_code
         if args.json:
             _print_json(record)
         elif "error" in record:
-            print(f"rag: {record['error']}", file=sys.stderr)
+            print(f"rag: error: line {number}: {record['error']}", file=sys.stderr)
         else:
-            print(f"Q: {question}")
+            print(f"Q: {answer.question}")
             _print_answer(answer)
             print()
     return status
@@ -274,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(level=logging.WARNING, format="rag: %(message)s", stream=sys.stderr)
+    # The level is set on the handler too: some libraries (bm25s) set their own loggers to DEBUG on import,
+    # and their records would otherwise reach stderr between our one-line messages.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="rag: %(message)s", handlers=[handler])
     for noisy in ("faiss", "faiss.loader", "bm25s", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     parser = build_parser()

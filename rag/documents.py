@@ -34,8 +34,14 @@ def _decode(path: Path, data: bytes) -> str:
 
 
 def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
+    import logging
+
     import trafilatura
 
+    # trafilatura and htmldate log their parse problems, at ERROR ("empty HTML tree"); a page without main text
+    # is reported by the one-line InputFileError below instead.
+    for noisy in ("trafilatura", "htmldate"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     html = _decode(path, data)
     if "<" not in html:
         raise InputFileError(f"{path.name}: does not look like HTML")
@@ -69,6 +75,12 @@ def _pdf_text(path: Path, data: bytes) -> str:
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
+def _megabytes(size: int) -> str:
+    # Three significant digits, so a small limit reads "0.01 MB", not "0.0 MB".
+    megabytes = size / 1e6
+    return f"{megabytes:.3g} MB" if megabytes < 100 else f"{megabytes:,.0f} MB"
+
+
 def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None = None) -> Document:
     """Read one file into a Document, or raise InputFileError naming the file and the problem."""
     if not path.exists():
@@ -82,7 +94,9 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
         )
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
-        raise InputFileError(f"{path.name}: {size / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.1f} MB limit")
+        raise InputFileError(
+            f"{path.name}: {_megabytes(size)} exceeds the {_megabytes(max_bytes)} limit (RAG_MAX_FILE_MB)"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -234,7 +234,13 @@ def read_manifest(path: Path) -> dict:
         raise IndexCorruptError(f"{file}: manifest missing; rebuild with `rag index build`") from None
     except (ValueError, UnicodeDecodeError):
         raise IndexCorruptError(f"{file}: manifest is not valid JSON; rebuild with `rag index build`") from None
-    if not isinstance(manifest, dict) or "embedding" not in manifest or "files" not in manifest:
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{file}: manifest lacks required fields; rebuild with `rag index build`")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        # Another format has other fields: stale_reason() reports the version and the index is rebuilt.
+        return manifest
+    embedding, files = manifest.get("embedding"), manifest.get("files")
+    if not isinstance(embedding, dict) or not isinstance(embedding.get("dim"), int) or not isinstance(files, dict):
         raise IndexCorruptError(f"{file}: manifest lacks required fields; rebuild with `rag index build`")
     return manifest
 
@@ -282,6 +288,9 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
     import numpy as np
 
     manifest = manifest or read_manifest(path)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexCorruptError(f"{path}: index format {manifest.get('format_version')} is not {FORMAT_VERSION}; "
+                                "rebuild with `rag index build`")
     files = manifest["files"]
     try:
         docs = [Document(**row) for row in _read_jsonl(path / "documents.jsonl", files.get("documents.jsonl"))]

@@ -19,8 +19,9 @@ FALLBACK_HINT = "answer offline with --backend extractive (RAG_BACKEND=extractiv
 def format_passages(request: AnswerRequest) -> str:
     lines = []
     for n, sentence in enumerate(request.passages, start=1):
+        # The section heading is document text too: fenced like the sentence, or a heading could close the fence.
         where = sentence.source + (f" — {sentence.section}" if sentence.section else "")
-        lines.append(f"[{n}] ({where}) {fence(sentence.text)}")
+        lines.append(f"[{n}] ({fence(where)}) {fence(sentence.text)}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +36,30 @@ from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, best_of, clean_
 if TYPE_CHECKING:
     pass
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Emoji and pictographs: no news article answers them, yet they move the question's embedding enough to
+# change the answer ("Who replaced Qassem Soleimani? 😀" abstained). Variation selectors and keycaps go with them.
+_PICTOGRAPHS = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\u20e3\U0001f000-\U0001faff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MARKERS = re.compile(r"\[(\d+)\]")
+
+
+def _is_format_character(char: str) -> bool:
+    return unicodedata.category(char) == "Cf"
 
 
 def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
     """Validate user text: no control characters, not empty, not longer than the limit."""
     if not isinstance(text, str):
         raise UsageError(f"{what} must be text")
+    if _SURROGATE.search(text):  # undecodable bytes (e.g. Latin-1 on stdin) arrive as lone surrogates
+        raise UsageError(f"{what} is not valid UTF-8 text")
+    # Invisible format characters (zero-width space, RTL override, BOM...) are removed, not made spaces:
+    # pasted text carries them inside words ("Sole\u200bimani"), and a space there splits the name.
+    if not text.isascii():  # format characters are never ASCII; skip the per-character pass for plain text
+        text = "".join(char for char in text if not _is_format_character(char))
     text = _CONTROL.sub(" ", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
+    text = _PICTOGRAPHS.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
     if not text:
         raise UsageError(f"{what} is empty")

@@ -9,9 +9,9 @@ metadata and are never glued onto the following sentence.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 from rag.documents import DATE_PREFIX
 from rag.types import Chunk, Document, Sentence
@@ -29,11 +29,19 @@ class Span:
     section: str | None
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
+_per_thread = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter():
+    # One per thread: pysbd's Segmenter keeps the text being split on the instance (segment() sets
+    # self.original_text), so a shared one mixes up sentences when questions are answered, or documents
+    # indexed, in several threads at once (the app's queue does both).
+    segmenter = getattr(_per_thread, "segmenter", None)
+    if segmenter is None:
+        import pysbd
+
+        segmenter = _per_thread.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return segmenter
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -125,7 +125,7 @@ def test_forced_onnx_backend_reports_why_it_is_unavailable(model_info, monkeypat
 
     monkeypatch.setattr(onnx_encoder, "load_or_export", unavailable)
     with pytest.raises(ModelError, match="ONNX embedding backend unavailable: simulated failure"):
-        Embedder(model_info, backend="onnx", cache_dir=tmp_path).backend
+        Embedder(model_info, backend="onnx", cache_dir=tmp_path).encode(["Who replaced Soleimani?"])
 
 
 def test_backend_setting_comes_from_the_environment(model_info, monkeypatch):

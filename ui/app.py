@@ -190,6 +190,19 @@ def _message(exc: Exception) -> str:
 # ---------------------------------------------------------------------------------------------- API
 
 
+MAX_TOP_K = next(rule.le for rule in Settings.model_fields["top_k"].metadata if hasattr(rule, "le"))
+
+
+def api_top_k(k: Any) -> int | None:
+    """``k`` from an API caller, held to RAG_TOP_K's own range: a negative k would cut the results from the
+    wrong end, a fractional one fails deep inside, and a huge one would rank and verify the whole corpus."""
+    if k in (None, 0, ""):
+        return None  # the server's setting
+    if isinstance(k, bool) or not isinstance(k, int | float) or k != int(k) or not 1 <= k <= MAX_TOP_K:
+        raise UsageError(f"k must be a whole number from 1 to {MAX_TOP_K} (0: the server's setting), got {k!r}")
+    return int(k)
+
+
 def register_api(pipeline: Pipeline) -> None:
     """Named endpoints for ``gradio_client`` (``/ask``, ``/check``, ``/search``, ``/documents``), separate from
     the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks."""
@@ -197,21 +210,21 @@ def register_api(pipeline: Pipeline) -> None:
     def ask(question: str, backend: str = "", k: int = 0) -> dict:
         """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings."""
         try:
-            return pipeline.ask(question, backend=backend or None, k=k or None).to_json()
+            return pipeline.ask(question, backend=backend or None, k=api_top_k(k)).to_json()
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
     def check(claim: str, k: int = 0) -> dict:
         """Verdict (supported / partial / unsupported) on a claim or quote, its reason and the best passages."""
         try:
-            return pipeline.check(claim, k=k or None).to_json()
+            return pipeline.check(claim, k=api_top_k(k)).to_json()
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
     def search(query: str, k: int = 0) -> list[dict]:
         """Ranked passages for a query (hybrid dense + BM25)."""
         try:
-            return [hit.to_json() for hit in pipeline.search(query, k=k or None)]
+            return [hit.to_json() for hit in pipeline.search(query, k=api_top_k(k))]
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
