@@ -287,12 +287,14 @@ class ExtractiveBackend(AnswerBackend):
     def _word_vectors(self, items: list[str]):
         import numpy as np
 
-        missing = [w for w in dict.fromkeys(items) if w not in self._word_cache]
+        cache = self._word_cache  # replaced, never cleared in place: other threads may be reading it
+        missing = [w for w in dict.fromkeys(items) if w not in cache]
         if missing:
-            if len(self._word_cache) > 50_000:
-                self._word_cache.clear()
-            self._word_cache.update(zip(missing, self.embedder.encode(missing), strict=True))
-        return np.stack([self._word_cache[w] for w in items])
+            if len(cache) > 50_000:
+                cache = {}
+            cache = {**cache, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
+            self._word_cache = cache
+        return np.stack([cache[w] for w in items])
 
     def _mentions_focus(self, info: QuestionInfo, sentences: list[Sentence]) -> bool:
         return any(self._term_in(info.focus, s) > 0 for s in sentences)

@@ -48,6 +48,18 @@ def _is_format_character(char: str) -> bool:
     return unicodedata.category(char) == "Cf"
 
 
+def _collapse_trailing_punctuation(text: str) -> str:
+    """ "Who replaced Soleimani? !!" asks what "Who replaced Soleimani?" asks: a trailing run of marks only
+    moves the embedding. The dot closing an initialism ("A.J.?") stays."""
+    run = re.search(r"[\s?!.]+$", text)
+    if run is None or (len(run.group(0)) < 2 and " " not in run.group(0)):
+        return text
+    body, marks = text[: run.start()], run.group(0)
+    if marks.startswith(".") and re.search(r"\b(?:[A-Za-z]\.)+[A-Za-z]$", body):
+        body, marks = body + ".", marks[1:]
+    return body + ("?" if "?" in marks else "!" if "!" in marks else "." if "." in marks else "")
+
+
 def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
     """Validate user text: no control characters, not empty, not longer than the limit."""
     if not isinstance(text, str):
@@ -61,6 +73,7 @@ def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
     text = _CONTROL.sub(" ", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
     text = _PICTOGRAPHS.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
+    text = _collapse_trailing_punctuation(text)
     if not text:
         raise UsageError(f"{what} is empty")
     if len(text) > max_chars:

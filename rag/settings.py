@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     auth: str | None = Field(None, description="Enable login for the app: 'user:password'.")
     max_concurrency: int = Field(4, ge=1, description="Requests the app answers at once; others wait in a queue.")
     max_uploads: int = Field(10, ge=1, description="Most files accepted in one upload in the app.")
+    max_queue: int = Field(100, ge=1, description="Requests the app lets wait; beyond that it answers 'busy' at once.")
+    server_backends: str = Field(
+        "",
+        description=(
+            "Comma-separated backends that users of the app and its API may choose, besides 'extractive' and "
+            "RAG_BACKEND (an open choice would let any caller send requests to any URL, or spend your API key)."
+        ),
+    )
 
     @field_validator("auth")
     @classmethod
@@ -77,6 +85,12 @@ class Settings(BaseSettings):
         if value is not None and (":" not in value or not value.split(":", 1)[0] or not value.split(":", 1)[1]):
             raise ValueError("RAG_AUTH must look like 'user:password'")
         return value
+
+    @property
+    def allowed_backends(self) -> list[str]:
+        """Backends a server lets its users pick: 'extractive', RAG_BACKEND and RAG_SERVER_BACKENDS."""
+        extra = [b.strip() for b in self.server_backends.split(",") if b.strip()]
+        return list(dict.fromkeys(["extractive", self.backend.strip(), *extra]))
 
     @property
     def index_path(self) -> Path:

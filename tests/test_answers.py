@@ -95,6 +95,13 @@ def test_bad_questions_are_usage_errors(pipeline):
         pipeline.ask("Who is A.J.?", backend="gpt-5-turbo-max")
 
 
+def test_trailing_punctuation_does_not_change_the_answer(pipeline):
+    plain = pipeline.ask("Who replaced Qassem Soleimani?")
+    for noisy in ("Who replaced Qassem Soleimani? !!", "Who replaced Qassem Soleimani???", "Who replaced Qassem Soleimani ?"):
+        assert pipeline.ask(noisy).answer == plain.answer
+    assert pipeline.ask("Who is A.J.?").question == "Who is A.J.?"  # an initialism keeps its dot
+
+
 def test_control_characters_are_stripped(pipeline):
     answer = pipeline.ask("Who replaced\x00 Qassem\u200b Soleimani?\x1b[31m")
     assert "\x00" not in answer.question and "\x1b" not in answer.question

@@ -54,6 +54,12 @@ def test_ask_abstains_on_a_question_the_article_does_not_answer(client):
     assert answer["citations"] == []
 
 
+def test_callers_cannot_pick_a_backend_the_server_did_not_enable(client):
+    """An open choice would let any caller make the server send requests to any URL, or spend its API key."""
+    with pytest.raises(Exception, match="not enabled on this server"):
+        client.predict("Who is A.J.?", "openai-compatible:http://10.0.0.1:8000/v1", 0, api_name="/ask")
+
+
 def test_ask_reports_user_errors_as_messages(client):
     with pytest.raises(Exception, match="question is empty"):
         client.predict("   ", api_name="/ask")

@@ -203,6 +203,15 @@ def api_top_k(k: Any) -> int | None:
     return int(k)
 
 
+def allowed_backend(pipeline: Pipeline, spec: str | None) -> str | None:
+    """The backend a user of the server asked for, if the server allows it (empty: the server's setting)."""
+    spec = (spec or "").strip()
+    if spec and spec not in pipeline.settings.allowed_backends:
+        raise UsageError(f"backend '{spec}' is not enabled on this server; choose one of: "
+                         f"{', '.join(pipeline.settings.allowed_backends)} (RAG_SERVER_BACKENDS)")
+    return spec or None
+
+
 def register_api(pipeline: Pipeline) -> None:
     """Named endpoints for ``gradio_client`` (``/ask``, ``/check``, ``/search``, ``/documents``), separate from
     the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks."""
@@ -210,7 +219,7 @@ def register_api(pipeline: Pipeline) -> None:
     def ask(question: str, backend: str = "", k: int = 0) -> dict:
         """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings."""
         try:
-            return pipeline.ask(question, backend=backend or None, k=api_top_k(k)).to_json()
+            return pipeline.ask(question, backend=allowed_backend(pipeline, backend), k=api_top_k(k)).to_json()
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -257,7 +266,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Tab("Documents", id="documents"):
                 _documents_tab(pipeline, settings, header)
         register_api(pipeline)
-    app.queue(default_concurrency_limit=settings.max_concurrency)
+    app.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.max_queue)
     return app
 
 
@@ -279,9 +288,8 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
             if BUNDLED_ARTICLE in pipeline.index.documents:
                 gr.Examples([[q] for q in EXAMPLE_QUESTIONS], inputs=[question], label="Example questions")
             with gr.Accordion("Answer settings", open=False):
-                backend_choices = list(dict.fromkeys(["extractive", settings.backend]))
-                backend = gr.Dropdown(backend_choices, value=settings.backend, label="Backend",
-                                      info=Settings.help("backend"), allow_custom_value=True)
+                backend = gr.Dropdown(settings.allowed_backends, value=settings.backend, label="Backend",
+                                      info=Settings.help("backend"))
                 top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages retrieved (top-k)",
                                   info=Settings.help("top_k"))
         with gr.Column(scale=6, min_width=420):
@@ -298,7 +306,7 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
         yield pending, gr.skip(), gr.skip(), gr.skip(), "", ""
         streamed, answer = "", None
         try:
-            for piece in pipeline.ask_stream(text, backend=(backend_spec or "").strip() or None, k=int(k)):
+            for piece in pipeline.ask_stream(text, backend=allowed_backend(pipeline, backend_spec), k=int(k)):
                 if isinstance(piece, str):
                     streamed += piece
                     yield ([*history, {"role": "assistant", "content": render.streaming_message(streamed)}],
