@@ -411,17 +411,17 @@ def article_section(args, tmp: Path, gold: list[dict]) -> dict:
 
     # Index build with a warm model, into fresh folders (no vectors reused from an earlier build).
     log("article index build")
-    out["build"] = {}
-    for name, embedder in embedders.items():
-        seconds = []
-        for run in range(args.build_runs):
+    # Engines alternate run by run, so a burst of load from elsewhere on this shared machine hits both alike.
+    build_seconds: dict[str, list[float]] = {name: [] for name in embedders}
+    for run in range(args.build_runs):
+        for name, embedder in embedders.items():
             settings = Settings(corpus_dir=CORPUS, index_dir=tmp / f"build-{name}-{run}")
             t = time.perf_counter()
             index = build_index(settings, embedder)
-            seconds.append(time.perf_counter() - t)
+            build_seconds[name].append(time.perf_counter() - t)
             shutil.rmtree(settings.index_dir, ignore_errors=True)
-        out["build"][name] = {"median_s": round(float(np.median(seconds)), 3), "all_s": [round(s, 3) for s in seconds],
-                              **index.manifest["counts"]}
+    out["build"] = {name: {"median_s": round(float(np.median(seconds)), 3), "all_s": [round(s, 3) for s in seconds],
+                           **index.manifest["counts"]} for name, seconds in build_seconds.items()}
     index = build_index(base, onnx_embedder)
     out["build"]["embedding_work"] = embedding_work(info.path, [s.text for s in index.sentences] +
                                                     [c.text for c in index.chunks])
@@ -431,15 +431,17 @@ def article_section(args, tmp: Path, gold: list[dict]) -> dict:
     rng = np.random.default_rng(7)
     words = CORPUS.joinpath("2026-03-06-iran-proxies-iraq.txt").read_text(encoding="utf-8").split()
     sentences = [" ".join(rng.choice(words, size=int(rng.integers(12, 40)))) + "." for _ in range(args.embed_texts)]
-    out["embed_throughput"] = {}
     work = embedding_work(info.path, sentences)
-    for name, embedder in embedders.items():
-        t = time.perf_counter()
-        embedder.encode(sentences, batch_size=64, progress=False)
-        elapsed = time.perf_counter() - t
-        out["embed_throughput"][name] = {"texts": len(sentences), "tokens": work["tokens"], "seconds": round(elapsed, 3),
-                                         "texts_per_s": round(len(sentences) / elapsed, 1),
-                                         "achieved_gflops": round(work["gflop"] / elapsed, 1)}
+    best: dict[str, float] = {}
+    for _ in range(2):  # alternating, best of two: the least disturbed run of each engine
+        for name, embedder in embedders.items():
+            t = time.perf_counter()
+            embedder.encode(sentences, batch_size=64, progress=False)
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+    out["embed_throughput"] = {
+        name: {"texts": len(sentences), "tokens": work["tokens"], "best_of_2_s": round(elapsed, 3),
+               "texts_per_s": round(len(sentences) / elapsed, 1), "achieved_gflops": round(work["gflop"] / elapsed, 1)}
+        for name, elapsed in best.items()}
 
     # Warm per-question latency over unique questions, query-vector cache cleared before each one.
     questions = bench_questions(gold, args.questions)
@@ -971,7 +973,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="rag: %(message)s")
     args.questions = args.questions or (200 if args.quick else 300)
     args.build_runs = 3
-    args.embed_texts = 1000 if args.quick else 2000
+    args.embed_texts = 500 if args.quick else 2000
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
