@@ -20,7 +20,12 @@ _DATE = re.compile(
     r"|\b(?:a|one|two|three|four|five|six|\d+|a few|several|a couple of)\s+(?:days?|weeks?|months?|years?)\s+"
     r"(?:ago|earlier|later|before|after)\b"
     r"|\b(?:last|this|next)\s+(?:year|month|week|June|July|spring|summer|autumn|winter)\b"
-    r"|\bon\s+(?:day\s+\w+|the\s+\w+\s+day)\b|\b(?:yesterday|today)\b",
+    r"|\bon\s+(?:day\s+\w+|the\s+\w+\s+day)\b|\b(?:yesterday|today)\b"
+    # relative moments and durations: "the day before the war began", "for decades", "since 2019"
+    r"|\bthe\s+(?:day|night|week|month|year)\s+(?:before|after)\b"
+    r"|\b(?:for|spent|over|after|within)\s+(?:(?:a|one|two|three|four|five|six|\d+|a few|several|many)\s+)?"
+    r"(?:decades|years|months|weeks|days|hours)\b"
+    r"|\b(?:a|one|two|three|four|five|six|\d+)-(?:day|week|month|year)\b",
 )
 _ROLE = re.compile(
     r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:chief|officials?|commanders?|leaders?|spokesman|spokeswoman|professor|"
