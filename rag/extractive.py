@@ -316,6 +316,8 @@ class ExtractiveBackend(AnswerBackend):
             return True
         if info.kind in NAME_TYPES and not any(s.typed for s in chosen):
             return True
+        if info.kind == "name" and info.focus and _only_unnamed(info.focus, [s.sentence.text for s in chosen]):
+            return True  # "the name of the party": the answer speaks only of "a political party"
         if best.dense < MIN_DENSE and best.lexical < MIN_LEXICAL:
             return True
         # The question's own words (beyond its names) must mostly not be missing: "Who succeeded Khamenei?"
@@ -334,6 +336,24 @@ class ExtractiveBackend(AnswerBackend):
             yield NO_ANSWER
             return
         yield " ".join(f"{s.sentence.text} [{s.n}]" for s in chosen)
+
+
+_UNNAMED_BEFORE = re.compile(r"\b(?:a|an|another|some|whose|its|his|her|their)\s+(?:[\w'’-]+\s+){0,3}$|['’]s\s+$", re.I)
+
+
+def _only_unnamed(head: str, texts: list[str]) -> bool:
+    """Whether every mention of the asked-for thing is an unnamed description ("a political party",
+    "Khazali's militia"): then the article does not give the name. False when it is not mentioned at all."""
+    mentions = 0
+    for text in texts:
+        for m in re.finditer(r"[\w'’-]+", text):
+            if stem(m.group(0).lower().removesuffix("'s").removesuffix("’s")) != head:
+                continue
+            mentions += 1
+            named_after = re.match(r"(?:['’]s)?,?\s+(?:[A-Z][\w'’.-]+)", text[m.end():])
+            if named_after or not _UNNAMED_BEFORE.search(text[: m.start()]):
+                return False
+    return mentions > 0
 
 
 def _describes(name: str, text: str) -> bool:

@@ -83,7 +83,8 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
             or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered):
         kind = "when"
     elif re.search(r"\b(what|which) (?:is|was) (?:the |his |her |their )?(?:(?:full|real|first|last) )?name\b|"
-                   r"\bwhat is [\w.'’ ]+'s (?:(?:full|real|first|last) )?name\b", lowered):
+                   r"\bwhat is [\w.'’ ]+'s (?:(?:full|real|first|last) )?name\b|^name of\b|"
+                   r"^what (?:is|was|are|were) (?:the )?[\w'’ -]+ called\b", lowered):
         kind = "name"
     elif re.search(r"^who (said|told|described|called)\b", lowered) or (quoted and re.search(r"^who\b", lowered)):
         kind = "quote_speaker"
@@ -114,6 +115,8 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
         word = focus_match.group(1) or focus_match.group(2)
         if word not in STOPWORDS and not word.isdigit() and word not in _NUMBER_WORDS_SET:
             focus = stem(word)
+    if kind == "name":
+        focus = _named_head(lowered) or focus
     counted: tuple[str, ...] = ()
     counted_match = re.search(r"\bhow many (?:of the )?([\w'’-]+)(?: ([\w'’-]+))?", lowered)
     if kind == "how_many" and counted_match and counted_match.group(1) not in _GENERIC_COUNTED:
@@ -130,6 +133,27 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
         quoted=quoted,
         numbers=[s for s, _ in numbers(q)],
     )
+
+
+_HEAD_STOP = {"who", "whom", "whose", "that", "which", "close", "in", "at", "of", "from", "with", "led", "run", "by",
+              "called", "named", "is", "was", "a", "an", "the", "did", "does", "do", "to", "for", "on"}
+
+
+def _named_head(lowered: str) -> str | None:
+    """The thing whose name is asked: "figure" in "name of the Lebanese political figure close to Hezbollah"."""
+    match = re.search(r"\bname of (?:the |a |an |his |her |their )?(.+)$|^what (?:is|was|are|were) (?:the )?(.+?) called\b"
+                      r"|'s (?:(?:full|real|first|last) )?name\b", lowered)
+    if not match or not (match.group(1) or match.group(2)):
+        return None
+    phrase: list[str] = []
+    for word in re.findall(r"[\w'’.-]+", match.group(1) or match.group(2)):
+        if word.endswith(("'s", "’s")):  # "Khazali's militia": the possessor is not the thing named
+            phrase = []
+            continue
+        if word in _HEAD_STOP or "." in word:
+            break
+        phrase.append(word)
+    return stem(phrase[-1]) if phrase else None
 
 
 _ENTITY = re.compile(r"[A-Z][\w'’.-]*(?:\s+(?:(?:al|bin|ibn|de|van|of|the)[- ])?[A-Z][\w'’.-]*)*")

@@ -38,6 +38,8 @@ def assert_citations_are_exact(pipeline, answer: Answer) -> None:
         ("When was Assad ousted?", "December 2024"),
         ("Who said that everything changed after Nasrallah was killed?", "Mustafa Fahs"),
         ("Which city hosts a US base and was rocked by explosions?", "Erbil"),
+        ("What is the name of the Iraqi state's paramilitary umbrella organization?", "Popular Mobilization Forces"),
+        ("For how long has Iran prepared proxy fighters like A.J.?", "decades"),
     ],
 )
 def test_extractive_answers_cite_exact_sentences(pipeline, question, expected):
@@ -65,6 +67,8 @@ def test_short_answer_is_emphasisable_span(pipeline):
         "How many drones did Iran launch at Erbil?",
         "Who succeeded Ali Khamenei as Supreme Leader?",
         "What is the capital of Australia?",
+        "What is the name of the Lebanese political figure who brought the factions together?",
+        "What is Khazali's militia called?",
     ],
 )
 def test_abstains_when_the_article_does_not_say(pipeline, question):
