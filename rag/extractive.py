@@ -318,6 +318,8 @@ class ExtractiveBackend(AnswerBackend):
             return True
         if info.kind == "name" and info.focus and _only_unnamed(info.focus, [s.sentence.text for s in chosen]):
             return True  # "the name of the party": the answer speaks only of "a political party"
+        if info.which_head and _only_unnamed(info.which_head, [s.sentence.text for s in chosen], plurals_unnamed=True):
+            return True  # "Which Kurdish official said...?": the article says only "Kurdish officials say"
         if best.dense < MIN_DENSE and best.lexical < MIN_LEXICAL:
             return True
         # The question's own words (beyond its names) must mostly not be missing: "Who succeeded Khamenei?"
@@ -338,12 +340,15 @@ class ExtractiveBackend(AnswerBackend):
         yield " ".join(f"{s.sentence.text} [{s.n}]" for s in chosen)
 
 
-_UNNAMED_BEFORE = re.compile(r"\b(?:a|an|another|some|whose|its|his|her|their)\s+(?:[\w'’-]+\s+){0,3}$|['’]s\s+$", re.I)
+_UNNAMED_BEFORE = re.compile(r"\b(?:a|an|another|one|some|whose|its|his|her|their)\s+(?:[\w'’-]+\s+){0,3}$|['’]s\s+$",
+                             re.I)
+_DEFINITE_BEFORE = re.compile(r"\b(?:the|this|that|these|those)\s+(?:[\w'’-]+\s+){0,3}$", re.I)
 
 
-def _only_unnamed(head: str, texts: list[str]) -> bool:
+def _only_unnamed(head: str, texts: list[str], plurals_unnamed: bool = False) -> bool:
     """Whether every mention of the asked-for thing is an unnamed description ("a political party",
-    "Khazali's militia"): then the article does not give the name. False when it is not mentioned at all."""
+    "Khazali's militia", with ``plurals_unnamed`` also "Kurdish officials"): then the article does not give
+    the name. False when it is not mentioned at all."""
     mentions = 0
     for text in texts:
         for m in re.finditer(r"[\w'’-]+", text):
@@ -351,7 +356,9 @@ def _only_unnamed(head: str, texts: list[str]) -> bool:
                 continue
             mentions += 1
             named_after = re.match(r"(?:['’]s)?,?\s+(?:[A-Z][\w'’.-]+)", text[m.end():])
-            if named_after or not _UNNAMED_BEFORE.search(text[: m.start()]):
+            before = text[: m.start()]
+            bare_plural = plurals_unnamed and m.group(0).lower().endswith("s") and not _DEFINITE_BEFORE.search(before)
+            if named_after or not (_UNNAMED_BEFORE.search(before) or bare_plural):
                 return False
     return mentions > 0
 

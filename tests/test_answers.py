@@ -69,6 +69,7 @@ def test_short_answer_is_emphasisable_span(pipeline):
         "What is the capital of Australia?",
         "What is the name of the Lebanese political figure who brought the factions together?",
         "What is Khazali's militia called?",
+        "Which Kurdish official said the attacks came directly from Iran?",
     ],
 )
 def test_abstains_when_the_article_does_not_say(pipeline, question):
