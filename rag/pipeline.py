@@ -42,6 +42,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _PICTOGRAPHS = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\u20e3\U0001f000-\U0001faff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MARKERS = re.compile(r"\[(\d+)\]")
+_MARKERS_WITH_SPACE = re.compile(r"\s*\[\d+\]")
+_MARKED_PIECE = re.compile(r".+?(?:\s*\[\d+\])+[.!?]?(?=\s|$)", re.S)
 
 
 def _is_format_character(char: str) -> bool:
@@ -81,8 +83,17 @@ def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
     return text
 
 
-def split_answer(text: str) -> list[str]:
-    """Answer sentences with their trailing ``[n]`` markers (pysbd keeps "A.J." inside a sentence)."""
+def split_answer(text: str, known: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Answer sentences with their trailing ``[n]`` markers (pysbd keeps "A.J." inside a sentence).
+
+    When every marker-terminated piece is one of the ``known`` passage sentences (extractive answers are),
+    those pieces are the sentences and the sentence splitter is not needed.
+    """
+    pieces = [m.group(0).strip() for m in _MARKED_PIECE.finditer(text.strip())]
+    if pieces and known and "".join(pieces).replace(" ", "") == text.replace(" ", "") and all(
+        _MARKERS_WITH_SPACE.sub("", p).strip() in known for p in pieces
+    ):
+        return pieces
     from rag.segment import split_sentences
 
     sentences: list[str] = []
@@ -274,17 +285,25 @@ class Pipeline:
             for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
         }
         checks: list[SentenceCheck] = []
-        for sentence in split_answer(text):
+        vectors = {p.text: index.sentence_vectors[p.id] for p in passages}  # verified without re-embedding
+
+        def similarity(a: str, b: str) -> float:
+            va = vectors.get(a)
+            vb = vectors.get(b)
+            return float((va if va is not None else self.embedder.encode_query(a))
+                         @ (vb if vb is not None else self.embedder.encode_query(b)))
+
+        for sentence in split_answer(text, vectors.keys()):
             cited = [int(n) for n in _MARKERS.findall(sentence) if int(n) in citations]
             if not clean_answer_sentence(sentence):
                 continue
             if not cited:
                 checks.append(SentenceCheck(sentence, [], UNSUPPORTED, "no citation"))
                 continue
-            verdict = self.judge(sentence, " ".join(citations[n].text for n in cited))
+            verdict = judge(sentence, " ".join(citations[n].text for n in cited), similarity)
             checks.append(SentenceCheck(sentence, cited, verdict.verdict, verdict.reason))
             for n in cited:
-                own = self.judge(sentence, citations[n].text)
+                own = judge(sentence, citations[n].text, similarity)
                 c = citations[n]
                 if c.verdict == "unchecked" or _better(own.verdict, c.verdict):
                     c.verdict, c.reason = own.verdict, own.reason
