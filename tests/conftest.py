@@ -3,9 +3,11 @@ pipeline is built once over the bundled article in a temporary index folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,3 +91,31 @@ def indexed_settings(tmp_path, pipeline):
     shutil.copytree(source.corpus_dir, tmp_path / "corpus")
     shutil.copytree(source.index_dir, tmp_path / "index", symlinks=True)
     return make_settings(tmp_path)
+
+
+@contextlib.contextmanager
+def holding_index_lock(settings):
+    """Another process holding the build lock of ``settings``' index while the block runs."""
+    lock_file = settings.index_dir / f".{settings.index_name}.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); time.sleep(60)", str(lock_file)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield lock_file
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def make_dir(path: Path) -> Path:
+    path.mkdir()
+    return path

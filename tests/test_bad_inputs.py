@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import make_dir, make_settings, write_file
 from tests.openai_stub import OpenAIStub
 from tests.test_cli import assert_one_line_error
 from tests.test_index import minimal_pdf, snapshot
@@ -180,35 +180,25 @@ def test_slow_llm_endpoint_times_out_and_exits_7(home):
 # ---------------------------------------------------------------------------------------------- files
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
 # name -> (make the file in a folder, the exact message after "rag: error: " ({path} is the path given)).
 BAD_FILES = {
-    "empty": (lambda d: _write(d / "empty.txt", b""), "empty.txt: file is empty"),
-    "binary": (lambda d: _write(d / "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))),
+    "empty": (lambda d: write_file(d / "empty.txt", b""), "empty.txt: file is empty"),
+    "binary": (lambda d: write_file(d / "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))),
                "image.txt: looks binary, not text"),
-    "not utf-8": (lambda d: _write(d / "latin1.txt", "Café in Erbil, naïve résumé.".encode("latin-1")),
+    "not utf-8": (lambda d: write_file(d / "latin1.txt", "Café in Erbil, naïve résumé.".encode("latin-1")),
                   "latin1.txt: not valid UTF-8 text (byte 3); save it as UTF-8"),
-    "oversized": (lambda d: _write(d / "huge.txt", b"A long sentence about Baghdad. " * 700),  # 21.7 kB
+    "oversized": (lambda d: write_file(d / "huge.txt", b"A long sentence about Baghdad. " * 700),  # 21.7 kB
                   "huge.txt: 0.0217 MB exceeds the 0.01 MB limit (RAG_MAX_FILE_MB)"),
-    "truncated pdf": (lambda d: _write(d / "broken.pdf", minimal_pdf(["A sentence about Basra."])[:200]),
+    "truncated pdf": (lambda d: write_file(d / "broken.pdf", minimal_pdf(["A sentence about Basra."])[:200]),
                       "broken.pdf: damaged or truncated PDF (PdfStreamError)"),
     "html without main text": (
-        lambda d: _write(d / "nav.html", b"<html><head><script>var x = 1;</script></head><body><nav></nav></body></html>"),
+        lambda d: write_file(d / "nav.html", b"<html><head><script>var x = 1;</script></head><body><nav></nav></body></html>"),
         "nav.html: no readable main text found in the HTML"),
-    "html tag soup": (lambda d: _write(d / "soup.html", b"<<<<>>>> ))(( <div <p </"),
+    "html tag soup": (lambda d: write_file(d / "soup.html", b"<<<<>>>> ))(( <div <p </"),
                       "soup.html: no readable main text found in the HTML"),
-    "html without markup": (lambda d: _write(d / "plain.html", b"Just a sentence, no markup at all."),
+    "html without markup": (lambda d: write_file(d / "plain.html", b"Just a sentence, no markup at all."),
                             "plain.html: does not look like HTML"),
-    "directory": (lambda d: _mkdir(d / "folder.txt"), "{path}: is a directory, not a document"),
+    "directory": (lambda d: make_dir(d / "folder.txt"), "{path}: is a directory, not a document"),
 }
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 
 import pytest
 
 from rag.errors import IndexCorruptError
 from rag.index import FORMAT_VERSION, load_index, open_index, read_manifest
 from rag.pipeline import Pipeline
+from tests.conftest import holding_index_lock
 from tests.test_bad_inputs import RagHome
 from tests.test_cli import assert_one_line_error
 
@@ -145,20 +145,9 @@ def test_damaged_index_exits_4_and_index_build_repairs_it(indexed_settings, rag_
 
 def test_build_refused_while_another_process_builds_exits_5(indexed_settings, rag_executable):
     home = RagHome(indexed_settings.corpus_dir.parent, rag_executable)
-    lock_file = indexed_settings.index_dir / ".default.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-         "print('held', flush=True); time.sleep(60)", str(lock_file)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with holding_index_lock(indexed_settings) as lock_file:
         live_before = indexed_settings.index_path.resolve()
         refused = home.run("index", "build", env={"RAG_LOCK_TIMEOUT": "0"})
-    finally:
-        holder.kill()
-        holder.wait()
     assert_one_line_error(refused, 5)
     assert refused.stderr.strip() == (f"rag: error: another build of index 'default' is running (lock {lock_file}); "
                                       "waited 0s")

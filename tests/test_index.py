@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -22,6 +21,7 @@ from rag.embeddings import BUNDLED_MODEL_ID, BUNDLED_SHA256
 from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
 from rag.index import FORMAT_VERSION, build_index, load_index, open_index, read_manifest, stale_reason
 from rag.pipeline import Pipeline
+from tests.conftest import holding_index_lock, make_dir, write_file
 
 ARTICLE_NAME = "2026-03-06-iran-proxies-iraq.txt"
 # tqdm's bar ("  3%|▎   | 1/23 [...]"), printed by the embedder while it encodes many texts.
@@ -271,22 +271,11 @@ def test_second_thread_build_with_no_wait_is_locked_out(indexed_settings, embedd
 
 
 def test_build_while_another_process_holds_the_lock_is_locked_out(indexed_settings, embedder):
-    lock_file = indexed_settings.index_dir / ".default.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-         "print('held', flush=True); time.sleep(60)", str(lock_file)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with holding_index_lock(indexed_settings):
         before = snapshot(indexed_settings)
         with pytest.raises(IndexLockedError, match=r"\.default\.lock"):
             build_index(indexed_settings.model_copy(update={"lock_timeout": 0}), embedder)
         assert snapshot(indexed_settings) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # ---------------------------------------------------------------- adding files
@@ -297,29 +286,19 @@ def extendable(indexed_settings, embedder):
     return Pipeline(indexed_settings, embedder, open_index(indexed_settings, embedder))
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
 BAD_FILES = {
-    "empty": lambda d: _write(d / "empty.txt", b""),
-    "whitespace only": lambda d: _write(d / "blank.md", b"  \n\n \t\n"),
-    "binary": lambda d: _write(d / "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))),
-    "not utf-8": lambda d: _write(d / "latin1.txt", "Café in Erbil, naïve résumé.".encode("latin-1")),
-    "unsupported suffix": lambda d: _write(d / "report.docx", b"PK\x03\x04 not really a docx"),
-    "no suffix": lambda d: _write(d / "README", b"Plain text without a suffix."),
-    "directory": lambda d: _mkdir(d / "folder.txt"),
+    "empty": lambda d: write_file(d / "empty.txt", b""),
+    "whitespace only": lambda d: write_file(d / "blank.md", b"  \n\n \t\n"),
+    "binary": lambda d: write_file(d / "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))),
+    "not utf-8": lambda d: write_file(d / "latin1.txt", "Café in Erbil, naïve résumé.".encode("latin-1")),
+    "unsupported suffix": lambda d: write_file(d / "report.docx", b"PK\x03\x04 not really a docx"),
+    "no suffix": lambda d: write_file(d / "README", b"Plain text without a suffix."),
+    "directory": lambda d: make_dir(d / "folder.txt"),
     "missing": lambda d: d / "missing.txt",
-    "oversized": lambda d: _write(d / "huge.txt", b"A long sentence about Baghdad. " * 40_000),
-    "truncated pdf": lambda d: _write(d / "broken.pdf", minimal_pdf(["A sentence about Basra."])[:200]),
-    "not a pdf": lambda d: _write(d / "fake.pdf", b"just text pretending to be a PDF"),
-    "html without text": lambda d: _write(
+    "oversized": lambda d: write_file(d / "huge.txt", b"A long sentence about Baghdad. " * 40_000),
+    "truncated pdf": lambda d: write_file(d / "broken.pdf", minimal_pdf(["A sentence about Basra."])[:200]),
+    "not a pdf": lambda d: write_file(d / "fake.pdf", b"just text pretending to be a PDF"),
+    "html without text": lambda d: write_file(
         d / "empty.html", b"<html><head><script>var x = 1;</script></head><body><nav></nav></body></html>"
     ),
 }
@@ -343,8 +322,8 @@ def test_bad_file_is_rejected_and_index_untouched(extendable, tmp_path, kind):
 
 
 def test_one_bad_file_among_good_ones_adds_nothing(extendable, tmp_path):
-    good = _write(tmp_path / "good.txt", b"Talks resumed in Muscat on Tuesday.")
-    bad = _write(tmp_path / "bad.txt", b"")
+    good = write_file(tmp_path / "good.txt", b"Talks resumed in Muscat on Tuesday.")
+    bad = write_file(tmp_path / "bad.txt", b"")
     before = snapshot(extendable.settings)
     with pytest.raises(InputFileError, match="bad.txt"):
         extendable.add_documents([good, bad])
@@ -353,7 +332,7 @@ def test_one_bad_file_among_good_ones_adds_nothing(extendable, tmp_path):
 
 def test_file_failing_during_the_build_is_rolled_back(extendable, tmp_path):
     # Reads fine, but holds only a heading, so segmentation finds no sentence once the rebuild has started.
-    only_heading = _write(tmp_path / "heading.txt", b"Just a heading")
+    only_heading = write_file(tmp_path / "heading.txt", b"Just a heading")
     before = snapshot(extendable.settings)
     with pytest.raises(InputFileError, match="heading.txt: no sentences"):
         extendable.add_documents([only_heading])
@@ -361,7 +340,7 @@ def test_file_failing_during_the_build_is_rolled_back(extendable, tmp_path):
 
 
 def test_existing_name_needs_replace(extendable, tmp_path):
-    same_name = _write(tmp_path / ARTICLE_NAME, b"A different article with the same file name.")
+    same_name = write_file(tmp_path / ARTICLE_NAME, b"A different article with the same file name.")
     before = snapshot(extendable.settings)
     with pytest.raises(InputFileError, match=r"already in the corpus \(to update it, replace it: `rag index add --replace`"):
         extendable.add_documents([same_name])
@@ -404,7 +383,7 @@ GOOD_FILES = {
 @pytest.mark.parametrize("kind", list(GOOD_FILES))
 def test_valid_file_is_added_and_searchable(extendable, tmp_path, embedder, kind):
     name, data, question, answer, section = GOOD_FILES[kind]
-    (added,) = extendable.add_documents([_write(tmp_path / name, data)])
+    (added,) = extendable.add_documents([write_file(tmp_path / name, data)])
     assert added.id == name
     assert (extendable.settings.corpus_dir / name).read_bytes() == data
     manifest = extendable.index.manifest
