@@ -238,6 +238,8 @@ class ExtractiveBackend(AnswerBackend):
                 chosen = hop
                 best = max(chosen, key=lambda c: c.score)
 
+        if info.kind == "quote_content":
+            self._continue_quote(chosen, by_id)
         if self._abstain(info, best, chosen):
             return []
         return sorted(chosen, key=lambda s: s.sentence.id)
@@ -272,6 +274,14 @@ class ExtractiveBackend(AnswerBackend):
                 if value > best_value:
                     best_pair, best_value = pair, value
         return best_pair
+
+    def _continue_quote(self, chosen: list[Scored], by_id: dict[int, Scored]) -> None:
+        """What someone said runs on into a following bare quotation ("That was a big turning point for us.")."""
+        last = max(chosen, key=lambda c: c.sentence.id).sentence
+        following = by_id.get(last.id + 1)
+        if (following is not None and len(chosen) < 3 and following.sentence.paragraph == last.paragraph
+                and _BARE_QUOTE.match(following.sentence.text) and ('"' in last.text or "“" in last.text)):
+            chosen.append(following)
 
     def _predicate_coverage(self, info: QuestionInfo, predicate: dict[str, float], sentences: list[Sentence]) -> float:
         """Like _coverage, but a question word also counts when a word of the answer means nearly the same

@@ -81,7 +81,8 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
     elif re.search(r"\bhow (many|big|large)\b|^(what|which) (is|was) the number of\b|\bhow strong\b|\bsize of\b", lowered):
         kind = "how_many"
     elif re.search(r"\bhow long\b", lowered) or re.search(r"^(when|what year|in what year|which year|in which year|what month|what date|on what day)\b", lowered) \
-            or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered):
+            or re.search(r"\b(what|which) (year|month|date|day)\b|(^|, |\band )when\b", lowered) \
+            or re.search(r"\b(since|until|by|before|after) (what|when)\??$", lowered):
         kind = "when"
     elif re.search(r"\b(what|which) (?:is|was) (?:the |his |her |their )?(?:(?:full|real|first|last) )?name\b|"
                    r"\bwhat is [\w.'’ ]+'s (?:(?:full|real|first|last) )?name\b|^name of\b|"
