@@ -94,7 +94,7 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
             and not re.search(r"\bthe (\w+ )?(name|leader|head|president|spokesman|commander)\b", lowered):
         kind = "define"
     elif re.search(r"^(who|whom|whose)\b|\bwho\b|^[^,]*, whose\b", lowered) or re.search(
-        r"\b(which|what) (\w+ )?(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
+        r"\b(which|what) ([\w'’-]+ ){0,2}(person|leader|commander|ruler|president|analyst|academic|official|cleric|man|"
         r"woman|spokesman|group|faction|organization|organisation|militia|party|leader's)\b", lowered
     ):
         kind = "who"
