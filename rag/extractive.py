@@ -50,6 +50,7 @@ PREDICATE_DENSE_OVERRIDE = 0.7  # ...unless the answer is this close to the ques
 # abstentions but also right ones (3 of 72 answerable held-out/unseen questions), with no abstention gained.
 PREDICATE_KINDS = ("who", "when", "where", "how_many", "money", "age", "name", "quote_speaker")
 SYNONYM_SIMILARITY = 0.55  # cosine of two single words' embeddings above which they count as the same
+CONTEXT_LEXICAL = 0.7  # weight of the referred-to sentences' words in a pronoun-led sentence's overlap
 PARAGRAPH_WINDOW = 2  # preceding sentences of the same paragraph that may name an answer's entities
 BRIDGE_DISTANCE = 2  # sentences, within one paragraph
 HOP_MIN_UNCOVERED = 0.35  # try a second hop when this share of the question's weighted terms is uncovered
@@ -127,7 +128,8 @@ class ExtractiveBackend(AnswerBackend):
     def _typed(self, info: QuestionInfo, text: str) -> bool:
         """Whether the text holds a value of the asked-for type that the question does not already contain."""
         if info.kind == "define":  # "Who is Seif?": a description next to the name ("Seif, a member of...")
-            return any(_describes(part, text) for e in info.entities for part in e.split() if not is_generic(part))
+            return any(_titled(e, text) or any(_describes(part, text) for part in e.split() if not is_generic(part))
+                       for e in info.entities)
         question = normalize(info.text).lower()
         for start, end in type_candidates(info.kind, text):
             span = normalize(text[start:end]).lower()
@@ -190,13 +192,17 @@ class ExtractiveBackend(AnswerBackend):
         scored = []
         for n, (sentence, dense) in enumerate(zip(request.passages, dense_all, strict=True), start=1):
             lexical = sum(w * self._term_in(t, sentence) for t, w in weights.items()) / total
+            context = self._context(sentence)
+            if len(context) > 1 and _refers_back(sentence.text):
+                # "she told reporters": the words of the sentence it refers to count too, discounted
+                lexical = max(lexical, CONTEXT_LEXICAL * self._coverage(weights, context))
             typed = self._typed(info, sentence.text)
             entities = self._entity_share(info, self._context(sentence))
             rank = chunk_rank.get(sentence.id)
             prior = 1.0 / rank if rank else 0.0
             value = (W_DENSE * float(dense) + W_LEXICAL * lexical + W_TYPE * typed + W_ENTITY * entities
                      + W_RANK * prior)
-            if info.kind in (*STRICT_TYPES, *NAME_TYPES, "why") and not typed:
+            if info.kind in (*STRICT_TYPES, *NAME_TYPES, "why", "quote_content") and not typed:
                 value *= UNTYPED_PENALTY
             scored.append(Scored(n, sentence, value, float(dense), lexical, typed, entities))
         return sorted(scored, key=lambda s: (-s.score, s.sentence.id))
@@ -373,6 +379,16 @@ def _only_unnamed(head: str, texts: list[str], plurals_unnamed: bool = False) ->
     return mentions > 0
 
 
+def _refers_back(text: str) -> bool:
+    return bool(_PRONOUN_START.match(text) or _PRONOUN_ATTRIBUTION.search(text) or _BARE_QUOTE.match(text)
+                or _ANAPHORA.search(text))
+
+
+def _titled(name: str, text: str) -> bool:
+    """A title before the full name: "Mayor Ines Carvalho", "President Donald Trump"."""
+    return re.search(rf"\b[A-Z][a-z]+ {re.escape(name)}\b", text) is not None and not text.startswith(name)
+
+
 def _describes(name: str, text: str) -> bool:
     name = re.escape(name.rstrip("."))
     return re.search(rf"{name}\.?(?:'s)?,\s+(?:a|an|the|who|one|another|head|member|leader)\b|"
@@ -381,8 +397,9 @@ def _describes(name: str, text: str) -> bool:
 
 def _counts(text: str, end: int, counted: tuple[str, ...], window: int = 6) -> bool:
     """Whether the figure ending at ``end`` counts the asked-for thing ("six ... militants", "150,000-strong")."""
-    if re.match(r"-(strong|member)", text[end:]):
-        return True
+    if re.match(r"-(strong|member)", text[end:]):  # "150,000-strong" counts people, not seats or drones
+        return any(c.startswith(("fighter", "member", "men", "troop", "soldier", "militiamen", "personnel"))
+                   for c in counted)
     following = content_terms(text[end:])[:window]
     return any(_term_match(c, frozenset(following)) > 0 for c in counted)
 

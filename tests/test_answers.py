@@ -53,6 +53,38 @@ def test_extractive_answers_cite_exact_sentences(pipeline, question, expected):
         assert any(f"[{c.n}]" in sentence for c in answer.citations)
 
 
+def test_answers_generalise_to_another_corpus(tmp_path, embedder):
+    """The answerer is not tied to the bundled article: a short storm report of our own."""
+    from rag.index import open_index
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "storm.md").write_text(
+        "# Storm Elena hits the coast\n\n"
+        "Storm Elena made landfall near the port city of Valmora on Tuesday, bringing winds of up to 140 km/h. "
+        "About 12,000 homes lost power, the regional utility Nordgrid said.\n\n"
+        'Mayor Ines Carvalho ordered schools closed for two days. "We are not taking any chances," she told '
+        "reporters at city hall.\n\n"
+        "The storm is expected to weaken by Thursday as it moves inland, according to the national weather service.\n",
+        encoding="utf-8",
+    )
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    storm = Pipeline(settings, embedder, open_index(settings, embedder))
+    expected = {
+        "How many homes lost power?": "12,000",
+        "Who ordered schools closed?": "Ines Carvalho",
+        "When did Storm Elena make landfall?": "Tuesday",
+        "When will the storm weaken?": "Thursday",
+        "What did the mayor say?": "not taking any chances",
+        "Where did the storm make landfall?": "Valmora",
+    }
+    for question, answer in expected.items():
+        assert answer in storm.ask(question).answer, question
+    assert storm.ask("How many people died?").abstained
+
+
 def test_short_answer_is_emphasisable_span(pipeline):
     answer = pipeline.ask("Which US president ordered the killing of Soleimani?")
     assert answer.short_answer and "Trump" in answer.short_answer
