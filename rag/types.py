@@ -104,12 +104,17 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
+    # Probability that the answer answers the question (calibrated on held-out documents); None when the
+    # backend cannot estimate it. It is not the same as the sentence verdicts, which only say whether each
+    # answer sentence is backed by the span it cites.
+    confidence: float | None = None
 
     def to_json(self) -> dict:
         return {
             "question": self.question,
             "answer": self.answer,
             "abstained": self.abstained,
+            "confidence": None if self.confidence is None else round(float(self.confidence), 4),
             "citations": [c.to_json() for c in self.citations],
             "backend": self.backend,
             "latency_ms": round(self.latency_ms, 3),
