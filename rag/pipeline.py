@@ -19,33 +19,27 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest, create_backend
+from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest
+from rag.answer.citations import assemble, split_answer
+from rag.answer.question import analyze, short_answer
+from rag.answer.registry import create_backend
 from rag.documents import SUPPORTED_SUFFIXES, read_document
 from rag.embeddings import Embedder, resolve_model
 from rag.errors import InputFileError, UsageError
 from rag.index import Index, build_index, open_index
-from rag.question import analyze, short_answer
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
 from rag.text import normalize
-from rag.types import Answer, CheckResult, Citation, Document, Evidence, Hit, Sentence, SentenceCheck
-from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, best_of, clean_answer_sentence, judge, quotes
-
-if TYPE_CHECKING:
-    pass
+from rag.types import Answer, CheckResult, Document, Evidence, Hit, Sentence
+from rag.verify import UNSUPPORTED, Verdict, best_of, judge, quotes, rank
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 # Emoji and pictographs: no news article answers them, yet they move the question's embedding enough to
 # change the answer ("Who replaced Qassem Soleimani? 😀" abstained). Variation selectors and keycaps go with them.
 _PICTOGRAPHS = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\u20e3\U0001f000-\U0001faff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_MARKERS = re.compile(r"\[(\d+)\]")
-_MARKERS_WITH_SPACE = re.compile(r"\s*\[\d+\]")
-_MARKED_PIECE = re.compile(r".+?(?:\s*\[\d+\])+[.!?]?(?=\s|$)", re.S)
-
-
 def _is_format_character(char: str) -> bool:
     return unicodedata.category(char) == "Cf"
 
@@ -81,34 +75,6 @@ def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
     if len(text) > max_chars:
         raise UsageError(f"{what} is {len(text):,} characters; the limit is {max_chars:,} (RAG_MAX_QUESTION_CHARS)")
     return text
-
-
-def split_answer(text: str, known: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """Answer sentences with their trailing ``[n]`` markers (pysbd keeps "A.J." inside a sentence).
-
-    When every marker-terminated piece is one of the ``known`` passage sentences (extractive answers are),
-    those pieces are the sentences and the sentence splitter is not needed.
-    """
-    pieces = [m.group(0).strip() for m in _MARKED_PIECE.finditer(text.strip())]
-    if pieces and known and "".join(pieces).replace(" ", "") == text.replace(" ", "") and all(
-        _MARKERS_WITH_SPACE.sub("", p).strip() in known for p in pieces
-    ):
-        return pieces
-    from rag.segment import split_sentences
-
-    sentences: list[str] = []
-    for piece in split_sentences(text.strip()):
-        leading = re.match(r"(?:\s*\[\d+\])+[.!?]?\s*", piece)
-        if sentences and leading:  # markers that open a piece close the sentence before
-            sentences[-1] = f"{sentences[-1]} {leading.group(0).strip()}"
-            piece = piece[leading.end():]
-        if not piece:
-            continue
-        if sentences and piece[:1].islower():
-            sentences[-1] = f"{sentences[-1]} {piece}"
-        else:
-            sentences.append(piece)
-    return sentences
 
 
 @dataclass(frozen=True)
@@ -201,7 +167,7 @@ class Pipeline:
     def _bridge_hits(self, question: str, hits: list[Hit], retriever: HybridRetriever, n: int = 3) -> list[Hit]:
         """Second-hop retrieval for two-step questions: BM25 on the question plus the names that the top
         passages add (the "commander whose killing Trump ordered" is Soleimani: look up Soleimani too)."""
-        from rag.question import entity_phrases
+        from rag.answer.question import entity_phrases
 
         asked = normalize(question).lower()
         names = [e for hit in hits[:3] for e in entity_phrases(hit.chunk.text) if e.lower() not in asked]
@@ -245,13 +211,17 @@ class Pipeline:
         request = self.prepare(question, chosen, k, snap)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        pieces = []
+        pieces: list[str] = []
+        note: AnswerNote | None = None
         for piece in chosen.execute(request):
+            if isinstance(piece, AnswerNote):
+                note = piece
+                continue
             pieces.append(piece)
             yield piece
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name, snap.index)
+        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name, snap.index, note)
         timings["verify"] = (time.perf_counter() - t) * 1000
         answer.hits = request.hits
         answer.timings_ms = timings
@@ -259,61 +229,18 @@ class Pipeline:
         yield answer
 
     def assemble(
-        self, question: str, raw: str, passages: list[Sentence], backend_name: str, index: Index | None = None
+        self, question: str, raw: str, passages: list[Sentence], backend_name: str, index: Index | None = None,
+        note: AnswerNote | None = None,
     ) -> Answer:
-        """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence."""
-        raw = raw.strip()
-        warnings: list[str] = []
-        valid = {n for n in map(int, _MARKERS.findall(raw)) if 1 <= n <= len(passages)}
-        if not valid and (not raw or NO_ANSWER.lower().rstrip(".") in normalize(raw).lower()):
-            return Answer(question, NO_ANSWER, True, [], backend_name, 0.0)
-        renumber: dict[int, int] = {}
-        for n in map(int, _MARKERS.findall(raw)):
-            if n in valid:
-                renumber.setdefault(n, len(renumber) + 1)
-            else:
-                warnings.append(f"citation [{n}] does not refer to a retrieved passage and was dropped")
-
-        def rewrite(match: re.Match) -> str:
-            n = int(match.group(1))
-            return f"[{renumber[n]}]" if n in renumber else ""
-
-        text = re.sub(r"\s*\[(\d+)\]", lambda m: (" " + rewrite(m)) if rewrite(m) else "", raw).strip()
-        index = index or self.index
-        citations = {
-            new: self._citation(new, passages[old - 1], index)
-            for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
-        }
-        checks: list[SentenceCheck] = []
-        vectors = {p.text: index.sentence_vectors[p.id] for p in passages}  # verified without re-embedding
-
-        def similarity(a: str, b: str) -> float:
-            va = vectors.get(a)
-            vb = vectors.get(b)
-            return float((va if va is not None else self.embedder.encode_query(a))
-                         @ (vb if vb is not None else self.embedder.encode_query(b)))
-
-        for sentence in split_answer(text, vectors.keys()):
-            cited = [int(n) for n in _MARKERS.findall(sentence) if int(n) in citations]
-            if not clean_answer_sentence(sentence):
-                continue
-            if not cited:
-                checks.append(SentenceCheck(sentence, [], UNSUPPORTED, "no citation"))
-                continue
-            verdict = judge(sentence, " ".join(citations[n].text for n in cited), similarity)
-            checks.append(SentenceCheck(sentence, cited, verdict.verdict, verdict.reason))
-            for n in cited:
-                own = judge(sentence, citations[n].text, similarity)
-                c = citations[n]
-                if c.verdict == "unchecked" or _better(own.verdict, c.verdict):
-                    c.verdict, c.reason = own.verdict, own.reason
-        short = self.short_answer(question, [c.text for c in citations.values()])
-        return Answer(question, text, False, list(citations.values()), backend_name, 0.0, checks, short, warnings)
-
-    def _citation(self, n: int, sentence: Sentence, index: Index) -> Citation:
-        doc = index.documents[sentence.source]
-        return Citation(n, sentence.source, sentence.start, sentence.end, doc.text[sentence.start : sentence.end],
-                        section=sentence.section)
+        """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence (see
+        ``rag.answer.citations``); the short answer and confidence come from the backend's note when it has one."""
+        answer = assemble(question, raw, passages, backend_name, index or self.index, self.embedder.encode_query)
+        if note is not None:
+            answer.confidence = note.confidence
+        if not answer.abstained:
+            answer.short_answer = (note.short_answer if note is not None and note.short_answer
+                                   else self.short_answer(question, [c.text for c in answer.citations]))
+        return answer
 
     def similarity(self, a: str, b: str) -> float:
         return float(self.embedder.encode_query(a) @ self.embedder.encode_query(b))
@@ -350,7 +277,7 @@ class Pipeline:
                 judged.append((self.judge(claim, " ".join(x.text for x in group)), group))
         if not judged:
             return CheckResult(claim, UNSUPPORTED, "no passage of the corpus relates to this claim", [])
-        judged.sort(key=lambda vg: (-_order(vg[0].verdict), -vg[0].score, len(vg[1])))
+        judged.sort(key=lambda vg: (-rank(vg[0].verdict), -vg[0].score, len(vg[1])))
         best_verdict, best_group = judged[0]
         passages, seen = [], set()
         for verdict, group in judged:
@@ -418,14 +345,6 @@ class Pipeline:
                 shutil.rmtree(staging, ignore_errors=True)
         index = self.index
         return [index.documents[d.id] for d in docs if d.id in index.documents]
-
-
-def _order(verdict: str) -> int:
-    return {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}[verdict]
-
-
-def _better(a: str, b: str) -> bool:
-    return _order(a) > _order(b)
 
 
 __all__ = ["Pipeline", "SUPPORTED_SUFFIXES", "best_of", "clean_text_input", "split_answer"]

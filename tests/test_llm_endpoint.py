@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from rag.backends import NO_ANSWER
+from rag.answer import NO_ANSWER
 from rag.errors import BackendError
 from tests.openai_stub import OpenAIStub
 
@@ -42,7 +42,7 @@ def test_openai_compatible_endpoint_streams_a_cited_answer(pipeline):
     request = server.requests[0]
     assert request["model"] == "tiny-model" and request["stream"] is True and request["temperature"] == 0.0
     system, user = request["messages"][0]["content"], request["messages"][1]["content"]
-    assert NO_ANSWER in system and "<passages>" in user and "Question: Who replaced Qassem Soleimani?" in user
+    assert NO_ANSWER in system and "<passages-" in user and "Question: Who replaced Qassem Soleimani?" in user
 
 
 def test_endpoint_no_answer_phrase_is_an_abstention(pipeline):
@@ -61,7 +61,7 @@ def test_endpoint_misquote_is_flagged(pipeline):
 
 def test_slow_endpoint_times_out_with_a_clear_error(pipeline):
     settings = pipeline.settings.model_copy(update={"llm_timeout": 0.5})
-    from rag.backends import create_backend
+    from rag.answer import create_backend
 
     with OpenAIStub("too late [1].", delay=3.0) as server:
         backend = create_backend(f"openai-compatible:{server.url}", settings, pipeline.index, pipeline.embedder)

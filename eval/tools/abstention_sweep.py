@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 logging.disable(logging.WARNING)
 
-import rag.extractive as extractive  # noqa: E402
+import rag.answer.extractive as extractive  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
 

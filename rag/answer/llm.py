@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest
+from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerRequest
+from rag.answer.prompts import fence, fence_tag, render
 from rag.errors import BackendError, UsageError
-from rag.prompts import fence, render
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -28,9 +28,11 @@ def format_passages(request: AnswerRequest) -> str:
 def build_messages(request: AnswerRequest) -> list[Any]:
     from langchain_core.messages import HumanMessage, SystemMessage
 
+    passages = format_passages(request)
+    tag = fence_tag(passages, request.question)
     return [
-        SystemMessage(render("answer_system", no_answer=NO_ANSWER)),
-        HumanMessage(render("answer_user", passages=format_passages(request), question=request.question)),
+        SystemMessage(render("answer_system", no_answer=NO_ANSWER, fence=tag)),
+        HumanMessage(render("answer_user", passages=passages, question=request.question, fence=tag)),
     ]
 
 

@@ -23,8 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.backends import NO_ANSWER, AnswerBackend, AnswerRequest
-from rag.question import EntityMatcher, QuestionInfo, analyze, entity_phrases, is_generic, type_candidates
+from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerRequest
+from rag.answer.question import (
+    EntityMatcher,
+    QuestionInfo,
+    analyze,
+    entity_phrases,
+    is_generic,
+    type_candidates,
+)
 from rag.text import GENERIC_NAMES, STOPWORDS, content_terms, normalize, stem, words
 
 if TYPE_CHECKING:
@@ -75,7 +82,7 @@ class ExtractiveBackend(AnswerBackend):
     name = "extractive"
     passage_depth = 8  # sentences are cheap to score: look a little wider than the displayed top-k
 
-    def __init__(self, index: Index, embedder: Embedder):
+    def __init__(self, index: Index, embedder: Embedder, settings=None):
         self.index, self.embedder = index, embedder
         self.sentence_terms = [frozenset(content_terms(s.text)) for s in index.sentences]
         df: Counter[str] = Counter()

@@ -1,0 +1,48 @@
+"""The answer-backend interface: one small ABC with one abstract method, and the types it exchanges.
+
+A backend receives the question and numbered passages (sentences of the retrieved chunks, in document
+order) and yields the answer text in pieces; every answer sentence ends with ``[n]`` markers that refer
+to those passage numbers, or the whole answer is the no-answer phrase. A backend that can estimate how
+likely its answer is to be right may yield one ``AnswerNote`` after the text. Parsing markers, mapping them
+to spans and verifying them is done once for every backend (``rag.answer.citations``).
+
+Implementations live beside this module (``extractive``, ``llm``); ``registry`` turns a string into one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.types import Hit, Sentence
+
+NO_ANSWER = "The article does not say."
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    question: str
+    passages: list[Sentence]  # passage n is passages[n - 1]
+    hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AnswerNote:
+    """What a backend knows about its answer beyond the text (yielded once, after the text pieces)."""
+
+    confidence: float | None = None  # probability that the answer answers the question
+    short_answer: str | None = None  # the span inside the cited sentences that answers it, when known
+
+
+class AnswerBackend(ABC):
+    """Turns a question and numbered passages into answer text with ``[n]`` citation markers."""
+
+    name: str = "backend"
+    passage_depth: int = 0  # retrieve at least this many chunks for the passages (0: the top-k setting)
+
+    @abstractmethod
+    def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote]:
+        """Yield the answer text in pieces (one piece is fine), optionally followed by one ``AnswerNote``."""
