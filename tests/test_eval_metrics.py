@@ -257,7 +257,8 @@ def test_aggregate_splits_has_ans_and_no_ans():
     assert metrics["evidence_cited"] == 0.0
     assert metrics["hit_at_1"] == 1.0  # answerable questions only
     assert metrics["latency_p50_ms"] == 25.0
-    assert metrics["per_type"]["unanswerable"] == {"questions": 2, "accuracy": 0.5, "exact_match": 0.5, "f1": 0.5}
+    assert metrics["per_type"]["unanswerable"] == {"questions": 2, "answerable": 0, "accuracy": 0.5, "exact_match": 0.5,
+                                                   "f1": 0.5}
     assert list(metrics["per_type"]) == ["who", "when", "unanswerable"]
 
 
