@@ -45,6 +45,7 @@ def test_full_gold_set_does_not_regress(pipeline):
     metrics = report["metrics"]["ours"]
     assert metrics["questions"] == len(report["results"]) >= 60
     assert report["baseline"] is None and report["metrics"]["baseline"] is None
+    assert report["top1_sentence"] is None and report["metrics"]["top1_sentence"] is None
     below = {key: metrics[key] for key, minimum in MINIMUMS.items() if metrics[key] < minimum}
     above = {key: metrics[key] for key, maximum in MAXIMUMS.items() if metrics[key] > maximum}
     assert not below and not above, f"regressed: {below | above}\n{format_table(report['metrics'])}"
@@ -75,14 +76,22 @@ def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, sma
     assert not any(r["abstained"] for r in baseline_results)  # the tutorial pipeline never abstains
     assert all(len(r["citations"]) == 4 for r in baseline_results)
     assert theirs["abstained_unanswerable"] == 0.0
-    assert calls[0] == (0, 10) and calls[-1] == (10, 10) and len(calls) == 11
+    top1 = report["metrics"]["top1_sentence"]
+    assert set(top1) == set(ours) and top1["questions"] == 5
+    top1_results = report["top1_sentence"]["results"]
+    assert [r["id"] for r in top1_results] == [r["id"] for r in report["results"]]
+    assert not any(r["abstained"] for r in top1_results)
+    for r in top1_results:  # one cited sentence, which is the answer
+        assert len(r["citations"]) == 1 and r["citations"][0]["text"] == r["answer"]
+    assert calls[0] == (0, 15) and calls[-1] == (15, 15) and len(calls) == 16
     table = format_table(report["metrics"])
-    assert "baseline" in table and "Citation precision" in table
+    assert "LangChain tutorial" in table and "top-1 sentence" in table and "Citation precision" in table
 
     metrics, rows, report_md = read_report(tmp_path / "report")
     assert metrics == json.loads(json.dumps(report["metrics"]))
-    assert Counter(row["system"] for row in rows) == {"ours": 5, "baseline": 5}
-    assert "NLI model" in report_md and "| metric | ours | baseline |" in report_md
+    assert Counter(row["system"] for row in rows) == {"ours": 5, "baseline": 5, "top1_sentence": 5}
+    assert "NLI model" in report_md and "| metric | ours | LangChain tutorial | top-1 sentence |" in report_md
+    assert "## Per question type" in report_md and "## Per document" in report_md and "## Calibration" in report_md
 
 
 def test_cli_report_writes_all_files(pipeline, small_gold, tmp_path, monkeypatch, capsys):
@@ -93,7 +102,8 @@ def test_cli_report_writes_all_files(pipeline, small_gold, tmp_path, monkeypatch
     status = rag.cli.main(["eval", "--gold", str(small_gold), "--report", str(report_dir), "--json", "--no-baseline"])
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"run", "ours", "baseline"} and printed["baseline"] is None
+    assert set(printed) == {"run", "ours", "baseline", "top1_sentence"}
+    assert printed["baseline"] is None and printed["top1_sentence"] is None
     metrics, rows, report_md = read_report(report_dir)
     assert metrics == printed
     gold_ids = [json.loads(line)["id"] for line in small_gold.read_text(encoding="utf-8").splitlines()]

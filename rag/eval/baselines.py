@@ -159,6 +159,7 @@ class Top1SentenceBaseline:
         return [(int(i), float(scores[i])) for i in top]
 
     def predict(self, question: str) -> Prediction:
+        _forget_query_vectors()  # our pipeline embedded this question first: time the embedding again
         started = time.perf_counter()
         ranked = self.ranked(question)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -176,6 +177,15 @@ class Top1SentenceBaseline:
             latency_ms=latency_ms,
             ranking=spans,
         )
+
+
+def _forget_query_vectors() -> None:
+    """Empty the embedder's memo of query vectors (rag.embeddings keeps one per process), if it has one."""
+    from rag import embeddings
+
+    cached = getattr(embeddings, "_cached_query", None)
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
 
 
 def build_baselines(pipeline: Pipeline, names: Sequence[str]) -> dict[str, Any]:

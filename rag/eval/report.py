@@ -92,7 +92,7 @@ def _format(value: Any, kind: str) -> str:
         return f"{value:.3f}"
     if kind == "int":
         return f"{value:,.0f}"
-    return f"{value:,.1f} ms"
+    return f"{value:,.2f} ms" if value < 10 else f"{value:,.1f} ms"
 
 
 def _lookup(metrics: dict[str, Any] | None, key: str) -> Any:
