@@ -71,9 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check, k=True)
 
     evaluate = sub.add_parser("eval", help="run a gold question set: retrieval, answer, citation metrics")
-    evaluate.add_argument("--gold", type=Path, help="gold JSONL file (default: eval/gold.jsonl)")
-    evaluate.add_argument("--report", type=Path, metavar="DIR", help="write report.md, metrics.json, results.jsonl, plots")
-    evaluate.add_argument("--no-baseline", action="store_true", help="skip the LangChain tutorial baseline")
+    evaluate.add_argument("--gold", type=Path, help="gold set: JSONL (default: eval/gold.jsonl) or SQuAD 2.0 JSON, "
+                          "whose articles are indexed in a temporary corpus for the run")
+    evaluate.add_argument("--report", type=Path, metavar="DIR",
+                          help="write report.md, metrics.json, results.jsonl and plots (calibration ones included)")
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the baselines")
+    evaluate.add_argument("--baselines", metavar="NAMES", default="tutorial,top1_sentence",
+                          help="comma-separated baselines to run: tutorial (LangChain RAG tutorial), top1_sentence "
+                          "(the sentence most similar to the question) (default: both)")
     _common(evaluate, k=True, backend=True)
 
     serve = sub.add_parser("serve", help="launch the web app")
@@ -246,7 +251,7 @@ def cmd_eval(args) -> int:
         gold_path=args.gold,
         backend=args.backend,
         k=args.top_k,
-        baseline=not args.no_baseline,
+        baseline=False if args.no_baseline else args.baselines,
         report_dir=args.report,
         progress=not args.json,
     )
