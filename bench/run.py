@@ -40,8 +40,17 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from rag.eval import (  # noqa: E402  (cheap: no LangChain, no model)
+    DEFAULT_GOLD,
+    GoldQuestion,
+    langchain_embeddings,
+    langchain_faiss,
+    load_gold,
+    locate_evidence,
+    retrieval_scores,
+)
+
 BENCH_DIR = ROOT / "bench"
-GOLD = ROOT / "eval" / "gold.jsonl"
 CORPUS = ROOT / "data" / "corpus"
 RAG = Path(sys.executable).parent / "rag"
 COLD_QUESTION = "Who took over from Qassem Soleimani after he was killed?"
@@ -146,11 +155,7 @@ def machine() -> dict:
 # ---------------------------------------------------------------- questions
 
 
-def load_gold() -> list[dict]:
-    return [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def bench_questions(gold: list[dict], count: int) -> list[str]:
+def bench_questions(gold: list[GoldQuestion], count: int) -> list[str]:
     """Unique questions: the gold questions, then templated rewordings of them, so no query vector is cached."""
     templates = (
         "{q}",
@@ -162,18 +167,19 @@ def bench_questions(gold: list[dict], count: int) -> list[str]:
     out: list[str] = []
     for template in templates:
         for row in gold:
-            q = row["question"]
+            q = row.question
             out.append(template.format(q=q, lq=q[0].lower() + q[1:]))
             if len(out) == count:
                 return out
     return out
 
 
-def evidence_recall(chunk_texts: list[str], evidence: list[str]) -> float:
-    """Share of a question's gold evidence strings found inside the retrieved chunks (whitespace-normalised)."""
-    joined = [" ".join(t.split()) for t in chunk_texts]
-    found = sum(any(" ".join(e.split()) in t for t in joined) for e in evidence)
-    return found / len(evidence)
+def recall_at_3(rankings: list[list[tuple[str, int, int]]], answerable: list[GoldQuestion], documents: dict) -> float:
+    """Mean Recall@3 (rag.eval's definition: share of a question's evidence spans overlapped by a top-3 chunk)
+    of one ranking of (source, start, end) chunk spans per answerable gold question."""
+    evidence = locate_evidence(answerable, documents, DEFAULT_GOLD)
+    return float(np.mean([retrieval_scores(ranking, evidence[q.id])["recall_at_3"]
+                          for ranking, q in zip(rankings, answerable, strict=True)]))
 
 
 # ---------------------------------------------------------------- subprocess timing
@@ -277,36 +283,12 @@ def cold_ask(index_dir: Path, runs: int, backend: str) -> dict:
     }
 
 
-# Where a cold `rag ask` spends its time, phase by phase, in a fresh interpreter (what `rag ask` does, inlined).
-_COLD_PHASES = """
-import json, sys, time
-marks = [("interpreter", time.perf_counter())]
-def mark(name): marks.append((name, time.perf_counter()))
-import numpy, faiss
-mark("import numpy + faiss")
-from rag.settings import Settings
-s = Settings()
-mark("import pydantic + settings")
-from rag.pipeline import Pipeline
-from rag.embeddings import Embedder, resolve_model
-from rag.index import open_index
-mark("import rag modules")
-e = Embedder(resolve_model(s.embed_model, s.model_cache_dir))
-e.backend
-mark("embedding model ready (" + e.backend + ")")
-index = open_index(s, e)
-mark("index loaded")
-p = Pipeline(s, e, index)
-p.ask(sys.argv[1])
-mark("first answer")
-print(json.dumps({b[0]: round((b[1] - a[1]) * 1000, 1) for a, b in zip(marks, marks[1:])}))
-"""
-
-
 def cold_phases(index_dir: Path) -> dict:
+    """Where a cold `rag ask` spends its time, phase by phase (bench/cold_phases.py in a fresh interpreter)."""
     env = child_env(index_dir)
-    run_timed([sys.executable, "-c", _COLD_PHASES, COLD_QUESTION], env)  # warm the caches, as above
-    return json.loads(run_timed([sys.executable, "-c", _COLD_PHASES, COLD_QUESTION], env)["output"])
+    argv = [sys.executable, str(BENCH_DIR / "cold_phases.py"), COLD_QUESTION]
+    run_timed(argv, env)  # warm the caches, as above
+    return json.loads(run_timed(argv, env)["output"])
 
 
 def cold_index_build(index_dir: Path) -> dict:
@@ -384,7 +366,7 @@ def cold_serve(index_dir: Path, runs: int, timeout_s: float = 180.0) -> dict:
 # ---------------------------------------------------------------- in-process: article
 
 
-def article_section(args, tmp: Path, gold: list[dict]) -> dict:
+def article_section(args, tmp: Path, gold: list[GoldQuestion]) -> dict:
     from rag import embeddings
     from rag.embeddings import Embedder, resolve_model
     from rag.index import build_index, load_index
@@ -468,11 +450,11 @@ def article_section(args, tmp: Path, gold: list[dict]) -> dict:
         out["warm"][name]["search_k3"] = stats_ms(search_ms)
 
     # Retrieval quality of our hybrid search on the gold set, for the LangChain comparison.
-    answerable = [row for row in gold if row["evidence"]]
+    answerable = [q for q in gold if q.answerable]
     pipeline = pipelines.get("onnx") or pipelines["torch"]
-    out["recall_at_3"] = round(float(np.mean([
-        evidence_recall([h.chunk.text for h in pipeline.search(row["question"], 3)], row["evidence"])
-        for row in answerable])), 4)
+    out["recall_at_3"] = round(recall_at_3(
+        [[(h.chunk.source, h.chunk.start, h.chunk.end) for h in pipeline.search(q.question, 3)] for q in answerable],
+        answerable, pipeline.index.documents), 4)
     out["langchain"] = langchain_article(info.path, pipeline, questions, answerable)
     return out
 
@@ -494,23 +476,17 @@ def embedding_work(model_path: Path, texts: list[str]) -> dict:
             "gflop": round((per_token * sum(lengths) + attention) / 1e9, 1)}
 
 
-def langchain_article(model_path: Path, pipeline, questions: list[str], answerable: list[dict]) -> dict:
+def langchain_article(model_path: Path, pipeline, questions: list[str], answerable: list[GoldQuestion]) -> dict:
     """What a user would write from the LangChain docs, on our chunks: HuggingFaceEmbeddings + FAISS.from_texts
-    + similarity_search (sentence-transformers embeds every query; no cache)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # langchain-community's sunset notice
-        from langchain_community.vectorstores import FAISS
-        from langchain_huggingface import HuggingFaceEmbeddings
-
+    + similarity_search (sentence-transformers embeds every query; no cache). The store is rag.eval's LangChain
+    baseline building block, so the evaluation and the benchmark measure the same LangChain code."""
     log("LangChain default path (article)")
     t = time.perf_counter()
-    embeddings = HuggingFaceEmbeddings(model_name=str(model_path))
+    embeddings = langchain_embeddings(str(model_path))
     load_s = time.perf_counter() - t
-    texts = [c.text for c in pipeline.index.chunks]
+    chunks = pipeline.index.chunks
     t = time.perf_counter()
-    store = FAISS.from_texts(texts, embeddings)
+    store = langchain_faiss([c.text for c in chunks], model_path, [{"chunk": i} for i in range(len(chunks))])
     build_s = time.perf_counter() - t
     for q in questions[:10]:
         store.similarity_search(q, k=3)
@@ -526,8 +502,9 @@ def langchain_article(model_path: Path, pipeline, questions: list[str], answerab
         t = time.perf_counter()
         store.similarity_search_by_vector(vector, k=3)
         search_ms.append((time.perf_counter() - t) * 1000)
-    recall = float(np.mean([evidence_recall([d.page_content for d in store.similarity_search(row["question"], k=3)],
-                                            row["evidence"]) for row in answerable]))
+    spans = [(c.source, c.start, c.end) for c in chunks]
+    recall = recall_at_3([[spans[d.metadata["chunk"]] for d in store.similarity_search(q.question, k=3)]
+                          for q in answerable], answerable, pipeline.index.documents)
     return {"model_load_s": round(load_s, 3), "from_texts_s": round(build_s, 3),
             "similarity_search_k3": stats_ms(latencies), "embed_query": stats_ms(embed_ms),
             "search_by_vector_k3": stats_ms(search_ms), "recall_at_3": round(recall, 4)}
@@ -994,7 +971,7 @@ def main() -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results: dict = {"mode": "quick" if args.quick else "full", "machine": machine(),
                      "started": datetime.now(UTC).isoformat(timespec="seconds"), "targets": TARGETS}
-    gold = load_gold()
+    gold = load_gold(DEFAULT_GOLD)
     tmp = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
         if "article" not in skip:
