@@ -1,36 +1,30 @@
 """How often the single sentence most similar to the question (cosine, whole corpus) contains a gold alias.
 
-The naive extractive answerer, for comparison with ours (docs/extractive.md).
+The naive extractive answerer, for comparison with ours (docs/extractive.md); ``rag eval`` runs it as the
+"top-1 sentence" baseline (rag.eval.baselines.Top1SentenceBaseline), which this reuses. Gold files with their
+own documents (SQuAD JSON, eval/dev/*.jsonl) are run over a temporary corpus of those documents.
 Usage: .venv/bin/python eval/tools/top1_cosine.py [eval/gold.jsonl ...]
 """
 
-import json
 import logging
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 logging.disable(logging.WARNING)
 
+from rag.eval import Top1SentenceBaseline, contains_alias, corpus_pipeline, load_dataset  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
 
-def norm(text: str) -> str:
-    return " " + " ".join(re.sub(r"[^\w ]", " ", text.lower().replace("’", "'").replace("-", " ")).split()) + " "
-
-
 def main() -> None:
-    pipeline = Pipeline.load()
-    vectors, sentences = pipeline.index.sentence_vectors, pipeline.index.sentences
+    base = Pipeline.load()
     for name in sys.argv[1:] or ["eval/gold.jsonl", "eval/heldout.jsonl"]:
-        with open(name, encoding="utf-8") as fh:
-            questions = [json.loads(line) for line in fh if line.strip()]
-        answerable = [q for q in questions if q["answers"]]
-        hits = 0
-        for q in answerable:
-            best = sentences[int((vectors @ pipeline.embedder.encode_query(q["question"])).argmax())]
-            hits += any(norm(a) in norm(best.text) for a in q["answers"])
+        documents, questions = load_dataset(name)
+        answerable = [q for q in questions if q.answerable]
+        with corpus_pipeline(base, documents) as pipeline:
+            baseline = Top1SentenceBaseline.from_pipeline(pipeline)
+            hits = sum(contains_alias(baseline.predict(q.question).answer, q.answers) for q in answerable)
         print(f"{name}: top-1 cosine sentence contains a gold alias for {hits}/{len(answerable)} "
               f"= {hits / len(answerable):.1%} of answerable questions")
 

@@ -55,22 +55,28 @@ def baseline_names(baseline: bool | str | Sequence[str] | None) -> tuple[str, ..
 
 
 @contextmanager
-def corpus_pipeline(pipeline: Pipeline, documents: Sequence[tuple[str, str]]) -> Iterator[Pipeline]:
-    """A pipeline over a temporary corpus holding just ``documents`` ((file name, text) pairs), indexed with
-    the normal index build and the same settings and model; the folders are removed afterwards."""
+def corpus_pipeline(pipeline: Pipeline, documents: Sequence[tuple[str, str]] = (), **overrides: Any
+                    ) -> Iterator[Pipeline]:
+    """A pipeline over a temporary corpus holding just ``documents`` ((file name, text) pairs, as
+    ``load_dataset`` returns them), indexed with the normal index build, the same model and the same settings
+    but ``overrides`` (e.g. ``chunk_sentences=2``); the folders are removed afterwards. No documents: the
+    configured corpus, indexed afresh when there are overrides, else ``pipeline`` itself."""
     from rag.index import open_index
     from rag.pipeline import Pipeline
 
+    if not documents and not overrides:
+        yield pipeline
+        return
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        for name, text in documents:
-            if Path(name).name != name or name.startswith("."):
-                raise InputFileError(f"{name}: not a plain file name for a gold document")
-            (corpus / name).write_bytes(text.encode("utf-8"))
-        settings = pipeline.settings.model_copy(
-            update={"corpus_dir": corpus, "index_dir": Path(tmp) / "index", "index_name": "eval"}
-        )
+        update: dict[str, Any] = {"index_dir": Path(tmp) / "index", "index_name": "eval", **overrides}
+        if documents:
+            corpus = update["corpus_dir"] = Path(tmp) / "corpus"
+            corpus.mkdir()
+            for name, text in documents:
+                if Path(name).name != name or name.startswith("."):
+                    raise InputFileError(f"{name}: not a plain file name for a gold document")
+                (corpus / name).write_bytes(text.encode("utf-8"))
+        settings = pipeline.settings.model_copy(update=update)
         yield Pipeline(settings, pipeline.embedder, open_index(settings, pipeline.embedder))
 
 
@@ -96,13 +102,11 @@ def evaluate(
     gold_path = Path(gold_path) if gold_path is not None else DEFAULT_GOLD
     names = baseline_names(baseline)
     documents, questions = load_dataset(gold_path)
-    if not documents:
-        report = _evaluate(pipeline, questions, gold_path, backend, k, names, progress, progress_callback)
-    else:
-        pipeline.backend(backend)  # fail on a bad backend name before indexing anything
-        with corpus_pipeline(pipeline, documents) as own:
-            report = _evaluate(own, questions, gold_path, backend, k, names, progress, progress_callback)
-        report["metrics"]["run"]["corpus"] = "temporary corpus of the gold file's documents"
+    pipeline.backend(backend)  # fail on a bad backend name before indexing anything
+    with corpus_pipeline(pipeline, documents) as own:
+        report = _evaluate(own, questions, gold_path, backend, k, names, progress, progress_callback)
+    report["metrics"]["run"]["corpus"] = (
+        "a temporary corpus of the gold file's documents" if documents else str(pipeline.settings.corpus_dir))
     if report_dir is not None:
         write_report(report, report_dir)
     return report
