@@ -119,3 +119,61 @@ def test_cli_rejects_a_malformed_gold_file(pipeline, tmp_path, monkeypatch, caps
     bad.write_text('{"id": "q1"}\n', encoding="utf-8")
     assert rag.cli.main(["eval", "--gold", str(bad), "--no-baseline"]) == 3
     assert f"{bad}, line 1:" in capsys.readouterr().err
+
+
+TINY_SQUAD = {
+    "version": "v2.0",
+    "data": [{
+        "title": "Harbour_Bridge",
+        "paragraphs": [
+            {"context": "The Harbour Bridge opened in 1932. It was designed by John Bradfield, the chief engineer.",
+             "qas": [
+                 {"id": "h1", "question": "Who designed the Harbour Bridge?", "is_impossible": False,
+                  "answers": [{"text": "John Bradfield", "answer_start": 54}]},
+                 {"id": "h2", "question": "When did the Harbour Bridge open?", "is_impossible": False,
+                  "answers": [{"text": "1932", "answer_start": 29}]},
+             ]},
+            {"context": "Painting the bridge takes about ten years. The paint is grey.",
+             "qas": [
+                 {"id": "h3", "question": "Who paid for the grey paint?", "is_impossible": True, "answers": [],
+                  "plausible_answers": [{"text": "The paint", "answer_start": 43}]},
+             ]},
+        ],
+    }],
+}
+
+
+def test_squad_file_runs_over_its_own_temporary_corpus(pipeline, tmp_path, monkeypatch):
+    from rag.pipeline import Pipeline
+
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    real_ask = Pipeline.ask
+
+    def ask_with_confidence(self, *args, **kwargs):  # a backend that estimates its confidence
+        answer = real_ask(self, *args, **kwargs)
+        answer.confidence = 0.3 if answer.abstained else 0.9
+        return answer
+
+    monkeypatch.setattr(Pipeline, "ask", ask_with_confidence)
+    report = evaluate(pipeline, gold_path=path, baseline="top1_sentence", report_dir=tmp_path / "report")
+    run, ours = report["metrics"]["run"], report["metrics"]["ours"]
+    assert run["documents"] == ["Harbour_Bridge.txt"] and "temporary corpus" in run["corpus"]
+    assert (run["questions"], run["answerable"], run["unanswerable"]) == (3, 2, 1)
+    assert report["metrics"]["baseline"] is None and report["metrics"]["top1_sentence"]["questions"] == 3
+    assert list(ours["per_document"]) == ["Harbour_Bridge.txt"]
+    assert set(ours["per_type"]) == {"who", "when", "unanswerable"}
+    assert ours["hit_at_1"] == 1.0  # two short paragraphs: evidence is always retrieved first
+    assert ours["calibration"]["available"] and ours["calibration"]["questions"] == 3
+    assert report["metrics"]["top1_sentence"]["calibration"]["available"] is False  # it gives no confidence
+    for png in ("reliability.png", "accuracy_coverage.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(pipeline.index.documents) == ["2026-03-06-iran-proxies-iraq.txt"]  # the session index untouched
+
+
+def test_cli_rejects_an_unknown_baseline(pipeline, small_gold, monkeypatch, capsys):
+    import rag.cli
+
+    monkeypatch.setattr(rag.cli, "_load_pipeline", lambda args: pipeline)
+    assert rag.cli.main(["eval", "--gold", str(small_gold), "--baselines", "tutorial,oracle"]) == 2
+    assert "unknown baseline oracle" in capsys.readouterr().err
