@@ -18,7 +18,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _settings_help(name: str) -> str:
-    # Read field descriptions without importing pydantic when only --help is asked: parse lazily.
+    # Flag help is the settings' own field descriptions. This imports rag.settings and so pydantic (about
+    # 0.1 s), never the heavy libraries: those are imported inside the commands.
     from rag.settings import Settings
 
     return Settings.help(name)
@@ -128,6 +129,8 @@ def _print_answer(answer) -> None:
     print(text)
     if answer.abstained:
         print("(no answer: the retrieved passages do not contain it)")
+    elif answer.confidence is not None:
+        print(f"(confidence {answer.confidence:.0%}: estimated probability that this answer is right)")
     for c in answer.citations:
         print(f"  [{c.n}] {c.source}:{c.start}-{c.end} ({c.verdict}) {c.text}")
     for w in answer.warnings:
@@ -136,10 +139,10 @@ def _print_answer(answer) -> None:
 
 def cmd_index(args) -> int:
     settings = make_settings(args)
-    from rag.embeddings import Embedder, resolve_model
+    from rag.embeddings import Embedder
     from rag.index import build_index, open_index
 
-    embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+    embedder = Embedder.from_settings(settings)
     if args.index_command == "build":
         index = build_index(settings, embedder)
     elif args.index_command == "add":
@@ -177,7 +180,9 @@ def cmd_search(args) -> int:
     pipeline = _load_pipeline(args)
     hits = pipeline.search(args.query, args.top_k)
     if args.json:
-        _print_json({"query": args.query, "hits": [h.to_json() for h in hits]})
+        from rag.types import search_json
+
+        _print_json(search_json(args.query, hits))
         return 0
     for h in hits:
         print(f"{h.rank}. [{h.score:.4f}] {h.chunk.source}:{h.chunk.start}-{h.chunk.end}"

@@ -27,7 +27,7 @@ from rag.errors import ModelError
 if TYPE_CHECKING:
     import numpy as np
 
-    from rag.embeddings import ModelInfo
+    from rag.model_files import ModelInfo
 
 log = logging.getLogger("rag")
 

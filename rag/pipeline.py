@@ -26,7 +26,7 @@ from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
 from rag.documents import SUPPORTED_SUFFIXES, read_document
-from rag.embeddings import Embedder, resolve_model
+from rag.embeddings import Embedder
 from rag.errors import InputFileError, UsageError
 from rag.index import Index, build_index, open_index
 from rag.retrieval import HybridRetriever
@@ -110,7 +110,7 @@ class Pipeline:
     @classmethod
     def load(cls, settings: Settings | None = None, **overrides: Any) -> Pipeline:
         settings = settings or Settings(**overrides)
-        embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+        embedder = Embedder.from_settings(settings)  # the caller's settings, never the environment's
         return cls(settings, embedder, open_index(settings, embedder))
 
     # ------------------------------------------------------------ backends
@@ -147,7 +147,7 @@ class Pipeline:
     def as_langchain_retriever(self, k: int | None = None):
         from rag.langchain_retriever import RagRetriever
 
-        return RagRetriever(hybrid=self.retriever, k=k or self.settings.top_k)
+        return RagRetriever(pipeline=self, k=k)  # follows this pipeline's current index
 
     def passages_for(self, hits: list[Hit], index: Index | None = None) -> list[Sentence]:
         """Sentences of the retrieved chunks plus neighbours, in document order.

@@ -1,30 +1,39 @@
 """The one settings object. Every field is described; CLI flags and UI controls read their help from here.
 
 Values come from (highest first): explicit overrides (CLI flags), ``RAG_*`` environment variables,
-a ``.env`` file in the working directory, then the defaults below.
+a ``.env`` file in the working directory, then the defaults below. The fields are grouped in three sections
+(index, answer, server: ``Settings.SECTIONS``) but stay flat, so each keeps its ``RAG_<NAME>`` variable.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Relative defaults live in the project folder of a checkout. Installed from a wheel, the package sits in
+# site-packages, which is no place for a corpus or an index: they are then relative to the working directory.
+DEFAULTS_ROOT = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path()
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_CACHE_DIR = Path.home() / ".cache" / "rag" / "models"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+    # Flat on purpose: every field keeps its RAG_<NAME> variable and its --flag (nested models would rename
+    # them RAG_INDEX__...). SECTIONS at the end groups them for readers; the README's settings tables follow
+    # it, and tests/test_readme.py keeps every field in exactly one section.
 
+    # ---- index: what is indexed, with which model, and how it is cut into passages (rag index ...)
     corpus_dir: Path = Field(
-        PROJECT_ROOT / "data" / "corpus",
+        DEFAULTS_ROOT / "data" / "corpus",
         description="Folder of documents to index (.txt, .md, .html, .pdf); a document's id is its file name.",
     )
     index_dir: Path = Field(
-        PROJECT_ROOT / "index", description="Folder where persisted indexes live, one sub-folder per index name."
+        DEFAULTS_ROOT / "index", description="Folder where persisted indexes live, one sub-folder per index name."
     )
     index_name: str = Field("default", description="Name of the index inside the index folder.")
     embed_model: str = Field(
@@ -43,10 +52,20 @@ class Settings(BaseSettings):
         ),
     )
     model_cache_dir: Path = Field(
-        Path.home() / ".cache" / "rag" / "models",
+        DEFAULT_MODEL_CACHE_DIR,
         description="Where the bundled model is extracted once (checksum-verified).",
     )
+    index_type: Literal["flat", "hnsw"] = Field(
+        "flat", description="FAISS index type: exact 'flat' inner product, or approximate 'hnsw' for large corpora."
+    )
+    chunk_sentences: int = Field(3, ge=1, le=20, description="Maximum sentences per chunk (within one paragraph).")
+    chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph.")
+    max_file_mb: float = Field(20.0, gt=0, description="Largest document accepted for indexing, in megabytes.")
+    lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
+
+    # ---- answer: retrieval depth and fusion, the answer backend, limits on questions (rag ask/search/check)
     top_k: int = Field(5, ge=1, le=50, description="Number of passages retrieved per question.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for combining dense and BM25 ranks.")
     backend: str = Field(
         "extractive",
         description=(
@@ -54,17 +73,11 @@ class Settings(BaseSettings):
             "'openai-compatible:BASE_URL[#MODEL]'."
         ),
     )
-    index_type: Literal["flat", "hnsw"] = Field(
-        "flat", description="FAISS index type: exact 'flat' inner product, or approximate 'hnsw' for large corpora."
-    )
-    chunk_sentences: int = Field(3, ge=1, le=20, description="Maximum sentences per chunk (within one paragraph).")
-    chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant for combining dense and BM25 ranks.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM backend request times out.")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for LLM backends.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question (in characters) accepted.")
-    max_file_mb: float = Field(20.0, gt=0, description="Largest document accepted for indexing, in megabytes.")
-    lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
+
+    # ---- server: the web app and its API (rag serve)
     host: str = Field("127.0.0.1", description="Address the app binds to (localhost only by default).")
     port: int = Field(7860, ge=0, le=65535, description="Port the app listens on.")
     auth: str | None = Field(None, description="Enable login for the app: 'user:password'.")
@@ -78,6 +91,16 @@ class Settings(BaseSettings):
             "RAG_BACKEND (an open choice would let any caller send requests to any URL, or spend your API key)."
         ),
     )
+
+    # Section -> its fields, in the order above.
+    SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "index": (
+            "corpus_dir", "index_dir", "index_name", "embed_model", "embed_backend", "model_cache_dir",
+            "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "lock_timeout",
+        ),
+        "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_temperature", "max_question_chars"),
+        "server": ("host", "port", "auth", "max_concurrency", "max_uploads", "max_queue", "server_backends"),
+    }
 
     @field_validator("auth")
     @classmethod

@@ -17,7 +17,6 @@ STOPWORDS = frozenset(
     """.split()
 )
 
-# Initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters.
 # Capitalised words that open sentences without being names.
 FUNCTION_CAPS = frozenset(
     """A An The In On At But And Or If It He She They We I His Her Their Our This That These Those There What
@@ -31,6 +30,8 @@ GENERIC_NAMES = frozenset(
     islamic republic""".split()
 )
 
+# A word: initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters; then letters
+# and digits, with inner hyphens and apostrophes kept ("al-Khazali", "Shi'ite").
 _WORD = re.compile(r"(?:[^\W\d_]\.){2,}|[\w]+(?:[-'’][\w]+)*", re.UNICODE)
 
 

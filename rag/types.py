@@ -58,6 +58,12 @@ class Hit:
         }
 
 
+
+def search_json(query: str, hits: list[Hit]) -> dict:
+    """What ``rag search --json`` prints and the API's /search returns: the query as given, the ranked hits."""
+    return {"query": query, "hits": [hit.to_json() for hit in hits]}
+
+
 @dataclass
 class Citation:
     n: int

@@ -1,5 +1,10 @@
-"""Shared fixtures. The real model, real FAISS and real BM25 are used throughout; the session-scoped
-pipeline is built once over the bundled article in a temporary index folder."""
+"""Shared fixtures. ``embedder`` and ``pipeline`` are the real model, real FAISS and real BM25; the
+session-scoped pipeline is built once over the bundled article in a temporary index folder.
+
+``fake_embedder`` and ``fake_pipeline`` (and ``make_fake_pipeline`` for a private, modifiable one) put the
+deterministic hashing embedder of tests/fakes.py in the model's place: real FAISS, BM25, segmentation and
+answer code, no model. Use them for tests of plumbing (interfaces, validation, index updates, shapes), and
+the real ones for anything about answer quality. `pytest -m "not slow"` is the fast suite."""
 
 from __future__ import annotations
 
@@ -73,6 +78,31 @@ def pipeline(tmp_path_factory, embedder):
 
     settings = make_settings(tmp_path_factory.mktemp("article"))
     return Pipeline(settings, embedder, open_index(settings, embedder))
+
+
+@pytest.fixture(scope="session")
+def fake_embedder():
+    """The hashing embedder of tests/fakes.py: deterministic unit vectors, no model loaded."""
+    from tests.fakes import HashingEmbedder
+
+    return HashingEmbedder()
+
+
+def make_fake_pipeline(tmp: Path, embedder=None, **overrides):
+    """A pipeline over a private copy of the bundled article, indexed with the hashing embedder (about 1 s)."""
+    from rag.index import open_index
+    from rag.pipeline import Pipeline
+    from tests.fakes import HashingEmbedder
+
+    embedder = embedder or HashingEmbedder()
+    settings = make_settings(tmp, **overrides)
+    return Pipeline(settings, embedder, open_index(settings, embedder))
+
+
+@pytest.fixture(scope="session")
+def fake_pipeline(tmp_path_factory, fake_embedder):
+    """A shared pipeline with the hashing embedder (read-only use; make_fake_pipeline for one to modify)."""
+    return make_fake_pipeline(tmp_path_factory.mktemp("fake-article"), fake_embedder)
 
 
 @pytest.fixture

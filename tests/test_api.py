@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
+from rag.types import search_json
 from ui.app import build_app, start
 
 
@@ -81,8 +82,12 @@ def test_check_rejects_an_invented_claim(client):
     assert result["verdict"] != "supported"
 
 
-def test_search_and_documents_endpoints(client, article_text):
-    hits = client.predict("Popular Mobilization Forces budget", 3, api_name="/search")
+def test_search_and_documents_endpoints(client, pipeline, article_text):
+    result = client.predict("Popular Mobilization Forces budget", 3, api_name="/search")
+    # The shape of `rag search --json` (tests/test_cli.py checks that one): {query, hits}.
+    assert set(result) == {"query", "hits"} and result["query"] == "Popular Mobilization Forces budget"
+    assert result == search_json("Popular Mobilization Forces budget", pipeline.search("Popular Mobilization Forces budget", 3))
+    hits = result["hits"]
     assert len(hits) == 3 and hits[0]["rank"] == 1
     assert all(article_text[h["start"] : h["end"]] == h["text"] for h in hits)
     documents = client.predict(api_name="/documents")

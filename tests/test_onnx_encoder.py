@@ -128,6 +128,6 @@ def test_forced_onnx_backend_reports_why_it_is_unavailable(model_info, monkeypat
         Embedder(model_info, backend="onnx", cache_dir=tmp_path).encode(["Who replaced Soleimani?"])
 
 
-def test_backend_setting_comes_from_the_environment(model_info, monkeypatch):
-    monkeypatch.setenv("RAG_EMBED_BACKEND", "torch")
-    assert Embedder(model_info).backend == "torch"
+def test_backend_setting_comes_from_the_settings_not_the_environment(model_info, monkeypatch):
+    monkeypatch.setenv("RAG_EMBED_BACKEND", "onnx")
+    assert Embedder.from_settings(Settings(embed_backend="torch")).backend == "torch"

@@ -21,15 +21,48 @@ def _shown_default(value) -> str:
     return "(none)" if value is None else f"`{value}`"
 
 
+SECTION_TITLES = {
+    "index": "Index: what is indexed, with which model, and how it is cut into passages",
+    "answer": "Answering: retrieval, the answer backend, limits on questions",
+    "server": "Server: the web app and its API (`rag serve`)",
+}
+
+
 def settings_table() -> str:
+    """One table per section of ``Settings.SECTIONS``, each under a bold title."""
     from rag.settings import Settings
 
     prefix = Settings.model_config["env_prefix"]
-    rows = ["| setting | environment variable | default | what it does |", "|---|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | `{prefix}{name.upper()}` | {_shown_default(field.default)} | {description} |")
-    return "\n".join(rows)
+    tables = []
+    for section, names in Settings.SECTIONS.items():
+        rows = [f"**{SECTION_TITLES[section]}**", "",
+                "| setting | environment variable | default | what it does |", "|---|---|---|---|"]
+        for name in names:
+            field = Settings.model_fields[name]
+            description = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{name}` | `{prefix}{name.upper()}` | {_shown_default(field.default)} | {description} |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
+
+
+def test_every_setting_is_in_exactly_one_section_in_field_order():
+    from rag.settings import Settings
+
+    listed = [name for names in Settings.SECTIONS.values() for name in names]
+    assert listed == list(Settings.model_fields)
+    assert set(Settings.SECTIONS) == set(SECTION_TITLES)
+
+
+def test_settings_keep_their_environment_names(monkeypatch):
+    """Grouping the settings renamed no RAG_* variable: each field still reads RAG_<NAME>."""
+    from rag.settings import Settings
+
+    monkeypatch.setenv("RAG_TOP_K", "7")
+    monkeypatch.setenv("RAG_EMBED_BACKEND", "torch")
+    monkeypatch.setenv("RAG_MAX_QUEUE", "3")
+    monkeypatch.setenv("RAG_CHUNK_SENTENCES", "2")
+    settings = Settings(_env_file=None)
+    assert (settings.top_k, settings.embed_backend, settings.max_queue, settings.chunk_sentences) == (7, "torch", 3, 2)
 
 
 def test_readme_settings_table_matches_the_settings():

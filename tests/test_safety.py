@@ -45,6 +45,7 @@ from ui.app import (
     cited_passages,
     documents_table,
     evidence_passages,
+    free_port,
     header_html,
 )
 
@@ -339,12 +340,6 @@ def test_host_defaults_to_loopback():
     assert Settings.model_fields["host"].default == "127.0.0.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -360,7 +355,7 @@ def served(tmp_path_factory, pipeline, rag_executable):
     shutil.copytree(pipeline.settings.corpus_dir, folder / "corpus")
     shutil.copytree(pipeline.settings.index_dir, folder / "index", symlinks=True)
     home = RagHome(folder, rag_executable)
-    port = _free_port()
+    port = free_port()
     env = home.environment({"RAG_MAX_FILE_MB": "0.01"})
     env.pop("RAG_HOST", None)  # the default is what is tested
     log = (folder / "serve.log").open("wb")

@@ -22,6 +22,7 @@ import gradio as gr
 from rag.errors import RagError, UsageError
 from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
 from rag.settings import Settings
+from rag.types import search_json
 from ui import render
 from ui.style import CSS, theme
 
@@ -230,10 +231,10 @@ def register_api(pipeline: Pipeline) -> None:
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
-    def search(query: str, k: int = 0) -> list[dict]:
-        """Ranked passages for a query (hybrid dense + BM25)."""
+    def search(query: str, k: int = 0) -> dict:
+        """Ranked passages for a query (hybrid dense + BM25): ``{query, hits}``, as ``rag search --json``."""
         try:
-            return [hit.to_json() for hit in pipeline.search(query, k=api_top_k(k))]
+            return search_json(query, pipeline.search(query, k=api_top_k(k)))
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
