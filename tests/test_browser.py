@@ -155,7 +155,7 @@ def test_check_tab_shows_verdict_reason_and_highlighted_passages(page, server):
 def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, server):
     page.goto(server)
     page.get_by_role("tab", name="Evaluate").click()
-    page.get_by_label("Compare with the LangChain tutorial baseline").uncheck()  # ours only: seconds, not a minute
+    page.get_by_label("Compare with the baselines").uncheck()  # ours only: seconds, not a minute
     page.get_by_role("button", name="Run evaluation").click()
     done = page.locator(".rag-status-ok", has_text="questions passed")
     done.wait_for(timeout=300_000)
@@ -169,7 +169,7 @@ def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, serv
         assert page.locator(plot).evaluate("img => img.complete && img.naturalWidth > 200")
     link = page.locator("#rag-eval-report a[href*='report.json']").first
     report = page.request.get(link.get_attribute("href")).json()
-    assert set(report) == {"metrics", "results", "baseline"} and len(report["results"]) == total
+    assert set(report) == {"metrics", "results", "baseline", "top1_sentence"} and len(report["results"]) == total
 
 
 def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_settings, embedder):

@@ -381,18 +381,22 @@ def _check_tab(pipeline: Pipeline, locator: ParagraphLocator) -> None:
 
 
 def _evaluate_tab(pipeline: Pipeline) -> None:
-    gr.Markdown("Run the bundled gold question set (or your own JSONL file in the same format) through the "
-                "pipeline: retrieval, answer and citation metrics, with the LangChain tutorial pipeline as a "
-                "baseline.")
+    from rag.eval.report import SYSTEMS  # cheap: no LangChain, no matplotlib
+
+    eval_systems = [label for _, label in SYSTEMS]  # the metrics table's columns: ours, then the baselines
+    gr.Markdown("Run the bundled gold question set (or your own JSONL file in the same format, or a SQuAD 2.0 "
+                "JSON file, whose articles are indexed for the run) through the pipeline: retrieval, answer, "
+                "citation and calibration metrics, with two baselines: the LangChain tutorial pipeline and the "
+                "top-1 cosine sentence.")
     with gr.Row():
-        gold_file = gr.File(label="Gold set (.jsonl, optional: the bundled set is used without one)",
-                            file_types=[".jsonl"], scale=3, elem_id="rag-gold-upload")
+        gold_file = gr.File(label="Gold set (.jsonl or SQuAD .json, optional: the bundled set is used without one)",
+                            file_types=[".jsonl", ".json"], scale=3, elem_id="rag-gold-upload")
         with gr.Column(scale=2):
-            baseline = gr.Checkbox(True, label="Compare with the LangChain tutorial baseline")
+            baseline = gr.Checkbox(True, label="Compare with the baselines (LangChain tutorial, top-1 sentence)")
             run_button = gr.Button("Run evaluation", variant="primary")
             status = gr.HTML(elem_classes="rag-status-slot")
-    metrics = gr.Dataframe(headers=["section", "metric", "ours", "baseline"], label="Metrics", interactive=False,
-                           wrap=True, column_widths=["24%", "46%", "15%", "15%"], max_height=560,
+    metrics = gr.Dataframe(headers=["section", "metric", *eval_systems], label="Metrics", interactive=False,
+                           wrap=True, column_widths=["20%", "38%", "14%", "14%", "14%"], max_height=560,
                            elem_id="rag-eval-metrics")
     with gr.Row():
         # The plots carry their own titles; the label chip would cover them.
@@ -407,7 +411,7 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
     report_file = gr.File(label="Report (JSON)", interactive=False, elem_id="rag-eval-report")
 
     def run_evaluation(gold: str | None, with_baseline: bool, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
-        from rag.eval import evaluate, metrics_rows  # heavy (LangChain baseline); only when asked
+        from rag.eval import evaluate, metrics_table  # heavy (LangChain baseline); only when asked
 
         def advance(done: int, total: int) -> None:
             progress((done, total), desc="Evaluating", unit="questions")
@@ -421,7 +425,8 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             return render.status_line(_message(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         report_json = report_dir / "report.json"
         report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        table = [[section, label, ours, theirs or "—"] for section, label, ours, theirs in metrics_rows(report["metrics"])]
+        headers, rows = metrics_table(report["metrics"])
+        table = [[*row[:2], *(row[headers.index(s)] if s in headers else "—" for s in eval_systems)] for row in rows]
         per_question = [
             [r["id"], r["type"], "✓ pass" if r["correct"] else "✗ fail", r["question"],
              "(abstained)" if r["abstained"] else _shorten(r.get("short_answer") or r["answer"]),
