@@ -67,6 +67,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "Latency": "wall-clock time per question (ours: retrieval, answer and verification; LangChain tutorial: its "
     "top-4 similarity search; top-1 sentence: question embedding and cosine over all sentences), after one warm-up "
     "question.",
+    "Per type / style / document": "questions, accuracy and F1 of each question type, style (when the gold set "
+    "gives one) and document (named by the gold set, or the one document holding a question's evidence).",
     "Confidence": "each answer's `confidence` (rag.types.Answer) read as the system's probability that its "
     "response is correct, abstentions included: an answer is correct when it contains a gold alias "
     "(answerable question), an abstention when the question is unanswerable (Accuracy above). Questions whose "
