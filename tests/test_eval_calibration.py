@@ -19,6 +19,7 @@ from rag.eval import (
     expected_calibration_error,
     format_table,
     reliability_bins,
+    response_confidence,
     score_question,
     write_report,
 )
@@ -92,6 +93,24 @@ def test_calibration_summary_hand_computed():
     assert summary["accuracy_at_coverage"] == pytest.approx({"0.25": 1.0, "0.5": 2 / 3, "0.75": 0.5, "0.9": 0.6,
                                                              "1": 0.6}, abs=1e-4)
     assert len(summary["curve"]) == 5 and summary["curve"][-1] == [1.0, 0.6]
+
+
+def test_an_abstention_is_as_confident_as_its_answer_is_unlikely():
+    # Answer.confidence is the probability that the answer answers the question; a backend abstains when that
+    # is low, so its confidence in the abstention is 1 - confidence.
+    assert response_confidence({"confidence": 0.2, "abstained": True}) == pytest.approx(0.8)
+    assert response_confidence({"confidence": 0.7, "abstained": False}) == 0.7
+    assert response_confidence({"confidence": None, "abstained": True}) is None
+    rows = [
+        {"confidence": 0.1, "abstained": True, "correct": True},  # 0.9 sure it was right to abstain: right
+        {"confidence": 0.4, "abstained": True, "correct": False},  # 0.6 sure: wrong (answerable question)
+        {"confidence": 0.9, "abstained": False, "correct": True},  # 0.9 sure of the answer: right
+    ]
+    summary = calibration(rows)
+    # bin 9 (0.9, 0.9): accuracy 1, confidence 0.9 -> 2/3 x 0.1; bin 6 (0.6): accuracy 0 -> 1/3 x 0.6
+    assert summary["ece"] == pytest.approx(2 / 3 * 0.1 + 1 / 3 * 0.6, abs=1e-4)
+    assert summary["curve"][-1] == [1.0, pytest.approx(2 / 3, abs=1e-4)]
+    assert summary["accuracy_at_coverage"]["0.5"] == 1.0  # the two 0.9-confident responses come first
 
 
 def test_ece_is_defined_for_readers():

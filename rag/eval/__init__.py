@@ -63,6 +63,7 @@ from rag.eval.metrics import (
     overlap,
     percentile,
     reliability_bins,
+    response_confidence,
     retrieval_scores,
     score_question,
     token_f1,
@@ -87,5 +88,5 @@ __all__ = [
     "evidence_cited", "evidence_sentences", "exact_match", "expected_calibration_error", "format_table",
     "langchain_embeddings", "langchain_faiss", "load_dataset", "load_gold", "load_squad", "locate_evidence",
     "metrics_rows", "metrics_table", "normalize_answer", "our_prediction", "overlap", "percentile", "question_type",
-    "reliability_bins", "retrieval_scores", "score_question", "token_f1", "verifier_supports", "write_report",
+    "reliability_bins", "response_confidence", "retrieval_scores", "score_question", "token_f1", "verifier_supports", "write_report",
 ]

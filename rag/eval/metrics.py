@@ -389,18 +389,31 @@ def accuracy_at_coverage(confidences: Sequence[float], correct: Sequence[bool | 
     return curve[n - 1][1]
 
 
+def response_confidence(result: dict[str, Any]) -> float | None:
+    """The system's probability that its response to a question is right, from the answer's ``confidence``
+    (the probability that the answer answers the question): that confidence for an answer, and 1 - confidence
+    for an abstention (the backend abstains when its best answer is unlikely to answer the question, so this
+    is its probability that abstaining is right). None when the answer has no confidence."""
+    confidence = result.get("confidence")
+    if confidence is None:
+        return None
+    confidence = min(1.0, max(0.0, float(confidence)))
+    return 1.0 - confidence if result.get("abstained") else confidence
+
+
 def calibration(results: Sequence[dict[str, Any]], bins: int = CALIBRATION_BINS,
                 coverages: Sequence[float] = COVERAGE_LEVELS) -> dict[str, Any]:
     """Calibration of per-question results that carry a ``confidence``: answered and abstained, answerable and
-    unanswerable, each scored by its ``correct`` (alias in the answer / abstained on an unanswerable one).
+    unanswerable, each response's ``response_confidence`` against its ``correct`` (alias in the answer /
+    abstained on an unanswerable question).
 
     ``{"available": False, "note": ...}`` when no result has a confidence; otherwise the number of questions
     with one, ECE, reliability bins, accuracy at the given coverage levels and the whole curve."""
-    scored = [r for r in results if r.get("confidence") is not None]
+    scored = [r for r in results if response_confidence(r) is not None]
     if not scored:
         return {"available": False, "questions": 0,
                 "note": "no answer carries a confidence (the backend does not estimate one): calibration skipped"}
-    confidences = [float(r["confidence"]) for r in scored]
+    confidences = [response_confidence(r) for r in scored]
     correct = [bool(r["correct"]) for r in scored]
     ece = expected_calibration_error(confidences, correct, bins)
     curve = accuracy_coverage_curve(confidences, correct)

@@ -79,7 +79,7 @@ def plot_reliability(calibration: dict[str, dict[str, Any]], path: Path) -> None
     axes.set_xlabel("mean confidence in bin")
     axes.set_ylabel("accuracy in bin")
     axes.set_title("Reliability diagram (10 equal-width bins)")
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -93,7 +93,7 @@ def plot_accuracy_coverage(calibration: dict[str, dict[str, Any]], path: Path) -
         axes.plot([c for c, _ in curve], [100 * a for _, a in curve], label=label)
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 105)
-    axes.set_xlabel("coverage (share of questions answered, most confident first)")
+    axes.set_xlabel("coverage (share of questions, most confident responses first)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Accuracy against coverage")
     axes.legend(fontsize=8)

@@ -69,17 +69,19 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "question.",
     "Per type / style / document": "questions, accuracy and F1 of each question type, style (when the gold set "
     "gives one) and document (named by the gold set, or the one document holding a question's evidence).",
-    "Confidence": "each answer's `confidence` (rag.types.Answer) read as the system's probability that its "
-    "response is correct, abstentions included: an answer is correct when it contains a gold alias "
-    "(answerable question), an abstention when the question is unanswerable (Accuracy above). Questions whose "
-    "answer has no confidence are left out of the calibration metrics; when none has one they are skipped.",
+    "Confidence": "the system's probability that its response is right: an answer's `confidence` "
+    "(rag.types.Answer: the probability that the answer answers the question), and 1 - `confidence` for an "
+    "abstention (the probability that abstaining is right: the backend abstains when its best answer is unlikely "
+    "to answer). A response is right as for Accuracy: an answer containing a gold alias (answerable question), an "
+    "abstention on an unanswerable question. Questions whose answer has no confidence are left out of the "
+    "calibration metrics; when none has one, they are skipped.",
     "ECE": f"expected calibration error over answerable and unanswerable questions: the confidences are put in "
     f"{CALIBRATION_BINS} equal-width bins [0, 0.1), [0.1, 0.2), ..., [0.9, 1.0] and "
     "ECE = sum over bins of (questions in bin / all questions) x |accuracy in bin - mean confidence in bin|; "
     "0 is perfectly calibrated. The reliability diagram plots accuracy against mean confidence per bin.",
-    "Accuracy at coverage c": "accuracy over the ceil(c x N) answers with the highest confidence (ties in gold "
-    "order); the accuracy-coverage curve plots it for every c = n / N. A confidence that ranks right answers "
-    "first makes the curve fall from left to right.",
+    "Accuracy at coverage c": "accuracy over the ceil(c x N) responses (answers and abstentions) with the highest "
+    "confidence (ties in gold order); the accuracy-coverage curve plots it for every c = n / N. A confidence that "
+    "ranks right responses first makes the curve fall from left to right.",
 }
 
 
