@@ -15,7 +15,8 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,14 +69,8 @@ def load_dataset(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[G
     if not sibling.is_file():
         return [], questions
     text = _read_text(sibling)
-    questions = [q if q.document else _replace(q, document=sibling.name) for q in questions]
+    questions = [q if q.document else replace(q, document=sibling.name) for q in questions]
     return [(sibling.name, text)], questions
-
-
-def _replace(question: GoldQuestion, **changes: Any) -> GoldQuestion:
-    from dataclasses import replace
-
-    return replace(question, **changes)
 
 
 def _readable(path: str | os.PathLike) -> Path:
@@ -277,6 +272,16 @@ def _squad_question(qa: Any, context: str, document: str, number: int, where: st
 
 def evidence_sentences(paragraph: str, start: int, end: int) -> str:
     """The run of whole sentences of ``paragraph`` that covers ``paragraph[start:end]`` (an exact substring)."""
+    spans = _sentence_spans(paragraph)
+    covering = [(s, e) for s, e in spans if s < max(end, start + 1) and e > start]
+    if not covering:  # the answer falls between sentences (whitespace): the nearest one before it
+        covering = [max((span for span in spans if span[0] <= start), default=(0, len(paragraph)))]
+    return paragraph[covering[0][0]:covering[-1][1]]
+
+
+@lru_cache(maxsize=256)  # a SQuAD paragraph has several questions
+def _sentence_spans(paragraph: str) -> list[tuple[int, int]]:
+    """(start, end) of the sentences of a paragraph, as the indexer splits them."""
     from rag.segment import split_sentences
 
     spans: list[tuple[int, int]] = []
@@ -287,10 +292,7 @@ def evidence_sentences(paragraph: str, start: int, end: int) -> str:
             continue
         spans.append((found, found + len(sentence)))
         cursor = found + len(sentence)
-    covering = [(s, e) for s, e in spans if s < max(end, start + 1) and e > start]
-    if not covering:  # the answer falls between sentences (whitespace): the nearest one before it
-        covering = [max((span for span in spans if span[0] <= start), default=(0, len(paragraph)))]
-    return paragraph[covering[0][0]:covering[-1][1]]
+    return spans
 
 
 # ---------------------------------------------------------------------------------------------- evidence spans
