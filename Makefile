@@ -18,7 +18,7 @@ TORCH_PIP_ARGS ?=
 EXAMPLE_QUESTION ?= Who replaced Qassem Soleimani after he was killed?
 PYTEST_ARGS ?=
 
-.PHONY: help venv install index run test lint bench clean distclean
+.PHONY: help venv install index run test lint bench train clean distclean
 
 help:
 	@echo "make run        set up .venv, build the index if missing, launch the app"
@@ -27,6 +27,7 @@ help:
 	@echo "make index      build the default index if it is missing or stale"
 	@echo "make lint       ruff"
 	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
+	@echo "make train      refit the extractive answerer (rag/answer/data/answerer.json) and its LODO report"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
 
 venv install: $(STAMP)
@@ -64,6 +65,10 @@ lint: $(STAMP)
 
 bench: index
 	$(BIN)/python bench/run.py
+
+# Deterministic: the same question sets and documents give the same rag/answer/data/answerer.json.
+train: $(STAMP)
+	$(BIN)/python -m rag.answer.training
 
 clean:
 	find index -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -7,6 +7,7 @@ a ``.env`` file in the working directory, then the defaults below. The fields ar
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     chunk_sentences: int = Field(3, ge=1, le=20, description="Maximum sentences per chunk (within one paragraph).")
     chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph.")
     max_file_mb: float = Field(20.0, gt=0, description="Largest document accepted for indexing, in megabytes.")
+    max_text_chars: int = Field(
+        5_000_000,
+        ge=1000,
+        description=(
+            "Longest text accepted from one document, in characters, once extracted (a small PDF or HTML file can "
+            "hold far more text than its size; extraction stops at the limit)."
+        ),
+    )
     lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
 
     # ---- answer: retrieval depth and fusion, the answer backend, limits on questions (rag ask/search/check)
@@ -76,6 +85,18 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM backend request times out.")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for LLM backends.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question (in characters) accepted.")
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "Extractive answers whose confidence (estimated probability that the answer is right) is below this "
+            "abstain. Unset: the operating point stored with the learned model (chosen leave-one-document-out)."
+        ),
+    )
+    answer_model: Path | None = Field(
+        None, description="A JSON answer model to use instead of the shipped one (written by `make train`)."
+    )
 
     # ---- server: the web app and its API (rag serve)
     host: str = Field("127.0.0.1", description="Address the app binds to (localhost only by default).")
@@ -96,11 +117,21 @@ class Settings(BaseSettings):
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "index": (
             "corpus_dir", "index_dir", "index_name", "embed_model", "embed_backend", "model_cache_dir",
-            "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "lock_timeout",
+            "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "max_text_chars", "lock_timeout",
         ),
-        "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_temperature", "max_question_chars"),
+        "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_temperature", "max_question_chars",
+                   "min_confidence", "answer_model"),
         "server": ("host", "port", "auth", "max_concurrency", "max_uploads", "max_queue", "server_backends"),
     }
+
+    @field_validator("index_name")
+    @classmethod
+    def _index_name_is_a_plain_name(cls, value: str) -> str:
+        # The index lives in RAG_INDEX_DIR/<name>: a path ("../x", "/tmp/x") would put it, and its builds, elsewhere.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ValueError("RAG_INDEX_NAME must be a plain name: letters, digits, '.', '_' or '-', starting "
+                             "with a letter or digit, at most 100 characters (it names a folder inside RAG_INDEX_DIR)")
+        return value
 
     @field_validator("auth")
     @classmethod

@@ -52,8 +52,19 @@ def _chip(turn: int, n: int, verdict: str) -> str:
             f'title="Citation {n} ({escape(verdict)}): show it in the article">{n}</span>')
 
 
+def confidence_label(confidence: float | None) -> str:
+    """The answer's confidence in words and as a percentage: how likely the answer is to be right. It is a
+    different thing from the verdict badges, which only say whether a sentence is backed by its span."""
+    if confidence is None:
+        return ""
+    level = "high" if confidence >= 0.75 else "medium" if confidence >= 0.5 else "low"
+    return (f'<span class="rag-confidence rag-confidence-{level}" title="Estimated probability that this answer '
+            f'is right (calibrated on documents the model was not fitted on)">Confidence: {level} '
+            f"({round(confidence * 100)}%)</span>")
+
+
 def answer_message(answer: dict, turn: int) -> str:
-    """The assistant's chat message: short answer emphasised, then the cited answer with [n] as chips."""
+    """The assistant's chat message: confidence, short answer emphasised, then the cited answer with [n] as chips."""
     if answer.get("abstained"):
         return ('<div class="rag-notice"><strong>No answer in the indexed articles.</strong> '
                 f"{_inline(answer.get('answer') or '')}</div>")
@@ -75,6 +86,10 @@ def answer_message(answer: dict, turn: int) -> str:
     if short:
         body = (f'<div class="rag-short"><span class="rag-short-label">Answer</span>'
                 f"<strong>{_inline(short)}</strong></div>{body}")
+    label = confidence_label(answer.get("confidence"))
+    if label:
+        body = f'<div class="rag-confidence-row">{label}</div>{body}'
+
     return f'<div class="rag-msg">{body}</div>'
 
 
@@ -138,8 +153,10 @@ def sources_panel(answer: dict | None, passages: list[CitedPassage], turn: int, 
         f'<span class="rag-check-reason">{escape(c["reason"])}</span></li>'
         for c in checks
     )
-    check_list = (f'<div class="rag-subhead">Sentence checks</div><ul class="rag-checks">{rows}</ul>'
-                  if rows else "")
+    check_list = (f'<div class="rag-subhead">Sentence checks</div>'
+                  '<div class="rag-note">"supported" means the sentence is backed by the span it cites, '
+                  'not that it answers the question: see the confidence above the answer.</div>'
+                  f'<ul class="rag-checks">{rows}</ul>' if rows else "")
     warnings = "".join(f'<div class="rag-warning">{escape(w)}</div>' for w in answer.get("warnings") or [])
     return (f'<div class="rag-panel"><div class="rag-panel-title">Sources</div>{"".join(cards)}{check_list}'
             f"{warnings}</div>")

@@ -29,6 +29,12 @@ CSS = """
 
 /* chat messages */
 .rag-msg, .rag-question { line-height: 1.55; }
+.rag-confidence-row { margin-bottom: 4px; }
+.rag-confidence { font-size: 0.85em; padding: 1px 8px; border-radius: 10px; border: 1px solid; }
+.rag-confidence-high { color: #1a7f37; border-color: #1a7f37; }
+.rag-confidence-medium { color: #9a6700; border-color: #9a6700; }
+.rag-confidence-low { color: #cf222e; border-color: #cf222e; }
+.rag-note { font-size: 0.85em; opacity: 0.8; margin: 2px 0 6px; }
 .rag-short { display: flex; align-items: center; gap: 8px; margin-bottom: 6px; font-size: 1.08rem; }
 .rag-short-label { font-size: 0.68rem; font-weight: 700; text-transform: uppercase; letter-spacing: 0.06em;
   color: var(--color-accent); background: var(--color-accent-soft); border-radius: 4px; padding: 1px 6px; }

@@ -42,6 +42,7 @@ class AnswerBackend(ABC):
 
     name: str = "backend"
     passage_depth: int = 0  # retrieve at least this many chunks for the passages (0: the top-k setting)
+    nearest_sentences: int = 0  # also offer this many sentences nearest the question in embedding space
 
     @abstractmethod
     def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote]:

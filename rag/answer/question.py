@@ -76,7 +76,8 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
     if re.search(r"\bhow old\b|\bage of\b|\bwhat age\b", lowered):
         kind = "age"
     elif re.search(r"\bhow (much|expensive)\b|\bbudget\b|\bcost\b|\bfunding\b|\bmoney\b|\bsalar(y|ies)\b|"
-                   r"\b(paid|earn|earns|price|worth)\b", lowered) and not lowered.startswith("why"):
+                   r"\b(paid|earn|earns|price|worth)\b", lowered) \
+            and not re.match(r"(why|when|where|who|whom|whose)\b", lowered):  # "When was the budget cut?" asks when
         kind = "money" if re.search(r"\bhow much\b|\bbudget\b|\bcost\b|\bfunding\b|\bsalar(y|ies)\b|\bpaid\b|"
                                     r"\bearns?\b|\bprice\b|\bworth\b", lowered) else "what"
     elif re.search(r"\bhow (many|big|large)\b|^(what|which) (is|was) the number of\b|\bhow strong\b|\bsize of\b", lowered):

@@ -1,0 +1,277 @@
+"""Features of (question, candidate sentence) pairs and of whole answers, for the learned answer scorer.
+
+Every feature is meant to carry over to any English document collection: similarities (dense MiniLM cosine,
+idf-weighted term overlap), ranks relative to the other candidates, the question's asked-for type against
+the values a sentence holds (dates, figures, names, causes, quotes), coverage of the question's names
+weighted by how rare they are in the corpus, and neighbour context. Nothing here names an article, a region
+or a topic; the weights that combine these numbers are learned (``rag.answer.training``) and live in
+``rag/answer/data/answerer.json``.
+
+A ``Featurizer`` is built once per index (term statistics, entity matcher) and then computes features per
+question in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.answer.question import EntityMatcher, QuestionInfo, analyze, type_candidates
+from rag.text import STOPWORDS, content_terms, normalize
+
+if TYPE_CHECKING:
+    from rag.index import Index
+    from rag.types import Hit, Sentence
+
+# Asked-for types grouped by the kind of value that answers them.
+KIND_GROUPS = {
+    "who": "person", "quote_speaker": "person", "name": "person", "define": "person",
+    "when": "time", "where": "place", "how_many": "number", "money": "number", "age": "number",
+    "why": "cause", "quote_content": "quote", "what": "open", "yesno": "open",
+}
+GROUPS = ("person", "time", "place", "number", "cause", "quote", "open")
+
+SENTENCE_FEATURES = (
+    "dense", "dense_gap", "dense_rank_inv", "dense_context", "dense_neighbour",
+    "lexical", "lexical_gap", "lexical_rank_inv", "lexical_context", "bigram",
+    "retrieval_rank_inv", "in_retrieved",
+    "entities", "entities_own", "entity_count",
+    "typed", *(f"typed_{g}" for g in GROUPS if g != "open"), "typed_missing",
+    "novel_share", "log_length", "refers_back", "has_quote", "has_number", "has_name", "paragraph_start",
+    "question_terms_log",
+)
+
+ANSWER_FEATURES = (
+    "p_top", "logit_top", "p_second", "margin", "p_sum_top3",
+    "dense_top", "dense_max", "lexical_top", "lexical_max", "entities_chosen", "typed_chosen",
+    "predicate_coverage", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
+)
+
+_REFERS_BACK = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two)\b"
+                          r"|\b(he|she|they) (said|told|says|added)\b")
+_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][\w'’.-]+")
+CONTEXT_WINDOW = 2  # preceding sentences of the same paragraph counted as a sentence's context
+
+
+@dataclass
+class Candidates:
+    """The candidate sentences of one question with their feature matrix."""
+
+    info: QuestionInfo
+    sentences: list[Sentence]
+    matrix: np.ndarray  # (len(sentences), len(SENTENCE_FEATURES)), float32
+    dense: np.ndarray
+    lexical: np.ndarray
+    entities: np.ndarray
+    typed: np.ndarray
+
+
+class Featurizer:
+    """Corpus statistics of one index, and the feature computation that uses them."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.sentence_terms = [frozenset(content_terms(s.text)) for s in index.sentences]
+        df: Counter[str] = Counter()
+        for terms in self.sentence_terms:
+            df.update(terms)
+        self.df, self.n_sentences = df, max(len(index.sentences), 1)
+        self.entities = EntityMatcher([s.text for s in index.sentences])
+        self._entity_memo: dict[tuple[str, int], bool] = {}
+        self._typed_memo: dict[tuple[str, str, int], bool] = {}
+
+    # ------------------------------------------------------------ corpus statistics
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + self.n_sentences / (1 + self.df.get(term, 0)))
+
+    def entity_weight(self, entity: str) -> float:
+        """Rare names identify; names in most sentences ("Iran" in an article about Iran) barely do."""
+        terms = content_terms(entity)
+        return max((self.idf(t) for t in terms), default=1.0)
+
+    def analyze(self, question: str) -> QuestionInfo:
+        return analyze(question, self.entities.known_names)
+
+    # ------------------------------------------------------------ per sentence helpers
+
+    def _entity_in(self, entity: str, sentence: Sentence) -> bool:
+        key = (entity, sentence.id)
+        found = self._entity_memo.get(key)
+        if found is None:
+            if len(self._entity_memo) > 200_000:
+                self._entity_memo = {}
+            found = self._entity_memo[key] = self.entities.present(entity, sentence.text)
+        return found
+
+    def context(self, sentence: Sentence) -> list[Sentence]:
+        """The sentence and up to CONTEXT_WINDOW preceding sentences of its paragraph."""
+        chain = [sentence]
+        while len(chain) <= CONTEXT_WINDOW and chain[0].id > 0:
+            previous = self.index.sentences[chain[0].id - 1]
+            if previous.source != sentence.source or previous.paragraph != sentence.paragraph:
+                break
+            chain.insert(0, previous)
+        return chain
+
+    def typed(self, info: QuestionInfo, sentence: Sentence) -> bool:
+        """Whether the sentence holds a value of the asked-for type that the question does not already hold."""
+        if KIND_GROUPS.get(info.kind, "open") == "open":
+            return False
+        key = (info.kind, normalize(info.text).lower(), sentence.id)
+        found = self._typed_memo.get(key)
+        if found is None:
+            if len(self._typed_memo) > 200_000:
+                self._typed_memo = {}
+            found = self._typed_memo[key] = _typed(info, sentence.text)
+        return found
+
+    def coverage(self, weights: dict[str, float], terms: frozenset[str]) -> float:
+        total = sum(weights.values())
+        if not total:
+            return 0.0
+        return sum(w * _term_match(t, terms) for t, w in weights.items()) / total
+
+    def entity_share(self, info: QuestionInfo, sentences: list[Sentence]) -> float:
+        if not info.entities:
+            return 1.0
+        weights = {e: self.entity_weight(e) for e in info.entities}
+        found = sum(w for e, w in weights.items() if any(self._entity_in(e, s) for s in sentences))
+        return found / (sum(weights.values()) or 1.0)
+
+    # ------------------------------------------------------------ candidates
+
+    def candidates(
+        self, question: str, q_vec: np.ndarray, passages: list[Sentence], hits: list[Hit],
+        info: QuestionInfo | None = None,
+    ) -> Candidates:
+        info = info or self.analyze(question)
+        n = len(passages)
+        ids = np.array([s.id for s in passages], dtype=np.int64)
+        vectors = self.index.sentence_vectors
+        dense = vectors[ids] @ q_vec if n else np.zeros(0, dtype=np.float32)
+        weights = {t: self.idf(t) for t in dict.fromkeys(info.terms) if "-" not in t}
+        q_bigrams = _bigrams(info.text)
+        chunk_rank: dict[int, int] = {}
+        for hit in hits:
+            for sid in hit.chunk.sentence_ids:
+                chunk_rank.setdefault(sid, hit.rank)
+        lexical = np.zeros(n, dtype=np.float32)
+        lexical_ctx = np.zeros(n, dtype=np.float32)
+        entities = np.zeros(n, dtype=np.float32)
+        typed = np.zeros(n, dtype=np.float32)
+        rows = np.zeros((n, len(SENTENCE_FEATURES)), dtype=np.float32)
+        col = {name: i for i, name in enumerate(SENTENCE_FEATURES)}
+        group = KIND_GROUPS.get(info.kind, "open")
+        question_terms = set(info.terms)
+        for i, sentence in enumerate(passages):
+            terms = self.sentence_terms[sentence.id]
+            context = self.context(sentence)
+            context_terms = frozenset().union(*(self.sentence_terms[s.id] for s in context))
+            lexical[i] = self.coverage(weights, terms)
+            lexical_ctx[i] = self.coverage(weights, context_terms)
+            entities[i] = self.entity_share(info, context)
+            typed[i] = float(self.typed(info, sentence))
+            row = rows[i]
+            row[col["lexical_context"]] = lexical_ctx[i]
+            row[col["bigram"]] = len(q_bigrams & _bigrams(sentence.text)) / (len(q_bigrams) or 1)
+            rank = chunk_rank.get(sentence.id)
+            row[col["retrieval_rank_inv"]] = 1.0 / rank if rank else 0.0
+            row[col["in_retrieved"]] = float(rank is not None)
+            row[col["entities"]] = entities[i]
+            row[col["entities_own"]] = self.entity_share(info, [sentence])
+            row[col["entity_count"]] = min(len(info.entities), 4) / 4
+            row[col["typed"]] = typed[i]
+            if group != "open":
+                row[col[f"typed_{group}"]] = typed[i]
+                row[col["typed_missing"]] = 1.0 - typed[i]
+            row[col["novel_share"]] = len(terms - question_terms) / (len(terms) or 1)
+            row[col["log_length"]] = math.log1p(len(sentence.text)) / 6
+            row[col["refers_back"]] = float(_REFERS_BACK.search(sentence.text) is not None)
+            row[col["has_quote"]] = float(any(q in sentence.text for q in "\"“”"))
+            row[col["has_number"]] = float(any(ch.isdigit() for ch in sentence.text))
+            row[col["has_name"]] = float(_NAME.search(sentence.text) is not None)
+            previous = self.index.sentences[sentence.id - 1] if sentence.id > 0 else None
+            row[col["paragraph_start"]] = float(previous is None or previous.paragraph != sentence.paragraph
+                                                or previous.source != sentence.source)
+            row[col["question_terms_log"]] = math.log1p(len(weights)) / 3
+            neighbours = [j for j in (sentence.id - 1, sentence.id + 1)
+                          if 0 <= j < len(self.index.sentences) and self.index.sentences[j].source == sentence.source]
+            row[col["dense_neighbour"]] = max((float(vectors[j] @ q_vec) for j in neighbours), default=0.0)
+            row[col["dense_context"]] = float(vectors[[s.id for s in context]].mean(axis=0) @ q_vec)
+        if n:
+            rows[:, col["dense"]] = dense
+            rows[:, col["dense_gap"]] = dense - dense.max()
+            rows[:, col["dense_rank_inv"]] = 1.0 / (1 + _ranks(dense))
+            rows[:, col["lexical"]] = lexical
+            rows[:, col["lexical_gap"]] = lexical - lexical.max()
+            rows[:, col["lexical_rank_inv"]] = 1.0 / (1 + _ranks(lexical))
+        return Candidates(info, list(passages), rows, dense.astype(np.float32), lexical, entities, typed)
+
+    def answer_features(self, candidates: Candidates, probabilities: np.ndarray, chosen: list[int]) -> np.ndarray:
+        """Features of a whole answer (the chosen candidates), for the confidence model."""
+        info = candidates.info
+        order = np.argsort(-probabilities, kind="stable")
+        p = probabilities[order]
+        top = int(order[0])
+        chosen_sentences = [candidates.sentences[i] for i in chosen]
+        entity_terms = set(content_terms(" ".join(info.entities)))
+        predicate = {t: self.idf(t) for t in dict.fromkeys(info.terms) if t not in entity_terms and "-" not in t}
+        chosen_terms = frozenset().union(*(self.sentence_terms[s.id] for s in chosen_sentences))
+        group = KIND_GROUPS.get(info.kind, "open")
+        values = {
+            "p_top": float(p[0]),
+            "logit_top": float(np.log(p[0] + 1e-6) - np.log(1 - p[0] + 1e-6)) / 5,
+            "p_second": float(p[1]) if len(p) > 1 else 0.0,
+            "margin": float(p[0] - p[1]) if len(p) > 1 else float(p[0]),
+            "p_sum_top3": float(p[:3].sum()),
+            "dense_top": float(candidates.dense[top]),
+            "dense_max": float(candidates.dense.max()),
+            "lexical_top": float(candidates.lexical[top]),
+            "lexical_max": float(candidates.lexical.max()),
+            "entities_chosen": self.entity_share(info, [c for s in chosen_sentences for c in self.context(s)]),
+            "typed_chosen": float(any(candidates.typed[i] for i in chosen)),
+            "predicate_coverage": self.coverage(predicate, chosen_terms) if predicate else 1.0,
+            "typed_question": float(group != "open"),
+            **{f"kind_{g}": float(group == g) for g in GROUPS},
+            "n_entities": min(len(info.entities), 4) / 4,
+            "n_sentences": len(chosen) / 3,
+        }
+        return np.array([values[name] for name in ANSWER_FEATURES], dtype=np.float32)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the largest value, 1 for the next..."""
+    ranks = np.empty(len(values), dtype=np.float32)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(len(values), dtype=np.float32)
+    return ranks
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    tokens = [w for w in re.findall(r"[a-z0-9]+", normalize(text).lower()) if w not in STOPWORDS]
+    return set(zip(tokens, tokens[1:], strict=False))
+
+
+def _typed(info: QuestionInfo, text: str) -> bool:
+    question = normalize(info.text).lower()
+    for start, end in type_candidates(info.kind, text):
+        span = normalize(text[start:end]).lower()
+        tokens = [t.strip("'’.,").removesuffix("'s") for t in span.split()]
+        if all(t in question or t in STOPWORDS for t in tokens if t):
+            continue
+        return True
+    return False
+
+
+def _term_match(term: str, sentence_terms: frozenset[str]) -> float:
+    """1 for the same stem; 0.7 when one stem is a prefix of the other ("oust"/"ouster")."""
+    if term in sentence_terms:
+        return 1.0
+    if len(term) >= 4 and any(t.startswith(term) or (len(t) >= 4 and term.startswith(t)) for t in sentence_terms):
+        return 0.7
+    return 0.0

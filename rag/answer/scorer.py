@@ -1,0 +1,98 @@
+"""The learned answer models, read from a small JSON file (never pickle) and applied with numpy.
+
+Two logistic regressions (``rag.answer.training`` fits them and writes the file):
+- the sentence model: P(this candidate sentence holds the answer | question), over ``SENTENCE_FEATURES``;
+- the confidence model: P(the chosen answer answers the question), over ``ANSWER_FEATURES``; fitted on
+  answers chosen with leave-one-document-out sentence probabilities, so it is calibrated on documents its
+  inputs were not fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES
+from rag.errors import ModelError
+
+MODEL_FORMAT = 1
+DEFAULT_MODEL = "answerer.json"
+
+
+@dataclass(frozen=True)
+class Logistic:
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        z = ((matrix - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+    def to_json(self) -> dict:
+        return {"features": list(self.features), "mean": _rounded(self.mean), "scale": _rounded(self.scale),
+                "coef": _rounded(self.coef), "intercept": round(float(self.intercept), 6)}
+
+    @classmethod
+    def from_json(cls, data: dict, expected: tuple[str, ...], where: str) -> Logistic:
+        features = tuple(data["features"])
+        if features != expected:
+            raise ModelError(f"{where}: model features {features} do not match this version's {expected}; "
+                                    "retrain with `make train`")
+        arrays = [np.asarray(data[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
+        if any(a.shape != (len(features),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
+            raise ModelError(f"{where}: model weights are malformed")
+        return cls(features, *arrays, float(data["intercept"]))
+
+
+@dataclass(frozen=True)
+class AnswerModel:
+    sentence: Logistic
+    confidence: Logistic
+    min_confidence: float  # the default operating point (RAG_MIN_CONFIDENCE overrides it)
+    second_sentence: float  # a second sentence joins the answer when its probability reaches this share of the best
+    meta: dict
+
+    def to_json(self) -> dict:
+        return {"format": MODEL_FORMAT, "sentence": self.sentence.to_json(), "confidence": self.confidence.to_json(),
+                "min_confidence": self.min_confidence, "second_sentence": self.second_sentence, "meta": self.meta}
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in values]
+
+
+def parse_model(data: dict, where: str) -> AnswerModel:
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{where}: not an answer model of format {MODEL_FORMAT}")
+    try:
+        return AnswerModel(
+            Logistic.from_json(data["sentence"], SENTENCE_FEATURES, where),
+            Logistic.from_json(data["confidence"], ANSWER_FEATURES, where),
+            float(data["min_confidence"]), float(data["second_sentence"]), dict(data.get("meta", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: answer model is malformed ({exc})") from None
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> AnswerModel:
+    """The shipped model (package data), or the file at ``path``."""
+    if path:
+        where = str(path)
+        text = Path(path).read_text(encoding="utf-8")
+    else:
+        where = f"rag/answer/data/{DEFAULT_MODEL}"
+        text = resources.files("rag.answer").joinpath("data", DEFAULT_MODEL).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{where}: not valid JSON ({exc.msg})") from None
+    return parse_model(data, where)

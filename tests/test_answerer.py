@@ -1,0 +1,199 @@
+"""The learned extractive answerer: question analysis, features, the scorer file, answer choice, short answer
+spans, confidence and the training script. Fast: the hashing embedder of tests/fakes.py, no model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag.answer.base import NO_ANSWER, AnswerNote, AnswerRequest
+from rag.answer.extractive import ExtractiveBackend, choose
+from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
+from rag.answer.question import analyze, short_answer
+from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model
+from rag.answer.training import collect as real_collect
+from rag.errors import ModelError
+from rag.settings import PROJECT_ROOT
+from rag.types import Sentence
+
+# ---------------------------------------------------------------------------------------------- question analysis
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("Who took over the company after the founder resigned?", "who"),
+    ("When did the glacier start to retreat?", "when"),
+    ("In what year was the lighthouse built?", "when"),
+    ("Where did the fire start?", "where"),
+    ("How many people were evacuated?", "how_many"),
+    ("How much did the stadium cost?", "money"),
+    ("How old was the keeper when he retired?", "age"),
+    ("Why did the council cut the budget?", "why"),
+    ("Who said the vote was 'a betrayal of riders'?", "quote_speaker"),
+    ("What did the mayor say about the veto?", "quote_content"),
+    ("What does the new drug treat in most patients?", "what"),
+])
+def test_question_kind(question, kind):
+    assert analyze(question).kind == kind
+
+
+def test_question_entities_and_terms():
+    info = analyze("Why did Mayor Ines Carvalho veto the Riverside line budget?")
+    assert "Ines Carvalho" in " ".join(info.entities)
+    assert "veto" in info.terms and "budget" in info.terms
+
+
+# ---------------------------------------------------------------------------------------------- short answers
+
+
+def test_short_answer_picks_the_asked_type():
+    texts = ["The council voted 7-4 on March 3, 2026 to cut the Riverside line's budget by $40 million."]
+    assert "March 3, 2026" in short_answer(analyze("When did the council vote to cut the budget?"), texts)
+    assert "$40 million" in short_answer(analyze("How much was cut from the line's budget?"), texts)
+
+
+def test_short_answer_skips_names_the_question_already_has():
+    texts = ["Dana Whitcombe replaced Tom Ashworth as manager of the club."]
+    assert short_answer(analyze("Who replaced Tom Ashworth as manager?"), texts) == "Dana Whitcombe"
+
+
+# ---------------------------------------------------------------------------------------------- scorer file
+
+
+def _logistic(features, coef, intercept=0.0):
+    n = len(features)
+    return Logistic(tuple(features), np.zeros(n), np.ones(n), np.asarray(coef, dtype=float), intercept)
+
+
+def test_logistic_prediction_is_the_sigmoid_of_the_standardised_score():
+    model = Logistic(("a", "b"), np.array([1.0, 0.0]), np.array([2.0, 1.0]), np.array([1.0, -1.0]), 0.5)
+    x = np.array([[3.0, 1.0]])  # ((3-1)/2)*1 + (1-0)/1*(-1) + 0.5 = 0.5
+    assert model.predict(x)[0] == pytest.approx(1 / (1 + np.exp(-0.5)))
+
+
+def test_model_json_round_trip_and_validation():
+    model = AnswerModel(_logistic(SENTENCE_FEATURES, np.linspace(-1, 1, len(SENTENCE_FEATURES))),
+                        _logistic(ANSWER_FEATURES, np.linspace(1, -1, len(ANSWER_FEATURES)), -0.3),
+                        0.42, 0.6, {"note": "test"})
+    data = json.loads(json.dumps(model.to_json()))
+    again = parse_model(data, "test")
+    assert again.min_confidence == 0.42 and again.second_sentence == 0.6
+    assert np.allclose(again.sentence.coef, model.sentence.coef)
+    renamed = json.loads(json.dumps(data))
+    renamed["sentence"]["features"][0] = "something_else"
+    with pytest.raises(ModelError, match="do not match"):
+        parse_model(renamed, "test")
+    broken = json.loads(json.dumps(data))
+    broken["confidence"]["scale"][0] = 0.0
+    with pytest.raises(ModelError, match="malformed"):
+        parse_model(broken, "test")
+    with pytest.raises(ModelError, match="format"):
+        parse_model({"format": 99}, "test")
+
+
+def test_shipped_model_loads_and_says_how_it_was_made():
+    model = load_model()
+    assert 0.0 < model.min_confidence < 1.0
+    assert np.isfinite(model.sentence.coef).all() and np.isfinite(model.confidence.coef).all()
+    data = model.meta["data"]
+    assert any(name.endswith("eval/gold.jsonl") for name in data), "the training data is named with checksums"
+    assert len(model.meta["documents"]) >= 5
+    assert "lodo" in model.meta
+
+
+def test_bad_model_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(str(path))
+
+
+# ---------------------------------------------------------------------------------------------- answer choice
+
+
+def _sentences(texts, paragraph=0):
+    out, at = [], 0
+    for i, text in enumerate(texts):
+        out.append(Sentence(i, "doc.txt", at, at + len(text), text, paragraph))
+        at += len(text) + 1
+    return out
+
+
+def _candidates(texts):
+    sentences = _sentences(texts)
+    n = len(sentences)
+    zeros = np.zeros(n, dtype=np.float32)
+    return Candidates(analyze("Who?"), sentences, np.zeros((n, len(SENTENCE_FEATURES)), np.float32),
+                      zeros, zeros, zeros, zeros)
+
+
+def test_choose_takes_the_best_and_the_sentence_a_pronoun_needs():
+    candidates = _candidates(["Dana Whitcombe was hired in May.", "She said the squad was too small.", "Other."])
+    assert choose(candidates, np.array([0.1, 0.9, 0.05]), 0.6) == [0, 1]
+
+
+def test_choose_adds_a_nearly_as_probable_second_sentence_only():
+    candidates = _candidates(["First fact.", "Unrelated.", "Second fact."])
+    assert choose(candidates, np.array([0.8, 0.1, 0.5]), 0.6) == [0, 2]
+    assert choose(candidates, np.array([0.8, 0.1, 0.3]), 0.6) == [0]
+
+
+# ---------------------------------------------------------------------------------------------- features + backend
+
+
+def test_features_are_finite_and_mark_the_asked_type(fake_pipeline):
+    featurizer = Featurizer(fake_pipeline.index)
+    question = "When did the US kill Qassem Soleimani?"
+    request = fake_pipeline.prepare(question, ExtractiveBackend)
+    q_vec = fake_pipeline.embedder.encode_query(question)
+    candidates = featurizer.candidates(question, q_vec, request.passages, request.hits)
+    assert candidates.matrix.shape == (len(request.passages), len(SENTENCE_FEATURES))
+    assert np.isfinite(candidates.matrix).all()
+    typed = {s.text for s, t in zip(candidates.sentences, candidates.typed, strict=True) if t}
+    assert any("2020" in text for text in typed), "a sentence with the year is typed for a when-question"
+    col = SENTENCE_FEATURES.index("entities_own")
+    named = [s for s, row in zip(candidates.sentences, candidates.matrix, strict=True) if row[col] == 1.0]
+    assert named and all("Soleimani" in s.text for s in named)
+    answer = featurizer.answer_features(candidates, np.linspace(0.9, 0.1, len(candidates.sentences)), [0])
+    assert answer.shape == (len(ANSWER_FEATURES),) and np.isfinite(answer).all()
+
+
+def test_backend_reports_confidence_and_abstains_below_the_operating_point(fake_pipeline):
+    always = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder,
+                               fake_pipeline.settings.model_copy(update={"min_confidence": 0.0}))
+    never = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder,
+                              fake_pipeline.settings.model_copy(update={"min_confidence": 1.0}))
+    question = "Who replaced Qassem Soleimani?"
+    request: AnswerRequest = fake_pipeline.prepare(question, always)
+    answered = list(always.execute(request))
+    assert isinstance(answered[-1], AnswerNote) and 0.0 <= answered[-1].confidence <= 1.0
+    assert "[" in answered[0] and answered[0] != NO_ANSWER
+    withheld = list(never.execute(request))
+    assert withheld[0] == NO_ANSWER and withheld[-1].confidence == pytest.approx(answered[-1].confidence)
+
+
+def test_training_is_reproducible(tmp_path, fake_embedder, monkeypatch):
+    """Three small dev documents, fitted twice with the hashing embedder: the same bytes both times."""
+    from rag.answer import training
+
+    groups = [(p.stem, [p]) for p in sorted((PROJECT_ROOT / "eval" / "dev").glob("*.jsonl"))[:3]]
+    assert len(groups) == 3
+    monkeypatch.setattr(training, "dataset_files", lambda: groups)
+    monkeypatch.setattr(training, "collect", lambda g, log=print: _collect(g, fake_embedder))
+    first = training.train(tmp_path / "a.json", tmp_path / "a-lodo.json", log=lambda m: None)
+    training.train(tmp_path / "b.json", None, log=lambda m: None)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    report = json.loads((tmp_path / "a-lodo.json").read_text(encoding="utf-8"))
+    assert set(report["summary"]["by_document"]) == {name for name, _ in groups}
+    assert 0.0 <= first.min_confidence <= 1.0
+
+
+_COLLECTED: dict = {}
+
+
+def _collect(groups, embedder):
+    key = tuple(name for name, _ in groups)
+    if key not in _COLLECTED:
+        _COLLECTED[key] = real_collect(groups, embedder=embedder, log=lambda m: None)
+    return _COLLECTED[key]
