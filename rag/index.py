@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT_VERSION = 1
-SEGMENTER = "pysbd-0.3.4+rag-2"  # bump when segmentation or BM25 tokenisation changes
+SEGMENTER = "pysbd-0.3.4+rag-3"  # bump when segmentation or BM25 tokenisation changes
 log = logging.getLogger("rag")
 _JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
 

@@ -4,6 +4,12 @@ Sentence boundaries come from pysbd (rule-based, handles initials such as "A.J."
 quotations and dashes); a small repair pass re-joins the rare fragment that starts in lower case.
 Headings (short single-line blocks without final punctuation, or Markdown "#" lines) become section
 metadata and are never glued onto the following sentence.
+
+Everything here is linear in the document's length: blocks are found by one scan of its lines, and pysbd
+(whose cost grows faster than the length of what it is given) never sees more than ``WINDOW`` characters at
+once. A longer block is split window by window, each window ending at the start of its last sentence (which
+may have been cut off) so that sentences are split where pysbd would split them; a sentence longer than a
+window is cut at its last whitespace. bench/segment_scaling.py measures it.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from dataclasses import dataclass
 from rag.documents import DATE_PREFIX
 from rag.types import Chunk, Document, Sentence
 
-_BLOCK = re.compile(r"[^\n]*\S[^\n]*(?:\n[^\n]*\S[^\n]*)*")  # runs of non-blank lines
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 _HEADING_MAX_WORDS = 12
+# Most characters pysbd is given at once, and the longest a sentence is grown to by the repair pass. News
+# paragraphs are far shorter (the bundled article's longest is 740), so they are split whole, as before.
+WINDOW = 2000
 
 
 @dataclass(frozen=True)
@@ -65,14 +73,35 @@ def _heading_text(block: str) -> str:
     return block.strip().lstrip("#").strip()
 
 
+def _blocks(text: str, start: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of non-blank lines from ``start``: one pass over the lines."""
+    block_start = block_end = -1
+    pos, length = start, len(text)
+    while True:
+        newline = text.find("\n", pos)
+        line_end = length if newline < 0 else newline
+        if pos < line_end and not text[pos:line_end].isspace():
+            if block_start < 0:
+                block_start = pos
+            block_end = line_end
+        elif block_start >= 0:
+            yield block_start, block_end
+            block_start = -1
+        if newline < 0:
+            break
+        pos = newline + 1
+    if block_start >= 0:
+        yield block_start, block_end
+
+
 def paragraphs(doc: Document) -> Iterator[tuple[int, int, bool]]:
     """(start, end, is_heading) for every block of non-blank lines, skipping a leading date line."""
     body_start = 0
     match = DATE_PREFIX.match(doc.text)
     if match:
         body_start = match.end()
-    for m in _BLOCK.finditer(doc.text, body_start):
-        start, end = _strip_span(doc.text, m.start(), m.end())
+    for block_start, block_end in _blocks(doc.text, body_start):
+        start, end = _strip_span(doc.text, block_start, block_end)
         if start < end:
             yield start, end, is_heading(doc.text[start:end])
 
@@ -82,7 +111,8 @@ def split_sentences(text: str) -> list[str]:
     return [text[s:e] for s, e in _sentence_offsets(text, 0, len(text))]
 
 
-def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _pysbd_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """pysbd's sentences of ``text[start:end]``, as stripped spans of ``text``."""
     block = text[start:end]
     spans: list[tuple[int, int]] = []
     cursor = 0
@@ -95,10 +125,46 @@ def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
             continue
         spans.append((start + found, start + found + len(piece)))
         cursor = found + len(piece)
+    return spans
+
+
+def _windowed_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """pysbd's sentences of a block longer than ``WINDOW``, splitting it at most ``WINDOW`` characters at a time."""
+    spans: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        stop = min(pos + WINDOW, end)
+        found = _pysbd_spans(text, pos, stop)
+        if stop == end:
+            spans.extend(found)
+            break
+        if len(found) >= 2 and found[-1][0] - pos >= WINDOW // 4:
+            # The last sentence may be cut off by the window: it starts the next window.
+            spans.extend(found[:-1])
+            pos = found[-1][0]
+            continue
+        # One sentence fills (most of) the window: cut it at the window's last whitespace.
+        cut = stop
+        for i in range(stop - 1, pos + WINDOW // 2, -1):
+            if text[i].isspace():
+                cut = i
+                break
+        for s, e in found:
+            if s >= cut:
+                break
+            s, e = _strip_span(text, s, min(e, cut))
+            if s < e:
+                spans.append((s, e))
+        pos = cut
+    return spans
+
+
+def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans = _pysbd_spans(text, start, end) if end - start <= WINDOW else _windowed_spans(text, start, end)
     merged: list[tuple[int, int]] = []
     for s, e in spans:
         first = text[s]
-        if merged and (first.islower() or first in ",;:)]”’"):
+        if merged and (first.islower() or first in ",;:)]”’") and e - merged[-1][0] <= WINDOW:
             merged[-1] = (merged[-1][0], e)
         else:
             merged.append((s, e))
