@@ -107,6 +107,11 @@ def make_settings(args: argparse.Namespace):
         raise UsageError(f"invalid setting {field}: {first['msg']}") from None
 
 
+def _shown(name: str) -> str:
+    """A file name or document id as one printable line (a newline in a file name is shown escaped)."""
+    return name if name.isprintable() else repr(name)
+
+
 def _load_pipeline(args):
     from rag.pipeline import Pipeline
 
@@ -171,8 +176,16 @@ def cmd_index(args) -> int:
     print(f"  built     {manifest['created']} in {manifest['build_seconds']:.2f}s")
     print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
     for d in manifest["documents"]:
-        print(f"  - {d['id']}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
+        print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks")
+    from rag.documents import ignored_files
+
+    try:
+        ignored = ignored_files(settings.corpus_dir)
+    except RagError:  # no corpus folder: the index is all there is
+        ignored = []
+    for path in ignored:
+        print(f"  ignored   {_shown(path.name)} (unsupported file type, not indexed)")
     return 0
 
 

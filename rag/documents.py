@@ -7,6 +7,7 @@ for .txt/.md that is the file decoded as UTF-8, exactly as stored.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rag.types import Document
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
 # The bundled article (and other exports of the same feed) begins with "date YYYY-MM-DD".
 DATE_PREFIX = re.compile(r"^\s*date\s+(\d{4}-\d{2}-\d{2})\b")
+log = logging.getLogger("rag")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -57,22 +59,42 @@ def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
     return text, title
 
 
-def _pdf_text(path: Path, data: bytes) -> str:
+def _too_long(path: Path, max_chars: int) -> InputFileError:
+    return InputFileError(f"{path.name}: its text is longer than the {max_chars:,}-character limit "
+                          "(RAG_MAX_TEXT_CHARS)")
+
+
+def _pdf_text(path: Path, data: bytes, max_chars: int | None = None) -> str:
     import io
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     if not data.startswith(b"%PDF"):
         raise InputFileError(f"{path.name}: not a PDF file (missing %PDF header)")
+    pages: list[str] = []
+    total = 0
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        for page in reader.pages:  # page by page, so a PDF whose pages expand to huge text stops early
+            text = (page.extract_text() or "").strip()
+            total += len(text)
+            if max_chars is not None and total > max_chars:
+                raise _too_long(path, max_chars)
+            if text:
+                pages.append(text)
+    except InputFileError:
+        raise
+    except LimitReachedError as exc:  # decompression bombs, sizes declared far beyond the file, cycles
+        detail = " ".join(str(exc).split())[:200]
+        raise InputFileError(f"{path.name}: refused: the PDF exceeds a safety limit of pypdf ({detail})") from None
+    except RecursionError:
+        raise InputFileError(f"{path.name}: damaged PDF (objects nested too deeply)") from None
+    except Exception as exc:  # pypdf raises many types on malformed files; any of them means a damaged file
         raise InputFileError(f"{path.name}: damaged or truncated PDF ({type(exc).__name__})") from None
-    return "\n\n".join(p.strip() for p in pages if p.strip())
+    return "\n\n".join(pages)
 
 
 def _megabytes(size: int) -> str:
@@ -81,8 +103,11 @@ def _megabytes(size: int) -> str:
     return f"{megabytes:.3g} MB" if megabytes < 100 else f"{megabytes:,.0f} MB"
 
 
-def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None = None) -> Document:
-    """Read one file into a Document, or raise InputFileError naming the file and the problem."""
+def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None = None,
+                  max_chars: int | None = None) -> Document:
+    """Read one file into a Document, or raise InputFileError naming the file and the problem.
+
+    ``max_bytes`` bounds the file, ``max_chars`` the text extracted from it (a small PDF can hold a lot)."""
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
@@ -105,7 +130,7 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
         raise InputFileError(f"{path.name}: file is empty")
     title = None
     if suffix == ".pdf":
-        text, fmt = _pdf_text(path, data), "pdf"
+        text, fmt = _pdf_text(path, data, max_chars), "pdf"
     else:
         if _looks_binary(data):
             raise InputFileError(f"{path.name}: looks binary, not text")
@@ -113,6 +138,8 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
             (text, title), fmt = _html_text(path, data), "html"
         else:
             text, fmt = _decode(path, data), suffix.lstrip(".")
+    if max_chars is not None and len(text) > max_chars:
+        raise _too_long(path, max_chars)
     if not text.strip():
         raise InputFileError(f"{path.name}: no text could be extracted")
     match = DATE_PREFIX.match(text)
@@ -135,17 +162,30 @@ def _title_from_text(text: str, path: Path) -> str:
     return path.stem
 
 
-def corpus_files(corpus_dir: Path) -> list[Path]:
-    """Documents of the corpus folder, sorted by name; hidden files are ignored."""
+def _listing(corpus_dir: Path) -> list[Path]:
     if not corpus_dir.is_dir():
         raise InputFileError(f"{corpus_dir}: corpus folder does not exist")
-    return sorted(
-        p for p in corpus_dir.iterdir() if p.is_file() and not p.name.startswith(".")
-    )
+    # Hidden entries are ignored: dot files, and the staging folders of `rag index add` (rag.corpus).
+    return sorted(p for p in corpus_dir.iterdir() if not p.name.startswith(".") and p.is_file())
 
 
-def load_corpus(corpus_dir: Path, max_bytes: int | None = None) -> list[Document]:
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """Documents of the corpus folder, sorted by name: its files of a supported type (see ignored_files)."""
+    return [p for p in _listing(corpus_dir) if p.suffix.lower() in SUPPORTED_SUFFIXES]
+
+
+def ignored_files(corpus_dir: Path) -> list[Path]:
+    """Files of the corpus folder that are not documents (another type, e.g. notes.docx): never indexed."""
+    return [p for p in _listing(corpus_dir) if p.suffix.lower() not in SUPPORTED_SUFFIXES]
+
+
+def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
+                allow_empty: bool = False) -> list[Document]:
     files = corpus_files(corpus_dir)
-    if not files:
+    for ignored in ignored_files(corpus_dir):
+        name = ignored.name if ignored.name.isprintable() else repr(ignored.name)
+        log.warning("%s: skipped: unsupported file type '%s' in the corpus folder (supported: %s)",
+                    name, ignored.suffix or "(none)", ", ".join(SUPPORTED_SUFFIXES))
+    if not files and not allow_empty:
         raise InputFileError(f"{corpus_dir}: corpus folder has no documents")
-    return [read_document(p, max_bytes=max_bytes) for p in files]
+    return [read_document(p, max_bytes=max_bytes, max_chars=max_chars) for p in files]

@@ -15,16 +15,20 @@ Nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag import corpus
 from rag.bm25 import BM25Index
 from rag.documents import corpus_files, load_corpus, sha256_bytes
 from rag.embeddings import Embedder, ModelInfo
@@ -116,21 +120,17 @@ def _embed(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray]) -
     return np.stack([cache[t] for t in texts]).astype(np.float32)
 
 
-def _lock(settings: Settings):
+def _lock(settings: Settings, timeout: float | None = None):
     from filelock import FileLock
 
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(settings.index_dir / f".{settings.index_name}.lock"), timeout=settings.lock_timeout)
+    return FileLock(str(settings.index_dir / f".{settings.index_name}.lock"),
+                    timeout=settings.lock_timeout if timeout is None else timeout)
 
 
-def build_index(
-    settings: Settings, embedder: Embedder, documents: list[Document] | None = None, only_if_stale: bool = False
-) -> Index:
-    """Build the index from the corpus (or the given documents) and swap it in atomically.
-
-    With ``only_if_stale``, a build that finds (once it holds the lock) that another process has just
-    produced a current index loads that one instead of building again.
-    """
+@contextlib.contextmanager
+def build_lock(settings: Settings) -> Iterator[None]:
+    """Hold the build lock of the settings' index (waiting at most RAG_LOCK_TIMEOUT, then IndexLockedError)."""
     from filelock import Timeout
 
     lock = _lock(settings)
@@ -142,21 +142,49 @@ def build_index(
             f"waited {settings.lock_timeout:.0f}s"
         ) from None
     try:
-        if only_if_stale and settings.index_path.exists():
-            manifest = read_manifest(settings.index_path)
-            if stale_reason(settings, manifest, embedder.info) is None:
-                return load_index(settings.index_path, manifest)
-        return _build_locked(settings, embedder, documents)
+        yield
     finally:
         lock.release()
 
 
-def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None) -> Index:
+def build_index(
+    settings: Settings,
+    embedder: Embedder,
+    documents: list[Document] | None = None,
+    only_if_stale: bool = False,
+    staged: corpus.Staged | None = None,
+) -> Index:
+    """Build the index from the corpus (or the given documents) and swap it in atomically.
+
+    With ``only_if_stale``, a build that finds (once it holds the lock) that another process has just
+    produced a current index loads that one instead of building again. With ``staged`` files (``rag index
+    add``), the index is built from the corpus plus those files, which are moved into the corpus only once the
+    index is swapped in (rag.corpus). A build never needs the previous index to load.
+    """
+    with build_lock(settings):
+        corpus.recover(settings.corpus_dir)
+        if only_if_stale and staged is None and settings.index_path.exists():
+            try:
+                manifest = read_manifest(settings.index_path)
+                if stale_reason(settings, manifest, embedder.info) is None:
+                    return load_index(settings.index_path, manifest)
+            except IndexCorruptError:
+                pass  # the build below replaces it
+        return _build_locked(settings, embedder, documents, staged)
+
+
+def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
+                  staged: corpus.Staged | None = None) -> Index:
     import numpy as np
 
     started = time.perf_counter()
-    max_bytes = int(settings.max_file_mb * 1e6)
-    docs = documents if documents is not None else load_corpus(settings.corpus_dir, max_bytes=max_bytes)
+    max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+    if staged is not None:
+        docs = staged.documents()
+    elif documents is not None:
+        docs = documents
+    else:
+        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars)
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
@@ -203,7 +231,11 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     }
     manifest.pop("model_sha256")
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    if staged is not None:
+        staged.mark_committed(target, settings.index_path)
     _swap_in(settings, target)
+    if staged is not None:
+        staged.move_in()
     return Index(
         settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25
     )
@@ -218,9 +250,18 @@ def _swap_in(settings: Settings, target: Path) -> None:
     if link.is_dir() and not link.is_symlink():  # a plain folder (copied index): move it aside first
         shutil.rmtree(link)
     os.replace(tmp_link, link)
-    for old in (settings.index_dir / ".builds").glob(f"{settings.index_name}-*"):
+    for old in _builds_of(settings):
         if old.resolve() != target.resolve():
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _builds_of(settings: Settings) -> list[Path]:
+    """Build folders of this index (not of another whose name starts the same, e.g. 'default-2')."""
+    builds = settings.index_dir / ".builds"
+    if not builds.is_dir():
+        return []
+    name = re.compile(rf"{re.escape(settings.index_name)}-\d{{8}}T\d{{12}}-\d+")
+    return [p for p in builds.iterdir() if name.fullmatch(p.name)]
 
 
 # ---------------------------------------------------------------- loading
@@ -323,6 +364,7 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
 def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> Index:
     """Load the index, building it when missing and rebuilding it (with a message) when stale."""
     path = settings.index_path
+    _clean_up_after_killed_processes(settings)
     if not path.exists():
         log.warning("index '%s' not found at %s: building it from %s", settings.index_name, path, settings.corpus_dir)
         return build_index(settings, embedder, only_if_stale=True)
@@ -334,3 +376,22 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
         log.warning("index '%s' is stale (%s): rebuilding", settings.index_name, reason)
         return build_index(settings, embedder, only_if_stale=True)
     return load_index(path, manifest)
+
+
+def _clean_up_after_killed_processes(settings: Settings) -> None:
+    """Remove what killed builds and adds left: build folders never swapped in, and staging folders of the corpus
+    (whose files are moved in when their index was committed, rag.corpus). Skipped while a build runs."""
+    live = settings.index_path.resolve() if settings.index_path.exists() else None
+    if not corpus.stale_staging(settings.corpus_dir) and all(p.resolve() == live for p in _builds_of(settings)):
+        return
+    from filelock import Timeout
+
+    try:
+        with _lock(settings, timeout=0):
+            corpus.recover(settings.corpus_dir)
+            live = settings.index_path.resolve() if settings.index_path.exists() else None
+            for build in _builds_of(settings):
+                if build.resolve() != live:
+                    shutil.rmtree(build, ignore_errors=True)
+    except Timeout:
+        pass  # a build is running; it cleans up when it swaps its index in

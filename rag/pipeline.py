@@ -11,8 +11,6 @@ This is the library's front door (the CLI and the app are thin layers over it)::
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import threading
 import time
 import unicodedata
@@ -21,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag import corpus
 from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
-from rag.documents import SUPPORTED_SUFFIXES, read_document
+from rag.documents import SUPPORTED_SUFFIXES
 from rag.embeddings import Embedder
-from rag.errors import InputFileError, UsageError
+from rag.errors import UsageError
 from rag.index import Index, build_index, open_index
 from rag.retrieval import HybridRetriever
 from rag.settings import Settings
@@ -304,45 +303,15 @@ class Pipeline:
             return self.index
 
     def add_documents(self, paths: list[Path], replace: bool = False) -> list[Document]:
-        """Validate, copy into the corpus and re-index. On any error nothing changes."""
-        corpus = self.settings.corpus_dir
-        max_bytes = int(self.settings.max_file_mb * 1e6)
-        if not paths:
-            raise UsageError("no files given")
-        docs = [read_document(Path(p), max_bytes=max_bytes) for p in paths]
-        names = [Path(p).name for p in paths]
-        if len(set(names)) != len(names):
-            raise InputFileError("two files with the same name given; document ids are file names")
+        """Validate, stage and re-index; the corpus changes only once the index that includes the files is
+        committed (rag.corpus). On any error, or if the process is killed, nothing changes."""
+        settings = self.settings
+        max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+        docs = corpus.read_new_documents(paths, max_bytes, max_chars)
         with self._write_lock:  # questions keep using the current snapshot while this builds
-            corpus.mkdir(parents=True, exist_ok=True)
-            backups: dict[Path, Path] = {}
-            added: list[Path] = []
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=corpus))
-            try:
-                for src, name in zip(paths, names, strict=True):
-                    target = corpus / name
-                    if target.exists():
-                        if not replace:
-                            raise InputFileError(f"{name}: already in the corpus (to update it, replace it: "
-                                                 "`rag index add --replace`, or the app's replace option)")
-                        backup = staging / f"{name}.previous"
-                        shutil.copy2(target, backup)
-                        backups[target] = backup
-                    tmp = staging / name
-                    shutil.copyfile(src, tmp)
-                    tmp.replace(target)
-                    added.append(target)
-                new_snapshot = self._snapshot_of(build_index(self.settings, self.embedder))
-                self._snapshot = new_snapshot  # one assignment: readers see the old or the new state, never a mix
-            except BaseException:
-                for target in added:
-                    if target in backups:
-                        backups[target].replace(target)
-                    else:
-                        target.unlink(missing_ok=True)
-                raise
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with corpus.staged_files(settings.corpus_dir, paths, replace, max_bytes, max_chars) as staged:
+                new_snapshot = self._snapshot_of(build_index(settings, self.embedder, staged=staged))
+            self._snapshot = new_snapshot  # one assignment: readers see the old or the new state, never a mix
         index = self.index
         return [index.documents[d.id] for d in docs if d.id in index.documents]
 

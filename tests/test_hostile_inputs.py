@@ -8,14 +8,24 @@ items 12 and 13 are not covered here.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+import zlib
 
 import pytest
 
 from rag import segment
+from rag.errors import InputFileError
+from rag.index import open_index, read_manifest, stale_reason
+from rag.pipeline import Pipeline
 from rag.types import Document
 from tests.test_bad_inputs import RagHome
+from tests.test_cli import assert_one_line_error
+from tests.test_index import ARTICLE_NAME, PROGRESS_BAR, snapshot
 
-USAGE, INPUT_FILE, CORRUPT = 2, 3, 4
+INPUT_FILE = 3
 
 
 @pytest.fixture
@@ -86,6 +96,7 @@ def test_a_long_run_of_blank_space_is_one_pass():
     assert [s.text for s in sentences] == ["Talks resumed in Muscat.", "Omani mediators shuttled between them."]
 
 
+@pytest.mark.slow
 def test_index_add_of_a_block_of_many_short_lines_completes(home):
     lines = home.folder / "lines.txt"
     lines.write_text(_lines(30_000), encoding="utf-8")
@@ -96,3 +107,206 @@ def test_index_add_of_a_block_of_many_short_lines_completes(home):
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)["hits"]
     assert any(hit["source"] == "lines.txt" and "w42\n" in hit["text"] for hit in hits)
+
+
+# ------------------------------------------------------------------ 2. the corpus changes only with its index
+
+KILLED = 137
+
+
+def _add_dying_at(home: RagHome, path, step: str) -> subprocess.CompletedProcess:
+    """`rag index add PATH` in a process that dies (os._exit, no cleanup) when it reaches ``step`` of rag.corpus."""
+    script = (
+        "import os, sys\n"
+        "from rag import corpus\n"
+        f"setattr(corpus.Staged, {step!r}, lambda *a, **k: os._exit({KILLED}))\n"
+        "from rag.cli import main\n"
+        "sys.exit(main(['index', 'add', sys.argv[1]]))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script, str(path)], env=home.environment(), cwd=home.folder,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def talks(home):
+    path = home.folder / "talks.txt"
+    path.write_text("Negotiators met in Muscat on Tuesday to discuss a ceasefire.\n", encoding="utf-8")
+    return path
+
+
+def _files_and_index(home: RagHome) -> dict:
+    """snapshot() without the corpus folder's hidden staging folders."""
+    settings = home.settings
+    live = settings.index_path.resolve()
+    return {"live build": live, "manifest.json": (live / "manifest.json").read_bytes(),
+            "corpus": {p.name: p.read_bytes() for p in sorted(settings.corpus_dir.iterdir()) if p.is_file()}}
+
+
+def test_add_killed_before_its_index_is_committed_leaves_no_trace(home, talks):
+    before = snapshot(home.settings)
+    visible = _files_and_index(home)
+    died = _add_dying_at(home, talks, "mark_committed")
+    assert died.returncode == KILLED, died.stderr
+    # Nothing visible changed: the file is not in the corpus, the index is the old one and is current.
+    assert _files_and_index(home) == visible
+    assert [p for p in corpus_names(home) if not p.startswith(".staging-")] == [ARTICLE_NAME]
+    info = home.run("index", "info")
+    assert info.returncode == 0 and "rebuilding" not in info.stderr, info.stderr
+    assert corpus_names(home) == [ARTICLE_NAME]  # the dead process's staging folder is gone
+    assert snapshot(home.settings) == before
+
+
+def test_add_killed_after_its_index_is_committed_is_completed_without_a_rebuild(home, talks, embedder):
+    live_before = home.settings.index_path.resolve()
+    died = _add_dying_at(home, talks, "move_in")
+    assert died.returncode == KILLED, died.stderr
+    assert home.settings.index_path.resolve() != live_before  # the new index was swapped in...
+    assert "talks.txt" not in corpus_names(home)  # ...but the file not moved in yet
+    live_after = home.settings.index_path.resolve()
+    found = home.run("search", "Where did the ceasefire negotiators meet?", "--json")
+    assert found.returncode == 0, found.stderr
+    assert "completing an interrupted `rag index add` (its index was committed): talks.txt" in found.stderr
+    assert "rebuilding" not in found.stderr
+    assert json.loads(found.stdout)["hits"][0]["source"] == "talks.txt"
+    assert corpus_names(home) == sorted([ARTICLE_NAME, "talks.txt"])
+    assert home.settings.index_path.resolve() == live_after
+    assert stale_reason(home.settings, read_manifest(home.settings.index_path), embedder.info) is None
+
+
+def test_add_killed_while_embedding_leaves_corpus_and_index_as_they_were(home, rag_executable):
+    """A real SIGKILL of `rag index add` while it embeds: the file never reaches the corpus."""
+    before = snapshot(home.settings)
+    visible = _files_and_index(home)
+    big = home.folder / "logistics.txt"
+    big.write_text("\n\n".join(" ".join(f"Convoy {p}-{s} carried {p * 10 + s} crates to depot {p} near Mosul."
+                                        for s in range(4)) for p in range(400)), encoding="utf-8")
+    stderr_file = home.folder / "add.stderr"
+    with stderr_file.open("wb") as stderr:
+        add = subprocess.Popen([rag_executable, "index", "add", str(big)], env=home.environment(), cwd=home.folder,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while not PROGRESS_BAR.search(stderr_file.read_text(errors="replace")):
+                assert add.poll() is None, f"add ended before it was killed: {stderr_file.read_text()}"
+                assert time.monotonic() < deadline, "add never started embedding"
+                time.sleep(0.05)
+            add.send_signal(signal.SIGKILL)
+        finally:
+            add.kill()
+            add.wait()
+    assert _files_and_index(home) == visible
+    info = home.run("index", "info")
+    assert info.returncode == 0 and "rebuilding" not in info.stderr, info.stderr
+    assert snapshot(home.settings) == before  # the staging folder of the killed process is gone too
+
+
+# ------------------------------------------------------------------ 3. limits on extracted text
+
+
+def _pdf(objects: list[bytes]) -> bytes:
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def shared_stream_pdf(pages: int, lines: int = 200) -> bytes:
+    """Every page draws the same compressed content stream: a small file whose text is huge (the probe's 803 kB
+    PDF of 5,000 such pages extracts to 67 MB)."""
+    content = "BT /F1 10 Tf 40 780 Td 12 TL " + " ".join(
+        f"(Line {i} of the page every page shares: the militia convoys moved north.) Tj T*" for i in range(lines)
+    ) + " ET"
+    stream = zlib.compress(content.encode("latin-1"), 9)
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages)).encode()
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R /Resources << /Font << /F1 4 0 R >> >> >>"
+    return _pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        *[page] * pages,
+    ])
+
+
+def test_pdf_whose_text_exceeds_the_limit_is_refused_while_extracting(home):
+    pdf = home.folder / "expands.pdf"
+    pdf.write_bytes(shared_stream_pdf(2000))  # 0.3 MB of file, 30 MB of text
+    assert pdf.stat().st_size < 400_000
+    before = snapshot(home.settings)
+    started = time.monotonic()
+    result = home.run("index", "add", str(pdf), env={"RAG_MAX_TEXT_CHARS": "200000"})
+    assert_one_line_error(result, INPUT_FILE)
+    assert result.stderr.strip() == ("rag: error: expands.pdf: its text is longer than the 200,000-character limit "
+                                     "(RAG_MAX_TEXT_CHARS)")
+    assert time.monotonic() - started < 60  # extraction stopped after a few pages, not after 2,000
+    assert snapshot(home.settings) == before
+
+
+def test_pdf_beyond_a_pypdf_safety_limit_is_an_input_error(home):
+    pdf = home.folder / "bomb.pdf"
+    # A cross-reference table declaring 99,999,999 objects in a file of a few hundred bytes.
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>"]
+    pdf.write_bytes(_pdf(objects).replace(b"xref\n0 4\n", b"xref\n0 99999999\n"))
+    result = home.run("index", "add", str(pdf))
+    assert_one_line_error(result, INPUT_FILE)
+    assert result.stderr.strip().startswith("rag: error: bomb.pdf: refused: the PDF exceeds a safety limit of pypdf "
+                                            "(Declared size 99999999 exceeds allowed limit")
+
+
+def test_text_file_over_the_text_limit_is_refused(home):
+    text = home.folder / "long.md"
+    text.write_text("A sentence about Basra. " * 100, encoding="utf-8")
+    result = home.run("index", "add", str(text), env={"RAG_MAX_TEXT_CHARS": "1000"})
+    assert_one_line_error(result, INPUT_FILE)
+    assert result.stderr.strip() == ("rag: error: long.md: its text is longer than the 1,000-character limit "
+                                     "(RAG_MAX_TEXT_CHARS)")
+
+
+# ------------------------------------------------------------------ 6. hidden file names
+
+
+@pytest.mark.parametrize("name", [".hidden_notes.txt", "..txt", ".md"])
+def test_hidden_file_name_is_refused_by_index_add(home, tmp_path, name):
+    path = tmp_path / name
+    path.write_text("Talks resumed in Muscat on Tuesday.", encoding="utf-8")
+    before = snapshot(home.settings)
+    result = home.run("index", "add", str(path))
+    assert_one_line_error(result, INPUT_FILE)
+    assert result.stderr.strip() == (f"rag: error: {name}: a file name starting with '.' is hidden and would never "
+                                     "be indexed; rename it")
+    assert snapshot(home.settings) == before
+
+
+def test_hidden_file_name_is_refused_by_the_library(indexed_settings, embedder, tmp_path):
+    """The app's uploads go through Pipeline.add_documents."""
+    pipeline = Pipeline(indexed_settings, embedder, open_index(indexed_settings, embedder))
+    hidden = tmp_path / ".hidden_notes.txt"
+    hidden.write_text("Talks resumed in Muscat on Tuesday.", encoding="utf-8")
+    before = snapshot(indexed_settings)
+    with pytest.raises(InputFileError, match=r"^\.hidden_notes\.txt: a file name starting with '\.' is hidden"):
+        pipeline.add_documents([hidden])
+    assert snapshot(indexed_settings) == before
+
+
+# ------------------------------------------------------------------ 9. files of other types in the corpus folder
+
+
+def test_unsupported_file_in_the_corpus_is_skipped_with_a_warning(home):
+    (home.folder / "corpus" / "notes.docx").write_bytes(b"PK\x03\x04 not really a docx")
+    live = home.settings.index_path.resolve()
+    info = home.run("index", "info")
+    assert info.returncode == 0, info.stderr
+    assert info.stderr == ""  # the index is current: nothing to rebuild
+    assert "  ignored   notes.docx (unsupported file type, not indexed)" in info.stdout.splitlines()
+    assert home.settings.index_path.resolve() == live
+    rebuilt = home.run("index", "build")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stderr.splitlines() == [
+        "rag: notes.docx: skipped: unsupported file type '.docx' in the corpus folder "
+        "(supported: .txt, .md, .html, .htm, .pdf)"]
+    found = home.run("search", "Who replaced Qassem Soleimani?", "--json")
+    assert found.returncode == 0 and found.stderr == "", found.stderr
