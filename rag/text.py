@@ -5,33 +5,30 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from importlib import resources
 
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having
-    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too under until up very
-    was we were what when where which while who whom why will with would you your yours yourself yourselves
-    s t don didn doesn isn wasn weren won wouldn couldn shouldn ll re ve d m also said says say according
-    """.split()
-)
 
+def word_list(name: str) -> tuple[str, ...]:
+    """A general-English word list shipped as package data (``rag/data/en/<name>``): one entry per line,
+    ``#`` comments and blank lines ignored. Knowledge is data: no list here is tuned to one article."""
+    text = resources.files("rag").joinpath("data", "en", name).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def alias_table() -> dict[str, tuple[str, ...]]:
+    """Lower-cased name -> the other forms that name the same thing ("united states" -> "US", "America"...)."""
+    table: dict[str, tuple[str, ...]] = {}
+    for line in word_list("aliases.tsv"):
+        name, *forms = [part.strip() for part in line.split("\t") if part.strip()]
+        table[name.lower()] = tuple(forms)
+    return table
+
+
+STOPWORDS = frozenset(word_list("stopwords.txt"))
 # Capitalised words that open sentences without being names.
-FUNCTION_CAPS = frozenset(
-    """A An The In On At But And Or If It He She They We I His Her Their Our This That These Those There What
-    Who When Where Why How Which After Before During Since Still Even Some Many Most One For With As By From To
-    Of Yes No So Also According Amid Besides Then Now While Although Despite Both Among None""".split()
-)
-# Names so common in news about this region that they identify nothing on their own ("US", "Iran"):
-# a question entity or an answer candidate made only of these says nothing.
-GENERIC_NAMES = frozenset(
-    """us u.s. american americans iran iranian iraq iraqi israel israeli reuters shi'ite shi'ites sunni western
-    islamic republic""".split()
-)
+FUNCTION_CAPS = frozenset(word_list("function_caps.txt"))
 
-# A word: initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters; then letters
-# and digits, with inner hyphens and apostrophes kept ("al-Khazali", "Shi'ite").
+# Initialisms ("A.J.", "U.S.") first, so they stay one word instead of two dropped letters.
 _WORD = re.compile(r"(?:[^\W\d_]\.){2,}|[\w]+(?:[-'’][\w]+)*", re.UNICODE)
 
 

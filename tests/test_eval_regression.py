@@ -10,23 +10,26 @@ import pytest
 
 from rag.eval import DEFAULT_GOLD, evaluate, format_table
 
-# Headline metrics of the extractive backend on eval/gold.jsonl. Measured when the evaluation was written
-# (commit bc32ee9 plus the answerer's work in progress), thresholds set about one question under each value.
+# Headline metrics of the extractive backend on eval/gold.jsonl, thresholds about one question under each value.
+# Since the learned answerer (rag/answer/, commit "Learned extractive answerer"), these are a regression guard
+# only: the gold set is among its training data, so its honest figures are the leave-one-document-out ones in
+# docs/answerer-lodo.json and the README. The hand-written rules it replaced scored higher here (alias 0.918,
+# unanswerable abstained 0.750) and far lower on documents and paraphrases they had not been tuned on.
 # The run is deterministic; raise these when the answerer improves.
-MINIMUMS = {  # just under the levels measured on 2026-11-24 (one question of slack where one question moves it)
+MINIMUMS = {  # measured 2026-11-30 with rag/answer/data/answerer.json
     "hit_at_1": 0.92,  # measured 0.945
     "recall_at_5": 0.93,  # measured 0.952
     "mrr_at_10": 0.95,  # measured 0.964
-    "accuracy": 0.87,  # measured 0.888 (alias in answer, or abstained when unanswerable)
-    "answer_contains_alias": 0.90,  # measured 0.918 (67 of 73; one question is 0.0137)
-    "has_ans_f1": 0.58,  # measured 0.598
+    "accuracy": 0.69,  # measured 0.708 (alias in answer, or abstained when unanswerable)
+    "answer_contains_alias": 0.79,  # measured 0.808 (59 of 73; one question is 0.0137)
+    "has_ans_f1": 0.47,  # measured 0.492
     "citation_recall": 0.97,  # measured 1.000
-    "citation_precision": 0.98,  # measured 0.993
-    "evidence_cited": 0.90,  # measured 0.918
-    "abstained_unanswerable": 0.68,  # measured 0.750 (12 of 16; one question is 0.0625)
+    "citation_precision": 0.98,  # measured 1.000
+    "evidence_cited": 0.78,  # measured 0.795
+    "abstained_unanswerable": 0.18,  # measured 0.250 (4 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
-    "false_abstention": 0.045,  # measured 0.027 (2 of 73)
+    "false_abstention": 0.06,  # measured 0.041 (3 of 73)
 }
 
 
@@ -40,6 +43,7 @@ def small_gold(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_full_gold_set_does_not_regress(pipeline):
     report = evaluate(pipeline, backend="extractive", baseline=False)
     metrics = report["metrics"]["ours"]
@@ -64,6 +68,7 @@ def read_report(report_dir):
     return metrics, rows, (report_dir / "report.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, small_gold, tmp_path):
     calls = []
     report = evaluate(pipeline, gold_path=small_gold, report_dir=tmp_path / "report",

@@ -1,6 +1,6 @@
 """How often the single sentence most similar to the question (cosine, whole corpus) contains a gold alias.
 
-The naive extractive answerer, for comparison with ours (docs/extractive.md); ``rag eval`` runs it as the
+The naive extractive answerer, for comparison with ours (docs/answerer.md); ``rag eval`` runs it as the
 "top-1 sentence" baseline (rag.eval.baselines.Top1SentenceBaseline), which this reuses. Gold files with their
 own documents (SQuAD JSON, eval/dev/*.jsonl) are run over a temporary corpus of those documents.
 Usage: .venv/bin/python eval/tools/top1_cosine.py [eval/gold.jsonl ...]

@@ -60,7 +60,7 @@ class ExtractiveBackend(AnswerBackend):
         self.model = model or load_model(str(model_path) if model_path else None)
         configured = getattr(settings, "min_confidence", None)
         self.min_confidence = self.model.min_confidence if configured is None else float(configured)
-        self.featurizer = Featurizer(index)
+        self.featurizer = Featurizer(index, embedder)
 
     def decide(self, request: AnswerRequest) -> Decision | None:
         if not request.passages:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.answer.question import EntityMatcher, QuestionInfo, analyze, type_candidates
-from rag.text import STOPWORDS, content_terms, normalize
+from rag.text import STOPWORDS, content_terms, normalize, stem, words
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -40,6 +40,7 @@ SENTENCE_FEATURES = (
     "dense", "dense_gap", "dense_rank_inv", "dense_context", "dense_neighbour",
     "lexical", "lexical_gap", "lexical_rank_inv", "lexical_context", "bigram",
     "retrieval_rank_inv", "in_retrieved",
+    "soft", "soft_gap", "soft_rank_inv", "soft_context",
     "entities", "entities_own", "entity_count",
     "typed", *(f"typed_{g}" for g in GROUPS if g != "open"), "typed_missing",
     "novel_share", "log_length", "refers_back", "has_quote", "has_number", "has_name", "paragraph_start",
@@ -71,11 +72,37 @@ class Candidates:
     typed: np.ndarray
 
 
+class WordVectors:
+    """Embeddings of single words, computed on first use and kept (a word is embedded once per process).
+
+    They give "soft" term matches: "took over" / "replacement", "fired" / "sacked". Measured with MiniLM:
+    single-word cosines of synonyms sit around 0.6-0.8, unrelated words around 0.1-0.35."""
+
+    LIMIT = 200_000  # words kept before the cache starts again
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self._cache: dict[str, np.ndarray] = {}
+
+    def matrix(self, items: list[str]) -> np.ndarray:
+        cache = self._cache  # replaced, never changed in place: other threads may be reading it
+        missing = [w for w in dict.fromkeys(items) if w not in cache]
+        if missing:
+            fresh = dict(zip(missing, self.embedder.encode(missing), strict=True))
+            cache = {**({} if len(cache) > self.LIMIT else cache), **fresh}
+            self._cache = cache
+        if not items:
+            return np.zeros((0, 1), dtype=np.float32)
+        return np.stack([cache[w] for w in items])
+
+
 class Featurizer:
     """Corpus statistics of one index, and the feature computation that uses them."""
 
-    def __init__(self, index: Index):
+    def __init__(self, index: Index, embedder=None):
         self.index = index
+        self.word_vectors = WordVectors(embedder) if embedder is not None else None
+        self.sentence_words = [tuple(dict.fromkeys(_soft_words(s.text))) for s in index.sentences]
         self.sentence_terms = [frozenset(content_terms(s.text)) for s in index.sentences]
         df: Counter[str] = Counter()
         for terms in self.sentence_terms:
@@ -161,6 +188,7 @@ class Featurizer:
         for hit in hits:
             for sid in hit.chunk.sentence_ids:
                 chunk_rank.setdefault(sid, hit.rank)
+        soft = self.soft_coverage(info, passages)
         lexical = np.zeros(n, dtype=np.float32)
         lexical_ctx = np.zeros(n, dtype=np.float32)
         entities = np.zeros(n, dtype=np.float32)
@@ -169,6 +197,7 @@ class Featurizer:
         col = {name: i for i, name in enumerate(SENTENCE_FEATURES)}
         group = KIND_GROUPS.get(info.kind, "open")
         question_terms = set(info.terms)
+        position = {s.id: i for i, s in enumerate(passages)}
         for i, sentence in enumerate(passages):
             terms = self.sentence_terms[sentence.id]
             context = self.context(sentence)
@@ -183,6 +212,8 @@ class Featurizer:
             rank = chunk_rank.get(sentence.id)
             row[col["retrieval_rank_inv"]] = 1.0 / rank if rank else 0.0
             row[col["in_retrieved"]] = float(rank is not None)
+            context_ids = [position[s.id] for s in context if s.id in position]
+            row[col["soft_context"]] = float(soft[context_ids].max()) if context_ids else float(soft[i])
             row[col["entities"]] = entities[i]
             row[col["entities_own"]] = self.entity_share(info, [sentence])
             row[col["entity_count"]] = min(len(info.entities), 4) / 4
@@ -211,7 +242,38 @@ class Featurizer:
             rows[:, col["lexical"]] = lexical
             rows[:, col["lexical_gap"]] = lexical - lexical.max()
             rows[:, col["lexical_rank_inv"]] = 1.0 / (1 + _ranks(lexical))
+            rows[:, col["soft"]] = soft
+            rows[:, col["soft_gap"]] = soft - soft.max()
+            rows[:, col["soft_rank_inv"]] = 1.0 / (1 + _ranks(soft))
         return Candidates(info, list(passages), rows, dense.astype(np.float32), lexical, entities, typed)
+
+    def soft_coverage(self, info: QuestionInfo, passages: list[Sentence]) -> np.ndarray:
+        """Per passage: idf-weighted mean over the question's words of the best cosine between that word
+        and any word of the sentence (1.0 for the same stem). Without word vectors: exact stems only."""
+        asked = list(dict.fromkeys(_soft_words(info.text)))
+        n = len(passages)
+        if not asked or not n:
+            return np.zeros(n, dtype=np.float32)
+        weights = np.array([self.idf(stem(w)) for w in asked], dtype=np.float32)
+        per_sentence = [self.sentence_words[s.id] for s in passages]
+        vocabulary = list(dict.fromkeys(w for words_ in per_sentence for w in words_))
+        if not vocabulary:
+            return np.zeros(n, dtype=np.float32)
+        column = {w: j for j, w in enumerate(vocabulary)}
+        asked_stems = [stem(w) for w in asked]
+        exact = np.array([[1.0 if stem(v) == a else 0.0 for v in vocabulary] for a in asked_stems], dtype=np.float32)
+        if self.word_vectors is not None:
+            vectors = self.word_vectors.matrix(asked + vocabulary)
+            similarity = np.maximum(vectors[: len(asked)] @ vectors[len(asked):].T, exact)
+        else:
+            similarity = exact
+        out = np.zeros(n, dtype=np.float32)
+        total = float(weights.sum()) or 1.0
+        for i, words_ in enumerate(per_sentence):
+            if words_:
+                best = similarity[:, [column[w] for w in words_]].max(axis=1)
+                out[i] = float(np.clip(best, 0.0, 1.0) @ weights) / total
+        return out
 
     def answer_features(self, candidates: Candidates, probabilities: np.ndarray, chosen: list[int]) -> np.ndarray:
         """Features of a whole answer (the chosen candidates), for the confidence model."""
@@ -250,6 +312,11 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values), dtype=np.float32)
     ranks[np.argsort(-values, kind="stable")] = np.arange(len(values), dtype=np.float32)
     return ranks
+
+
+def _soft_words(text: str) -> list[str]:
+    """Lower-cased content words for soft matching (no stopwords, figures or one- and two-letter words)."""
+    return [w for w in words(text) if w not in STOPWORDS and len(w) > 2 and not any(ch.isdigit() for ch in w)]
 
 
 def _bigrams(text: str) -> set[tuple[str, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.text import FUNCTION_CAPS, GENERIC_NAMES, STOPWORDS, content_terms, normalize, stem, words
+from rag.text import FUNCTION_CAPS, STOPWORDS, alias_table, content_terms, normalize, stem, word_list, words
 from rag.verify import numbers, quotes
 
 MONTHS = ("january february march april may june july august september october november december").split()
@@ -28,25 +28,24 @@ _DATE = re.compile(
     r"(?:decades|years|months|weeks|days|hours)\b"
     r"|\b(?:a|one|two|three|four|five|six|\d+)-(?:day|week|month|year)\b",
 )
-_ROLE = re.compile(
-    r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:chief|officials?|commanders?|leaders?|spokesman|spokeswoman|professor|"
-    r"cleric|expert|analyst|activist|protesters?|correspondent|members?|president|minister|fighters?|militants?|"
-    r"ruler|politicians?|insiders?|sources?|commentators?|government|military|embassy|group|faction|militias?)\b",
-    re.IGNORECASE,
-)
+
+
+def _alternation(name: str, plural: bool = False) -> str:
+    """A regex alternation of a word list's entries, longest first ("because of" before "because")."""
+    entries = sorted(word_list(name), key=len, reverse=True)
+    return "|".join(re.escape(e).replace(r"\ ", r"\s+") + ("s?" if plural else "") for e in entries)
+
+
+_ROLE = re.compile(r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:" + _alternation("role_nouns.txt", plural=True) + r")\b",
+                   re.IGNORECASE)
 _AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged\s+\d{1,3}\b|\b\d{1,3}-year-old\b", re.IGNORECASE)
 _MONEY = re.compile(
     r"\$\s?\d[\d,.]*(?:\s*(?:billion|million|thousand|bn|m))?|\b\d[\d,.]*\s*(?:dollars|euros|pounds)\b"
     r"|\b(?:millions|billions|thousands|hundreds) of (?:dollars|euros|pounds)\b",
     re.I,
 )
-_CAUSE = re.compile(
-    r"\b(because|for fear|due to|in response to|as a result|so that|in order to|to protect|to prevent|to fight|"
-    r"to keep|meant|led to|triggered|blamed|since|after|caused?|reason|aimed|ploy|fear|risky|would be|"
-    r"loosened|depriving|hoping)\b",
-    re.IGNORECASE,
-)
-_SPEECH = re.compile(r"\b(said|says|told|stated|added|chided|describ\w*|call\w*|according to|statement)\b", re.I)
+_CAUSE = re.compile(r"\b(" + _alternation("cause_cues.txt") + r")\b", re.IGNORECASE)
+_SPEECH = re.compile(r"\b(" + _alternation("speech_verbs.txt") + r")\b", re.IGNORECASE)
 
 # Capitalised words that are not entities even mid-sentence in a question.
 _GENERIC_COUNTED = {"people", "persons", "individuals", "men", "times", "of", "roughly", "approximately", "about"}
@@ -182,9 +181,9 @@ def is_generic(part: str) -> bool:
     p = part.lower().strip(".'’")
     p = p[:-2] if p.endswith(("'s", "’s")) else p
     if "-" in p and not p.startswith(("al-", "abu-")):
-        return any(x in GENERIC_NAMES or x in ("pro", "anti", "backed", "based", "led", "sanctioned", "favored")
+        return any(x in ("pro", "anti", "backed", "based", "led", "sanctioned", "favored")
                    for x in p.split("-"))
-    return p in GENERIC_NAMES or p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
+    return p in _QUESTION_WORDS or p in STOPWORDS or len(p) < 2
 
 
 def entity_phrases(text: str, known_names: frozenset[str] = frozenset()) -> list[str]:
@@ -211,12 +210,7 @@ def entity_phrases(text: str, known_names: frozenset[str] = frozenset()) -> list
     return list(dict.fromkeys(phrases))
 
 
-ALIASES = {
-    "united states": ("US", "U.S.", "America", "American", "Washington"),
-    "britain": ("British", "UK"), "uk": ("British", "Britain"),
-    "isis": ("Islamic State",), "islamic state": ("ISIS",),
-    "tv": ("televised", "television"),
-}
+ALIASES = alias_table()
 
 
 def _acronym_matches(acronym: str, text: str) -> bool:
@@ -374,7 +368,7 @@ def short_answer(info: QuestionInfo, texts: list[str]) -> str | None:
             lowered = normalize(span).lower()
             span_words = [w.strip("'’.,").removesuffix("'s") for w in lowered.split()]
             if info.kind in ("who", "quote_speaker", "where", "name", "when", "how_many", "money", "age") and (
-                lowered in question or all(w in question or w in GENERIC_NAMES or w in STOPWORDS for w in span_words)
+                lowered in question or all(w in question or w in STOPWORDS for w in span_words)
             ):
                 continue
             inside = [i for i, (s, e, _) in enumerate(tokens) if s >= start and e <= end]

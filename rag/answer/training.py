@@ -128,7 +128,7 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
                 embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
             pipeline = Pipeline(settings, embedder, open_index(settings, embedder))
             index = pipeline.index
-            featurizer = Featurizer(index)
+            featurizer = Featurizer(index, embedder)
             texts = {doc_id: doc.text for doc_id, doc in index.documents.items()}
             started = time.perf_counter()
             for q in questions:
