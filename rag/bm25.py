@@ -35,6 +35,9 @@ def _bm25s():
 
 class BM25Index:
     FOLDER = "bm25"
+    # What a build writes (relative to the index folder); the index's manifest holds the checksum of each.
+    REQUIRED_FILES = ("bm25/params.index.json", "bm25/vocab.index.json", "bm25/data.csc.index.npy",
+                      "bm25/indices.csc.index.npy", "bm25/indptr.csc.index.npy")
 
     def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, num_docs: int,
                  vocab: dict[str, int], retriever=None):
@@ -98,7 +101,7 @@ class BM25Index:
         data, indices, indptr = arrays
         # bm25s's vocabulary may end with tokens that have no postings (its empty token), hence <=.
         if (len(indptr) - 1 > len(vocab) or len(data) != len(indices) or int(indptr[-1]) != len(data)
-                or (len(indices) and int(indices.max()) >= num_docs)):
+                or (len(indices) and int(indices.max()) >= num_docs) or not np.isfinite(data).all()):
             raise IndexCorruptError(f"{folder}: BM25 arrays are inconsistent; rebuild with `rag index build`")
         return cls(data, indices, indptr, num_docs, vocab)
 

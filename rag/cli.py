@@ -105,6 +105,10 @@ def make_settings(args: argparse.Namespace):
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
         raise UsageError(f"invalid setting {field}: {first['msg']}") from None
+    except UnicodeDecodeError as exc:  # the only file read here is the .env of the working directory
+        raise UsageError(f"{Path('.env').absolute()}: not valid UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"{Path('.env').absolute()}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _shown(name: str) -> str:

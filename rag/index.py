@@ -4,18 +4,22 @@ Layout of ``RAG_INDEX_DIR/<name>`` (a symlink to the current build under ``.buil
 so a crash mid-build leaves the previous index in place):
 
 - ``manifest.json``: format version, embedding model id/sha256/dim, chunking parameters, per-document sha256,
-  counts, file checksums, creation time and build duration;
+  counts, the sha256 of every other file of the build (verified once, when the index is loaded), creation time
+  and build duration;
 - ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
 - ``bm25/``: the BM25 index in bm25s's own format.
 
-Nothing is pickled.
+Nothing is pickled. A build never needs the previous index to load: vectors are reused from it only when its
+files match their checksums, so ``rag index build`` repairs any damage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
@@ -41,10 +45,13 @@ from rag.types import Chunk, Document, Sentence
 if TYPE_CHECKING:
     import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every file of the build has its checksum in the manifest
 SEGMENTER = "pysbd-0.3.4+rag-3"  # bump when segmentation or BM25 tokenisation changes
 log = logging.getLogger("rag")
 _JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
+# Files a build always has; the manifest must give each one's sha256 (a missing or null checksum is refused).
+REQUIRED_FILES = (*_JSONL_FILES, "sentence_vectors.npy", "vectors.faiss", *BM25Index.REQUIRED_FILES)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -93,19 +100,31 @@ def _write_jsonl(path: Path, rows) -> str:
 
 
 def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndarray]:
-    """Vectors of the current index keyed by text, so a rebuild only embeds what is new."""
+    """Vectors of the current index keyed by text, so a rebuild only embeds what is new.
+
+    Only from files that match the manifest's checksums and hold finite vectors: whatever state the previous
+    index is in (missing, empty, edited, a folder in place of a file), the build goes on without it."""
     try:
-        manifest = json.loads((settings.index_path / "manifest.json").read_text(encoding="utf-8"))
+        path = settings.index_path
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         if manifest["embedding"]["sha256"] != model.sha256:
             return {}
         import numpy as np
 
-        sentences = [json.loads(line)["text"] for line in (settings.index_path / "sentences.jsonl").open()]
-        vectors = np.load(settings.index_path / "sentence_vectors.npy", allow_pickle=False)
-        if len(vectors) != len(sentences):
+        files = manifest["files"]
+        sentences_data = (path / "sentences.jsonl").read_bytes()
+        vectors_data = (path / "sentence_vectors.npy").read_bytes()
+        if (sha256_bytes(sentences_data) != files["sentences.jsonl"]
+                or sha256_bytes(vectors_data) != files["sentence_vectors.npy"]):
+            return {}
+        sentences = [json.loads(line)["text"] for line in sentences_data.decode("utf-8").splitlines() if line.strip()]
+        vectors = np.load(io.BytesIO(vectors_data), allow_pickle=False)
+        if (vectors.ndim != 2 or len(vectors) != len(sentences) or vectors.shape[1] != manifest["embedding"]["dim"]
+                or not np.isfinite(vectors).all()):
             return {}
         return dict(zip(sentences, vectors, strict=True))
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception as exc:  # any damage: build without reuse
+        log.debug("not reusing vectors of the previous index: %s: %s", type(exc).__name__, exc)
         return {}
 
 
@@ -203,6 +222,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+        raise RuntimeError("the embedding model produced non-finite vectors")
     store = FaissStore(embedder.dim, settings.index_type)
     store.add(chunk_vectors)
     bm25 = BM25Index.build([c.text for c in chunks])
@@ -220,6 +241,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     np.save(target / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
     store.save(target)
     bm25.save(target)
+    for file in sorted(p for p in target.rglob("*") if p.is_file()):
+        files.setdefault(file.relative_to(target).as_posix(), _file_sha256(file))
     manifest = {
         **_expected_fingerprint(settings, embedder.info),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -267,22 +290,60 @@ def _builds_of(settings: Settings) -> list[Path]:
 # ---------------------------------------------------------------- loading
 
 
+def _rebuild(file: Path, problem: str) -> IndexCorruptError:
+    return IndexCorruptError(f"{file}: {problem}; rebuild with `rag index build`")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _manifest_is_complete(manifest: dict) -> bool:
+    """The fields of the current format that loading, staleness checks and ``rag index info`` read."""
+    embedding, files, counts = manifest.get("embedding"), manifest.get("files"), manifest.get("counts")
+    chunking, documents = manifest.get("chunking"), manifest.get("documents")
+    return (
+        isinstance(embedding, dict) and _is_int(embedding.get("dim")) and embedding["dim"] > 0
+        and isinstance(embedding.get("model_id"), str) and isinstance(embedding.get("sha256"), str)
+        and isinstance(files, dict)
+        and isinstance(counts, dict) and all(_is_int(counts.get(k)) for k in ("documents", "sentences", "chunks"))
+        and isinstance(chunking, dict) and all(_is_int(chunking.get(k)) for k in ("chunk_sentences", "chunk_overlap"))
+        and isinstance(manifest.get("index_type"), str) and isinstance(manifest.get("created"), str)
+        and isinstance(manifest.get("build_seconds"), int | float)
+        and isinstance(documents, list)
+        and all(
+            isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("sha256"), str)
+            and isinstance(d.get("date"), str | None) and all(_is_int(d.get(k)) for k in ("chars", "sentences", "chunks"))
+            for d in documents
+        )
+    )
+
+
 def read_manifest(path: Path) -> dict:
     file = path / "manifest.json"
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise IndexCorruptError(f"{file}: manifest missing; rebuild with `rag index build`") from None
+        raise _rebuild(file, "manifest missing") from None
     except (ValueError, UnicodeDecodeError):
-        raise IndexCorruptError(f"{file}: manifest is not valid JSON; rebuild with `rag index build`") from None
+        raise _rebuild(file, "manifest is not valid JSON") from None
+    except OSError as exc:  # a folder in its place, no permission...
+        raise _rebuild(file, f"manifest unreadable ({exc.strerror or type(exc).__name__})") from None
     if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"{file}: manifest lacks required fields; rebuild with `rag index build`")
+        raise _rebuild(file, "manifest lacks required fields")
     if manifest.get("format_version") != FORMAT_VERSION:
         # Another format has other fields: stale_reason() reports the version and the index is rebuilt.
         return manifest
-    embedding, files = manifest.get("embedding"), manifest.get("files")
-    if not isinstance(embedding, dict) or not isinstance(embedding.get("dim"), int) or not isinstance(files, dict):
-        raise IndexCorruptError(f"{file}: manifest lacks required fields; rebuild with `rag index build`")
+    if not _manifest_is_complete(manifest):
+        raise _rebuild(file, "manifest lacks required fields")
+    files = manifest["files"]
+    for name in REQUIRED_FILES:
+        if not isinstance(files.get(name), str) or not _SHA256.fullmatch(files[name]):
+            raise _rebuild(file, f"manifest has no valid checksum for {name}")
+    for name, sha in files.items():
+        parts = name.split("/")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha) or name.startswith("/") or ".." in parts or "" in parts:
+            raise _rebuild(file, f"manifest has an invalid file entry {name!r}")
     return manifest
 
 
@@ -297,7 +358,10 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
         return "chunking parameters changed"
     if found["index_type"] != expected["index_type"]:
         return f"index type {found['index_type']} != {expected['index_type']}"
-    indexed = {d["id"]: d["sha256"] for d in manifest.get("documents", [])}
+    documents = manifest.get("documents")
+    if not isinstance(documents, list) or not all(isinstance(d, dict) and "id" in d for d in documents):
+        return "manifest has no document list"
+    indexed = {d["id"]: d.get("sha256") for d in documents}
     try:
         files = corpus_files(settings.corpus_dir)
     except InputFileError:
@@ -312,20 +376,46 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
     return None
 
 
-def _read_jsonl(path: Path, expected_sha: str | None) -> list[dict]:
+def _file_sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_file(file: Path, expected_sha: str) -> None:
+    try:
+        actual = _file_sha256(file)
+    except FileNotFoundError:
+        raise _rebuild(file, "missing") from None
+    except OSError as exc:  # a folder in its place, no permission...
+        raise _rebuild(file, f"unreadable ({exc.strerror or type(exc).__name__})") from None
+    if actual != expected_sha:
+        raise _rebuild(file, "checksum does not match the manifest (edited?)")
+
+
+def _read_jsonl(path: Path, expected_sha: str) -> list[dict]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise IndexCorruptError(f"{path}: missing; rebuild with `rag index build`") from None
-    if expected_sha is not None and sha256_bytes(data) != expected_sha:
-        raise IndexCorruptError(f"{path}: checksum does not match the manifest (edited?); rebuild with `rag index build`")
+        raise _rebuild(path, "missing") from None
+    except OSError as exc:
+        raise _rebuild(path, f"unreadable ({exc.strerror or type(exc).__name__})") from None
+    if sha256_bytes(data) != expected_sha:
+        raise _rebuild(path, "checksum does not match the manifest (edited?)")
     try:
-        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
     except (ValueError, UnicodeDecodeError):
-        raise IndexCorruptError(f"{path}: not valid JSON lines; rebuild with `rag index build`") from None
+        raise _rebuild(path, "not valid JSON lines") from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise _rebuild(path, "not valid JSON lines")
+    return rows
 
 
 def load_index(path: Path, manifest: dict | None = None) -> Index:
+    """Load a build, verifying once every file against its checksum in the manifest (binary files before they
+    are parsed), every span against its document and every vector for finiteness."""
     import numpy as np
 
     manifest = manifest or read_manifest(path)
@@ -333,19 +423,23 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
         raise IndexCorruptError(f"{path}: index format {manifest.get('format_version')} is not {FORMAT_VERSION}; "
                                 "rebuild with `rag index build`")
     files = manifest["files"]
+    for name, sha in files.items():
+        if name not in _JSONL_FILES:  # those are verified as they are read, below
+            _verify_file(path / name, sha)
     try:
-        docs = [Document(**row) for row in _read_jsonl(path / "documents.jsonl", files.get("documents.jsonl"))]
-        sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl", files.get("sentences.jsonl"))]
+        docs = [Document(**row) for row in _read_jsonl(path / "documents.jsonl", files["documents.jsonl"])]
+        sentences = [Sentence(**row) for row in _read_jsonl(path / "sentences.jsonl", files["sentences.jsonl"])]
         chunks = [
             Chunk(**{**row, "sentence_ids": tuple(row["sentence_ids"])})
-            for row in _read_jsonl(path / "chunks.jsonl", files.get("chunks.jsonl"))
+            for row in _read_jsonl(path / "chunks.jsonl", files["chunks.jsonl"])
         ]
-    except TypeError:
+    except (TypeError, KeyError):
         raise IndexCorruptError(f"{path}: index rows have unexpected fields; rebuild with `rag index build`") from None
     documents = {d.id: d for d in docs}
     for span in (*sentences, *chunks):
         doc = documents.get(span.source)
-        if doc is None or doc.text[span.start : span.end] != span.text:
+        if doc is None or not isinstance(span.start, int) or not isinstance(span.end, int) \
+                or doc.text[span.start : span.end] != span.text:
             raise IndexCorruptError(f"{path}: span {span.source}:{span.start}-{span.end} does not match its document; "
                                     "rebuild with `rag index build`")
     dim = manifest["embedding"]["dim"]
@@ -357,6 +451,10 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
         raise IndexCorruptError(f"{vectors_file}: unreadable; rebuild with `rag index build`") from None
     if len(store) != len(chunks) or sentence_vectors.shape != (len(sentences), dim):
         raise IndexCorruptError(f"{path}: vector counts do not match chunks/sentences; rebuild with `rag index build`")
+    if sentence_vectors.dtype != np.float32 or not np.isfinite(sentence_vectors).all():
+        raise _rebuild(vectors_file, "holds values that are not finite float32 numbers")
+    if not store.all_finite():
+        raise _rebuild(path / FaissStore.FILE, "holds values that are not finite numbers")
     bm25 = BM25Index.load(path)
     return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25)
 

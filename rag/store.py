@@ -98,5 +98,16 @@ class FaissStore(VectorStore):
             raise IndexCorruptError(f"{file}: dimension {index.d} != manifest {dim}; rebuild with `rag index build`")
         return cls(dim, kind, index=index)
 
+    def all_finite(self) -> bool:
+        """Whether every stored vector is finite (read in place, without a copy)."""
+        import faiss
+        import numpy as np
+
+        flat = faiss.downcast_index(self.index.storage) if hasattr(self.index, "storage") else self.index
+        if not hasattr(flat, "codes") or flat.codes.size() == 0:
+            return True
+        codes = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size())
+        return bool(np.isfinite(codes.view(np.float32)).all())
+
     def __len__(self) -> int:
         return int(self.index.ntotal)

@@ -122,7 +122,9 @@ def _damage_chunks_edited(settings) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (_damage_faiss_truncated, "vectors.faiss: FAISS file unreadable or truncated; rebuild with `rag index build`"),
+        # Every file is checked against its checksum before it is parsed (issue 14).
+        (_damage_faiss_truncated,
+         "vectors.faiss: checksum does not match the manifest (edited?); rebuild with `rag index build`"),
         (_damage_chunks_edited,
          "chunks.jsonl: checksum does not match the manifest (edited?); rebuild with `rag index build`"),
     ],

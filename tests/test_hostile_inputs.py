@@ -14,18 +14,20 @@ import sys
 import time
 import zlib
 
+import numpy as np
 import pytest
 
 from rag import segment
+from rag.documents import sha256_bytes
 from rag.errors import InputFileError
-from rag.index import open_index, read_manifest, stale_reason
+from rag.index import load_index, open_index, read_manifest, stale_reason
 from rag.pipeline import Pipeline
 from rag.types import Document
 from tests.test_bad_inputs import RagHome
 from tests.test_cli import assert_one_line_error
 from tests.test_index import ARTICLE_NAME, PROGRESS_BAR, snapshot
 
-INPUT_FILE = 3
+USAGE, INPUT_FILE, CORRUPT = 2, 3, 4
 
 
 @pytest.fixture
@@ -292,6 +294,114 @@ def test_hidden_file_name_is_refused_by_the_library(indexed_settings, embedder, 
     assert snapshot(indexed_settings) == before
 
 
+# ------------------------------------------------------------------ 7. `rag index build` repairs any damage
+
+
+def _live(home: RagHome, name: str):
+    return home.settings.index_path / name
+
+
+def _nan_vectors(path) -> None:
+    vectors = np.load(path, allow_pickle=False)
+    np.save(path, np.full_like(vectors, np.nan), allow_pickle=False)
+
+
+def _replace_by_folder(path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _rewrite_manifest(home: RagHome, change) -> None:
+    file = _live(home, "manifest.json")
+    file.write_text(json.dumps(change(json.loads(file.read_text(encoding="utf-8")))), encoding="utf-8")
+
+
+DAMAGE = {
+    "empty sentence_vectors.npy": lambda home: _live(home, "sentence_vectors.npy").write_bytes(b""),
+    "NaN sentence_vectors.npy": lambda home: _nan_vectors(_live(home, "sentence_vectors.npy")),
+    "sentence_vectors.npy a folder": lambda home: _replace_by_folder(_live(home, "sentence_vectors.npy")),
+    "sentences.jsonl a folder": lambda home: _replace_by_folder(_live(home, "sentences.jsonl")),
+    "empty manifest": lambda home: _live(home, "manifest.json").write_bytes(b""),
+    "manifest a folder": lambda home: _replace_by_folder(_live(home, "manifest.json")),
+    "manifest documents not a list": lambda home: _rewrite_manifest(home, lambda m: m | {"documents": "x"}),
+    "manifest checksums null": lambda home: _rewrite_manifest(
+        home, lambda m: m | {"files": dict.fromkeys(m["files"])}),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_index_build_repairs_any_damage(home, damage):
+    DAMAGE[damage](home)
+    rebuilt = home.run("index", "build")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "Traceback" not in rebuilt.stderr
+    index = load_index(home.settings.index_path)
+    assert np.isfinite(index.sentence_vectors).all() and index.store.all_finite()
+    found = home.run("search", "Who replaced Qassem Soleimani?", "--json")
+    assert found.returncode == 0, found.stderr
+    assert "Esmail Ghaani" in json.loads(found.stdout)["hits"][0]["text"]
+
+
+# ------------------------------------------------------------------ 8. every index file is checked
+
+
+def _flip_byte(path, offset_from_end: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _forge_checksum(home: RagHome, name: str) -> None:
+    digest = sha256_bytes(_live(home, name).read_bytes())
+    _rewrite_manifest(home, lambda m: m | {"files": m["files"] | {name: digest}})
+
+
+TAMPERED = {
+    # name -> (damage, the message after "rag: error: <index path>/")
+    "NaN sentence vectors": (lambda home: _nan_vectors(_live(home, "sentence_vectors.npy")),
+                             "sentence_vectors.npy: checksum does not match the manifest (edited?)"),
+    "bit flip in vectors.faiss": (lambda home: _flip_byte(_live(home, "vectors.faiss")),
+                                  "vectors.faiss: checksum does not match the manifest (edited?)"),
+    "bit flip in BM25 scores": (lambda home: _flip_byte(_live(home, "bm25/data.csc.index.npy"), 4),
+                                "bm25/data.csc.index.npy: checksum does not match the manifest (edited?)"),
+    "BM25 vocabulary edited": (
+        lambda home: _live(home, "bm25/vocab.index.json").write_text('{"ghaani": 0}', encoding="utf-8"),
+        "bm25/vocab.index.json: checksum does not match the manifest (edited?)"),
+    "null checksum": (lambda home: _rewrite_manifest(home, lambda m: m | {"files": m["files"] | {"vectors.faiss": None}}),
+                      "manifest.json: manifest has no valid checksum for vectors.faiss"),
+    "checksum left out": (
+        lambda home: _rewrite_manifest(home, lambda m: m | {"files": {k: v for k, v in m["files"].items()
+                                                                      if k != "sentence_vectors.npy"}}),
+        "manifest.json: manifest has no valid checksum for sentence_vectors.npy"),
+    "NaN vectors with a forged checksum": (
+        lambda home: (_nan_vectors(_live(home, "sentence_vectors.npy")), _forge_checksum(home, "sentence_vectors.npy")),
+        "sentence_vectors.npy: holds values that are not finite float32 numbers"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_tampered_binary_index_file_is_refused(home, case):
+    damage, message = TAMPERED[case]
+    damage(home)
+    result = home.run("search", "Who replaced Qassem Soleimani?")
+    assert_one_line_error(result, CORRUPT)
+    assert result.stderr.strip() == f"rag: error: {home.settings.index_path}/{message}; rebuild with `rag index build`"
+
+
+def test_files_are_verified_once_at_load_not_per_question(indexed_settings, embedder, monkeypatch):
+    from rag import index as index_module
+
+    hashed: list[str] = []
+    real = index_module._file_sha256
+    monkeypatch.setattr(index_module, "_file_sha256", lambda path: hashed.append(path.name) or real(path))
+    pipeline = Pipeline(indexed_settings, embedder, open_index(indexed_settings, embedder))
+    assert {"vectors.faiss", "sentence_vectors.npy", "data.csc.index.npy"} <= set(hashed)
+    hashed.clear()
+    for _ in range(3):
+        assert "Esmail Ghaani" in pipeline.search("Who replaced Qassem Soleimani?")[0].chunk.text
+    assert hashed == []
+
+
 # ------------------------------------------------------------------ 9. files of other types in the corpus folder
 
 
@@ -310,3 +420,51 @@ def test_unsupported_file_in_the_corpus_is_skipped_with_a_warning(home):
         "(supported: .txt, .md, .html, .htm, .pdf)"]
     found = home.run("search", "Who replaced Qassem Soleimani?", "--json")
     assert found.returncode == 0 and found.stderr == "", found.stderr
+
+
+# ------------------------------------------------------------------ 11. proper exit codes, never 70
+
+
+def test_env_file_that_is_not_utf8_is_a_usage_error(home):
+    (home.folder / ".env").write_bytes(b"RAG_TOP_K=3\nRAG_BACKEND=caf\xe9\n")
+    result = home.run("search", "Who replaced Qassem Soleimani?")
+    assert_one_line_error(result, USAGE)
+    assert result.stderr.strip() == (f"rag: error: {home.folder}/.env: not valid UTF-8 text (byte 27); "
+                                     "save it as UTF-8")
+
+
+MANIFEST_DAMAGE = {
+    "manifest a folder": (lambda home: _replace_by_folder(_live(home, "manifest.json")),
+                          "manifest.json: manifest unreadable (Is a directory)"),
+    "chunks.jsonl a folder": (lambda home: _replace_by_folder(_live(home, "chunks.jsonl")),
+                              "chunks.jsonl: unreadable (Is a directory)"),
+    "documents not a list": (lambda home: _rewrite_manifest(home, lambda m: m | {"documents": {"id": "x"}}),
+                             "manifest.json: manifest lacks required fields"),
+    "a document without its id": (lambda home: _rewrite_manifest(home, lambda m: m | {"documents": [{}]}),
+                                  "manifest.json: manifest lacks required fields"),
+    "no counts": (lambda home: _rewrite_manifest(home, lambda m: {k: v for k, v in m.items() if k != "counts"}),
+                  "manifest.json: manifest lacks required fields"),
+}
+
+
+@pytest.mark.parametrize("case", list(MANIFEST_DAMAGE))
+@pytest.mark.parametrize("command", [("index", "info"), ("search", "Who replaced Qassem Soleimani?")],
+                         ids=["info", "search"])
+def test_damaged_manifest_or_file_exits_4(home, case, command):
+    damage, message = MANIFEST_DAMAGE[case]
+    damage(home)
+    result = home.run(*command)
+    assert_one_line_error(result, CORRUPT)
+    assert result.stderr.strip() == f"rag: error: {home.settings.index_path}/{message}; rebuild with `rag index build`"
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/escape", "..", "a/b", ".hidden", ""])
+def test_index_name_must_stay_inside_the_index_folder(home, name):
+    before = sorted(p.name for p in home.folder.parent.iterdir())
+    for result in (home.run("index", "build", env={"RAG_INDEX_NAME": name}),
+                   home.run("search", "Ghaani", "--index-name", name)):
+        assert_one_line_error(result, USAGE)
+        assert result.stderr.strip().startswith("rag: error: invalid setting index_name: Value error, "
+                                                "RAG_INDEX_NAME must be a plain name")
+    assert sorted(p.name for p in home.folder.parent.iterdir()) == before
+    assert not list((home.folder / "index" / ".builds").glob("escape-*"))
