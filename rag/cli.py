@@ -116,6 +116,18 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
+def _stdin_lines():
+    """Lines of standard input decoded as UTF-8 whatever the locale or PYTHONIOENCODING asks: undecodable bytes
+    become lone surrogates, reported for their line only (a strict sys.stdin would end the whole command)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # replaced by a text stream (tests, embedding)
+        yield from sys.stdin
+        return
+    for raw in buffer:
+        # As text mode does (universal newlines), a lone carriage return ends a line too.
+        yield from raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n").split("\r")
+
+
 def _load_pipeline(args):
     from rag.pipeline import Pipeline
 
@@ -230,7 +242,7 @@ def cmd_ask(args) -> int:
             _print_answer(answer)
         return 0
     status = 0
-    for number, line in enumerate(sys.stdin, 1):
+    for number, line in enumerate(_stdin_lines(), 1):
         question = line.strip()
         if not question:
             continue

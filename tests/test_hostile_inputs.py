@@ -422,6 +422,22 @@ def test_unsupported_file_in_the_corpus_is_skipped_with_a_warning(home):
     assert found.returncode == 0 and found.stderr == "", found.stderr
 
 
+# ------------------------------------------------------------------ 10. standard input decoded strictly
+
+
+def test_undecodable_line_on_strict_stdin_is_reported_for_that_line_only(home):
+    lines = b"Who replaced Qassem Soleimani?\nWho replaced \xff\xfe Qassem Soleimani?\nWhere is Ghaani from?\n"
+    result = home.run("ask", "--json", "-", stdin=lines, env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert result.returncode == USAGE, result.stderr
+    assert result.stderr == ""
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3
+    assert "Esmail Ghaani" in records[0]["answer"]
+    assert records[1] == {"question": "Who replaced \ufffd\ufffd Qassem Soleimani?",
+                          "error": "question is not valid UTF-8 text"}
+    assert "answer" in records[2]
+
+
 # ------------------------------------------------------------------ 11. proper exit codes, never 70
 
 
