@@ -110,6 +110,9 @@ class Featurizer:
         self.df, self.n_sentences = df, max(len(index.sentences), 1)
         self.entities = EntityMatcher([s.text for s in index.sentences])
         self._entity_memo: dict[tuple[str, int], bool] = {}
+        # The same (term, sentence) pairs recur across candidates (context windows overlap) and questions.
+        self._term_memo: dict[tuple[str, int], float] = {}
+        self._entity_weights: dict[str, float] = {}
         self._typed_memo: dict[tuple[str, str, int], bool] = {}
 
     # ------------------------------------------------------------ corpus statistics
@@ -119,8 +122,21 @@ class Featurizer:
 
     def entity_weight(self, entity: str) -> float:
         """Rare names identify; names in most sentences ("Iran" in an article about Iran) barely do."""
-        terms = content_terms(entity)
-        return max((self.idf(t) for t in terms), default=1.0)
+        weight = self._entity_weights.get(entity)
+        if weight is None:
+            if len(self._entity_weights) > 50_000:
+                self._entity_weights = {}
+            weight = self._entity_weights[entity] = max((self.idf(t) for t in content_terms(entity)), default=1.0)
+        return weight
+
+    def term_in(self, term: str, sentence_id: int) -> float:
+        key = (term, sentence_id)
+        value = self._term_memo.get(key)
+        if value is None:
+            if len(self._term_memo) > 500_000:
+                self._term_memo = {}
+            value = self._term_memo[key] = _term_match(term, self.sentence_terms[sentence_id])
+        return value
 
     def analyze(self, question: str) -> QuestionInfo:
         return analyze(question, self.entities.known_names)
@@ -158,11 +174,12 @@ class Featurizer:
             found = self._typed_memo[key] = _typed(info, sentence.text)
         return found
 
-    def coverage(self, weights: dict[str, float], terms: frozenset[str]) -> float:
+    def coverage(self, weights: dict[str, float], sentence_ids: list[int]) -> float:
+        """Weighted share of the terms that the sentences contain (a term's best match in any of them)."""
         total = sum(weights.values())
         if not total:
             return 0.0
-        return sum(w * _term_match(t, terms) for t, w in weights.items()) / total
+        return sum(w * max(self.term_in(t, i) for i in sentence_ids) for t, w in weights.items()) / total
 
     def entity_share(self, info: QuestionInfo, sentences: list[Sentence]) -> float:
         if not info.entities:
@@ -201,9 +218,8 @@ class Featurizer:
         for i, sentence in enumerate(passages):
             terms = self.sentence_terms[sentence.id]
             context = self.context(sentence)
-            context_terms = frozenset().union(*(self.sentence_terms[s.id] for s in context))
-            lexical[i] = self.coverage(weights, terms)
-            lexical_ctx[i] = self.coverage(weights, context_terms)
+            lexical[i] = self.coverage(weights, [sentence.id])
+            lexical_ctx[i] = self.coverage(weights, [s.id for s in context])
             entities[i] = self.entity_share(info, context)
             typed[i] = float(self.typed(info, sentence))
             row = rows[i]
@@ -284,7 +300,6 @@ class Featurizer:
         chosen_sentences = [candidates.sentences[i] for i in chosen]
         entity_terms = set(content_terms(" ".join(info.entities)))
         predicate = {t: self.idf(t) for t in dict.fromkeys(info.terms) if t not in entity_terms and "-" not in t}
-        chosen_terms = frozenset().union(*(self.sentence_terms[s.id] for s in chosen_sentences))
         group = KIND_GROUPS.get(info.kind, "open")
         values = {
             "p_top": float(p[0]),
@@ -298,7 +313,7 @@ class Featurizer:
             "lexical_max": float(candidates.lexical.max()),
             "entities_chosen": self.entity_share(info, [c for s in chosen_sentences for c in self.context(s)]),
             "typed_chosen": float(any(candidates.typed[i] for i in chosen)),
-            "predicate_coverage": self.coverage(predicate, chosen_terms) if predicate else 1.0,
+            "predicate_coverage": self.coverage(predicate, [s.id for s in chosen_sentences]) if predicate else 1.0,
             "typed_question": float(group != "open"),
             **{f"kind_{g}": float(group == g) for g in GROUPS},
             "n_entities": min(len(info.entities), 4) / 4,
