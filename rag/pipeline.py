@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag import corpus
-from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest
+from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest, Reading
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
@@ -203,6 +203,29 @@ class Pipeline:
 
     # ------------------------------------------------------------ answering
 
+    def focused_passages(self, question: str, hits: list[Hit], n: int, index: Index | None = None) -> list[Sentence]:
+        """The ``n`` sentences of the retrieved chunks nearest the question (cosine of the stored sentence
+        vectors, plus a small bonus for the chunk's rank), each with the sentence before it in its paragraph as
+        context (pronouns and quote attributions point back), in document order: a short prompt for an LLM,
+        in an order that does not depend on the ranking (a server's prompt cache reuses common prefixes)."""
+        index = index or self.index
+        sentences, vectors = index.sentences, index.sentence_vectors
+        query = self.embedder.encode_query(question)
+        best_rank: dict[int, int] = {}
+        for hit in hits:
+            for sid in hit.chunk.sentence_ids:
+                best_rank[sid] = min(best_rank.get(sid, hit.rank), hit.rank)
+        scored = sorted(best_rank, key=lambda sid: (-(float(vectors[sid] @ query) + 0.1 / best_rank[sid]), sid))
+        wanted: set[int] = set()
+        for sid in scored[:n]:
+            wanted.add(sid)
+            before = sid - 1
+            if before >= 0 and sentences[before].source == sentences[sid].source and (
+                sentences[before].paragraph == sentences[sid].paragraph
+            ):
+                wanted.add(before)
+        return [sentences[i] for i in sorted(wanted)]
+
     def prepare(
         self, question: str, backend: AnswerBackend, k: int | None = None, snapshot: _Snapshot | None = None
     ) -> AnswerRequest:
@@ -210,30 +233,62 @@ class Pipeline:
         snap = snapshot or self._snapshot
         k = k or self.settings.top_k
         hits = snap.retriever.search(question, max(k, backend.passage_depth))
+        if backend.focused_sentences > 0:
+            found = hits + self._bridge_hits(question, hits, snap.retriever)
+            passages = self.focused_passages(question, found, backend.focused_sentences, snap.index)
+            return AnswerRequest(question, passages, hits[:k])
         nearest = self.nearest_sentences(question, backend.nearest_sentences, snap.index)
         passages = self.passages_for(hits + self._bridge_hits(question, hits, snap.retriever), snap.index, nearest)
         return AnswerRequest(question, passages, hits[:k])
 
-    def ask(self, question: str, backend: str | None = None, k: int | None = None) -> Answer:
+    def standalone_question(self, question: str, history: list | None, backend: str | None = None) -> str | None:
+        """A follow-up rewritten into a standalone question from ``history`` (earlier turns: dicts with
+        ``question`` and ``answer``, or (question, answer) pairs), or None when it needs no rewriting
+        (see ``rag.answer.followup``)."""
+        from rag.answer.followup import condense, turns_of
+
+        turns = turns_of(history, self.settings.max_question_chars)
+        if not turns:
+            return None
+        question = clean_text_input(question, self.settings.max_question_chars)
+        rewritten = condense(question, turns, self.backend(backend))
+        if rewritten is None:
+            return None
+        rewritten = clean_text_input(rewritten, self.settings.max_question_chars)
+        return rewritten if rewritten != question else None
+
+    def ask(self, question: str, backend: str | None = None, k: int | None = None,
+            history: list | None = None) -> Answer:
         result = None
-        for piece in self.ask_stream(question, backend=backend, k=k):
+        for piece in self.ask_stream(question, backend=backend, k=k, history=history):
             if isinstance(piece, Answer):
                 result = piece
         assert result is not None
         return result
 
-    def ask_stream(self, question: str, backend: str | None = None, k: int | None = None) -> Iterator[str | Answer]:
-        """Yield answer text pieces as the backend produces them, then the verified ``Answer``."""
+    def ask_stream(self, question: str, backend: str | None = None, k: int | None = None,
+                   history: list | None = None, progress: bool = False) -> Iterator[str | Answer | Reading]:
+        """Yield answer text pieces as the backend produces them, then the verified ``Answer``.
+
+        ``history``: the earlier turns of a conversation; a follow-up is rewritten into a standalone question,
+        which is what is retrieved and answered (``Answer.standalone_question``). ``progress``: also yield
+        ``Reading`` events while an LLM reads its prompt, before its first token."""
         started = time.perf_counter()
         question = clean_text_input(question, self.settings.max_question_chars)
         snap = self._snapshot
         chosen = self.backend(backend, snap)
         timings: dict[str, float] = {}
+        standalone = None
+        if history:
+            t = time.perf_counter()
+            standalone = self.standalone_question(question, history, backend)
+            timings["rewrite"] = (time.perf_counter() - t) * 1000
+        asked = standalone or question
         t = time.perf_counter()
-        self.embedder.encode_query(question)
+        self.embedder.encode_query(asked)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        request = self.prepare(question, chosen, k, snap)
+        request = self.prepare(asked, chosen, k, snap)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         pieces: list[str] = []
@@ -242,12 +297,20 @@ class Pipeline:
             if isinstance(piece, AnswerNote):
                 note = piece
                 continue
+            if isinstance(piece, Reading):
+                if progress:
+                    yield piece
+                continue
+            if not pieces and piece:
+                timings["first_token"] = (time.perf_counter() - t) * 1000
             pieces.append(piece)
             yield piece
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        answer = self.assemble(question, "".join(pieces), request.passages, chosen.name, snap.index, note)
+        answer = self.assemble(asked, "".join(pieces), request.passages, chosen.name, snap.index, note)
         timings["verify"] = (time.perf_counter() - t) * 1000
+        answer.question = question
+        answer.standalone_question = standalone
         answer.hits = request.hits
         answer.timings_ms = timings
         answer.latency_ms = (time.perf_counter() - started) * 1000
@@ -257,11 +320,14 @@ class Pipeline:
         self, question: str, raw: str, passages: list[Sentence], backend_name: str, index: Index | None = None,
         note: AnswerNote | None = None,
     ) -> Answer:
-        """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence (see
-        ``rag.answer.citations``); the short answer and confidence come from the backend's note when it has one."""
-        answer = assemble(question, raw, passages, backend_name, index or self.index, self.embedder.encode_query)
+        """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence and attribute
+        LLM sentences to the passages that support them (see ``rag.answer.citations``); the short answer and
+        confidence come from the backend's note when it has one."""
+        answer = assemble(question, raw, passages, backend_name, index or self.index, self.embedder.encode_query,
+                          unsupported=self.settings.llm_unsupported)
         if note is not None:
             answer.confidence = note.confidence
+            answer.prompt_tokens = note.prompt_tokens
         if not answer.abstained:
             answer.short_answer = (note.short_answer if note is not None and note.short_answer
                                    else self.short_answer(question, [c.text for c in answer.citations]))

@@ -82,7 +82,45 @@ class Settings(BaseSettings):
             "'openai-compatible:BASE_URL[#MODEL]'."
         ),
     )
-    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM backend request times out.")
+    llm_timeout: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "The former single LLM timeout, still honoured: when set, it is the default of both "
+            "RAG_LLM_FIRST_TOKEN_TIMEOUT and RAG_LLM_IDLE_TIMEOUT (which win when set themselves)."
+        ),
+    )
+    llm_first_token_timeout: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Seconds an LLM backend may take before the first token of its answer (a local model reads the "
+            "passages first: tens of seconds on a CPU). Unset: RAG_LLM_TIMEOUT if set, else 120."
+        ),
+    )
+    llm_idle_timeout: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Most seconds between two tokens once an LLM answer streams. Unset: RAG_LLM_TIMEOUT if set, else 30."
+        ),
+    )
+    llm_sentences: int = Field(
+        6,
+        ge=1,
+        le=40,
+        description=(
+            "Sentences of the retrieved chunks an LLM backend reads: the ones nearest the question, each with the "
+            "sentence before it as context, in document order."
+        ),
+    )
+    llm_unsupported: Literal["flag", "drop"] = Field(
+        "flag",
+        description=(
+            "What to do with an LLM answer sentence that no retrieved sentence supports, even after attribution: "
+            "'flag' (keep it, marked unsupported, with a warning) or 'drop' (remove it from the answer)."
+        ),
+    )
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for LLM backends.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question (in characters) accepted.")
     min_confidence: float | None = Field(
@@ -119,8 +157,9 @@ class Settings(BaseSettings):
             "corpus_dir", "index_dir", "index_name", "embed_model", "embed_backend", "model_cache_dir",
             "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "max_text_chars", "lock_timeout",
         ),
-        "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_temperature", "max_question_chars",
-                   "min_confidence", "answer_model"),
+        "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
+                   "llm_sentences", "llm_unsupported", "llm_temperature", "max_question_chars", "min_confidence",
+                   "answer_model"),
         "server": ("host", "port", "auth", "max_concurrency", "max_uploads", "max_queue", "server_backends"),
     }
 
@@ -145,6 +184,16 @@ class Settings(BaseSettings):
         """Backends a server lets its users pick: 'extractive', RAG_BACKEND and RAG_SERVER_BACKENDS."""
         extra = [b.strip() for b in self.server_backends.split(",") if b.strip()]
         return list(dict.fromkeys(["extractive", self.backend.strip(), *extra]))
+
+    @property
+    def first_token_timeout(self) -> float:
+        """RAG_LLM_FIRST_TOKEN_TIMEOUT, else RAG_LLM_TIMEOUT, else 120 s."""
+        return self.llm_first_token_timeout or self.llm_timeout or 120.0
+
+    @property
+    def idle_timeout(self) -> float:
+        """RAG_LLM_IDLE_TIMEOUT, else RAG_LLM_TIMEOUT, else 30 s."""
+        return self.llm_idle_timeout or self.llm_timeout or 30.0
 
     @property
     def index_path(self) -> Path:

@@ -74,6 +74,9 @@ class Citation:
     verdict: str = "unchecked"  # supported / partial / unsupported
     reason: str = ""
     section: str | None = None
+    # "model": the backend's own marker cited this span; "attributed": added after the answer was written,
+    # because the verifier found this span supports an answer sentence (rag.answer.citations).
+    origin: str = "model"
 
     def to_json(self) -> dict:
         return {
@@ -84,6 +87,7 @@ class Citation:
             "text": self.text,
             "verdict": self.verdict,
             "reason": self.reason,
+            "origin": self.origin,
         }
 
 
@@ -114,10 +118,17 @@ class Answer:
     # backend cannot estimate it. It is not the same as the sentence verdicts, which only say whether each
     # answer sentence is backed by the span it cites.
     confidence: float | None = None
+    # Tokens of the prompt the LLM read (as its server counted them; None for the extractive backend or a
+    # server that does not report usage).
+    prompt_tokens: int | None = None
+    # A follow-up question rewritten into a standalone one from the previous turns (what was retrieved);
+    # None when the question was asked without history or needed no rewriting.
+    standalone_question: str | None = None
 
     def to_json(self) -> dict:
         return {
             "question": self.question,
+            "standalone_question": self.standalone_question,
             "answer": self.answer,
             "abstained": self.abstained,
             "confidence": None if self.confidence is None else round(float(self.confidence), 4),
@@ -127,6 +138,7 @@ class Answer:
             "short_answer": self.short_answer,
             "checks": [asdict(c) for c in self.checks],
             "warnings": self.warnings,
+            "prompt_tokens": self.prompt_tokens,
         }
 
 

@@ -21,7 +21,7 @@ def answer_citing(pattern: str, template: str):
 
     def reply(body: dict) -> str:
         prompt = body["messages"][-1]["content"]
-        n = next(m.group(1) for m in re.finditer(r"^\[(\d+)\] \([^)]*\) (.*)$", prompt, re.M) if pattern in m.group(2))
+        n = next(m.group(1) for m in re.finditer(r"^\[(\d+)\] (.*)$", prompt, re.M) if pattern in m.group(2))
         return template.format(n=n)
 
     return reply
@@ -41,7 +41,7 @@ def test_openai_compatible_endpoint_streams_a_cited_answer(pipeline):
     assert answer.checks[0].verdict == "supported"
     request = server.requests[0]
     assert request["model"] == "tiny-model" and request["stream"] is True and request["temperature"] == 0.0
-    system, user = request["messages"][0]["content"], request["messages"][1]["content"]
+    system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
     assert NO_ANSWER in system and "<passages-" in user and "Question: Who replaced Qassem Soleimani?" in user
 
 

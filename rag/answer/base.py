@@ -35,6 +35,17 @@ class AnswerNote:
 
     confidence: float | None = None  # probability that the answer answers the question
     short_answer: str | None = None  # the span inside the cited sentences that answers it, when known
+    prompt_tokens: int | None = None  # tokens of the prompt, as the model's server counted them
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Yielded by a backend while it waits for the model's first token: the model is reading the passages.
+
+    Only consumers that ask for progress see it (``Pipeline.ask_stream(progress=True)``); it is never text."""
+
+    passages: int  # how many numbered passages the prompt holds
+    elapsed_s: float  # seconds since the request was sent
 
 
 class AnswerBackend(ABC):
@@ -43,7 +54,11 @@ class AnswerBackend(ABC):
     name: str = "backend"
     passage_depth: int = 0  # retrieve at least this many chunks for the passages (0: the top-k setting)
     nearest_sentences: int = 0  # also offer this many sentences nearest the question in embedding space
+    # >0: offer only this many sentences of the retrieved chunks (those nearest the question), each with the
+    # sentence before it as context, instead of whole chunks with their neighbours (short prompts for LLMs).
+    focused_sentences: int = 0
 
     @abstractmethod
-    def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote]:
-        """Yield the answer text in pieces (one piece is fine), optionally followed by one ``AnswerNote``."""
+    def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote | Reading]:
+        """Yield the answer text in pieces (one piece is fine), optionally followed by one ``AnswerNote``;
+        ``Reading`` events may come before the first piece."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import combinations
 from typing import TYPE_CHECKING
 
 from rag.answer.base import NO_ANSWER
 from rag.text import normalize
 from rag.types import Answer, Citation, SentenceCheck
-from rag.verify import UNSUPPORTED, clean_answer_sentence, judge, rank
+from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, clean_answer_sentence, judge, rank
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 MARKER = re.compile(r"\[(\d+)\]")
 _MARKERS_WITH_SPACE = re.compile(r"\s*\[\d+\]")
 _MARKED_PIECE = re.compile(r".+?(?:\s*\[\d+\])+[.!?]?(?=\s|$)", re.S)
+_PAIR_CANDIDATES = 4  # attribution tries pairs of this many most relevant passages
 _MASK = "\ue000"  # a private-use character: never in a document (normalised text), never a marker
 
 
@@ -80,6 +82,34 @@ def citation_for(n: int, sentence: Sentence, index: Index) -> Citation:
                     section=sentence.section)
 
 
+def attribute_sentence(
+    claim: str, passages: list[Sentence], similarity: Callable[[str, str], float]
+) -> tuple[list[int], Verdict | None]:
+    """The passages (0-based positions) that best support ``claim``: the best single sentence when the
+    verifier calls it supported, else the best pair of the most relevant sentences when together they are
+    (a claim that joins two facts), else the best single sentence when it is partial support; ``([], None)``
+    when no passage supports the claim even partially."""
+    if not passages:
+        return [], None
+    judged = [(judge(claim, p.text, similarity), i) for i, p in enumerate(passages)]
+    best_verdict, best = max(judged, key=lambda vi: (rank(vi[0].verdict), vi[0].score, -vi[1]))
+    if best_verdict.verdict == SUPPORTED:
+        return [best], best_verdict
+    top = sorted(judged, key=lambda vi: (-vi[0].score, vi[1]))[:_PAIR_CANDIDATES]
+    pairs = []
+    for (_, a), (_, b) in combinations(top, 2):
+        a, b = min(a, b), max(a, b)
+        together = judge(claim, f"{passages[a].text} {passages[b].text}", similarity)
+        if together.verdict == SUPPORTED:
+            pairs.append((together.score, -(b - a), [a, b], together))
+    if pairs:
+        _, _, pair, verdict = max(pairs, key=lambda p: (p[0], p[1]))
+        return pair, verdict
+    if best_verdict.verdict == PARTIAL:
+        return [best], best_verdict
+    return [], None
+
+
 def assemble(
     question: str,
     raw: str,
@@ -87,19 +117,29 @@ def assemble(
     backend_name: str,
     index: Index,
     encode: Callable[[str], object],
+    *,
+    attribute: bool | None = None,
+    unsupported: str = "flag",
 ) -> Answer:
     """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence.
 
     ``encode`` embeds text that is not an indexed sentence (the answer sentences of an LLM), for the
     verifier's similarity check; indexed sentences reuse their stored vectors.
+
+    With ``attribute`` (default: every backend but the extractive one, whose sentences are the passages
+    themselves), an answer sentence that its own markers do not fully support, or that has none, is
+    attributed after the fact: the retrieved sentences the verifier finds supporting it are cited too, as
+    citations with ``origin="attributed"``. A sentence that nothing supports stays flagged ``unsupported``
+    with a warning (``unsupported="flag"``) or is removed from the answer (``"drop"``).
     """
+    attribute = backend_name != "extractive" if attribute is None else attribute
     raw = raw.strip()
     masked, originals = _mask_quoted(raw, passages)
     warnings: list[str] = []
     valid = {n for n in map(int, MARKER.findall(masked)) if 1 <= n <= len(passages)}
     if not valid and (not raw or NO_ANSWER.lower().rstrip(".") in normalize(raw).lower()):
         return Answer(question, NO_ANSWER, True, [], backend_name, 0.0)
-    renumber: dict[int, int] = {}
+    renumber: dict[int, int] = {}  # passage number (1-based) -> citation number
     for n in map(int, MARKER.findall(masked)):
         if n in valid:
             renumber.setdefault(n, len(renumber) + 1)
@@ -115,31 +155,107 @@ def assemble(
         new: citation_for(new, passages[old - 1], index)
         for old, new in sorted(renumber.items(), key=lambda kv: kv[1])
     }
-    checks: list[SentenceCheck] = []
     vectors = {p.text: index.sentence_vectors[p.id] for p in passages}  # verified without re-embedding
+    encoded: dict[str, object] = {}
+
+    def vector(text: str):
+        found = vectors.get(text)
+        if found is None:
+            found = encoded.get(text)
+            if found is None:
+                found = encoded[text] = encode(text)
+        return found
 
     def similarity(a: str, b: str) -> float:
-        va, vb = vectors.get(a), vectors.get(b)
-        return float((va if va is not None else encode(a)) @ (vb if vb is not None else encode(b)))
+        return float(vector(a) @ vector(b))
 
+    pieces: list[tuple[str, str, list[int], str, str]] = []  # (masked piece, markers to add, cited, verdict, reason)
     for masked_sentence in split_answer(masked, {_mask_key(p.text, originals) for p in passages}):
         cited = [int(n) for n in MARKER.findall(masked_sentence) if int(n) in citations]
-        sentence = _unmask(masked_sentence, originals)
         if not clean_answer_sentence(_MARKERS_WITH_SPACE.sub("", masked_sentence)):
-            continue
-        if not cited:
-            checks.append(SentenceCheck(sentence, [], UNSUPPORTED, "no citation"))
+            pieces.append((masked_sentence, "", [], "", ""))  # a bare marker or emphasis: no claim to check
             continue
         claim = _unmask(_MARKERS_WITH_SPACE.sub("", masked_sentence), originals)
-        verdict = judge(claim, " ".join(citations[n].text for n in cited), similarity)
-        checks.append(SentenceCheck(sentence, cited, verdict.verdict, verdict.reason))
+        if cited:
+            verdict = judge(claim, " ".join(citations[n].text for n in cited), similarity)
+            outcome, reason = verdict.verdict, verdict.reason
+        else:
+            outcome, reason = UNSUPPORTED, "no citation"
+        added: list[int] = []
+        if attribute and outcome != SUPPORTED:
+            found, support = attribute_sentence(claim, passages, similarity)
+            for position in found:
+                n = renumber.get(position + 1)
+                if n is None:
+                    n = renumber[position + 1] = len(renumber) + 1
+                    citations[n] = citation_for(n, passages[position], index)
+                    citations[n].origin = "attributed"
+                if n not in cited:
+                    added.append(n)
+            if support is not None and rank(support.verdict) > rank(outcome):
+                together = judge(claim, " ".join(citations[n].text for n in [*cited, *added]), similarity)
+                outcome = together.verdict if rank(together.verdict) >= rank(support.verdict) else support.verdict
+                what = ", ".join(f"[{n}]" for n in added)
+                reason = f"{support.reason} (attributed: {what})" if added else support.reason
+        cited = [*cited, *added]
         for n in cited:
             own = judge(claim, citations[n].text, similarity)
             c = citations[n]
             if c.verdict == "unchecked" or rank(own.verdict) > rank(c.verdict):
                 c.verdict, c.reason = own.verdict, own.reason
-    text = _unmask(masked, originals)
-    return Answer(question, text, False, list(citations.values()), backend_name, 0.0, checks, None, warnings)
+        pieces.append((masked_sentence, "".join(f" [{n}]" for n in added), cited, outcome, reason))
+
+    # Rebuild the text: each sentence where it stood, with its attributed markers after its own, or removed.
+    out, cursor, kept = [], 0, []
+    for number, (masked_sentence, markers, cited, outcome, reason) in enumerate(pieces, 1):
+        at = masked.find(masked_sentence, cursor)
+        if at < 0:  # the splitter joined pieces across a gap: single spaces there
+            gap = " " if out else ""
+        else:
+            gap, cursor = masked[cursor:at], at + len(masked_sentence)
+        if outcome == UNSUPPORTED and attribute:
+            sentence = _unmask(_MARKERS_WITH_SPACE.sub("", masked_sentence), originals)
+            if unsupported == "drop":
+                warnings.append(f"dropped answer sentence {number}, which no retrieved passage supports: {sentence!r}")
+                continue
+            warnings.append(f"answer sentence {number} is not supported by any retrieved passage ({reason})")
+        out.append(gap + _with_markers(masked_sentence, markers))
+        if outcome:
+            kept.append((_with_markers(masked_sentence, markers), cited, outcome, reason))
+    if attribute:
+        masked = ("".join(out) + masked[cursor:]).strip()
+        if not kept:
+            return Answer(question, NO_ANSWER, True, [], backend_name, 0.0, [], None, warnings)
+    # Citations numbered 1..n by first appearance (attributed markers can come before a later model marker);
+    # a citation whose every sentence was dropped goes.
+    order: dict[int, int] = {}
+    for n in map(int, MARKER.findall(masked)):
+        if n in citations:
+            order.setdefault(n, len(order) + 1)
+
+    def number(match: re.Match) -> str:
+        return f"[{order.get(int(match.group(1)), int(match.group(1)))}]"
+
+    final = []
+    for old in sorted(order, key=order.get):
+        citation = citations[old]
+        citation.n = order[old]
+        final.append(citation)
+    checks = [SentenceCheck(_unmask(MARKER.sub(number, piece), originals), [order[n] for n in cited if n in order],
+                            outcome, reason) for piece, cited, outcome, reason in kept]
+    text = _unmask(MARKER.sub(number, masked), originals)
+    return Answer(question, text, False, final, backend_name, 0.0, checks, None, warnings)
+
+
+def _with_markers(sentence: str, markers: str) -> str:
+    """``sentence`` with ``markers`` (" [4] [5]") after its own trailing markers, or at its end."""
+    if not markers:
+        return sentence
+    trailing = re.search(r"(?:\s*\[\d+\])+[.!?]?$", sentence)
+    if trailing:
+        last = list(MARKER.finditer(sentence))[-1]
+        return sentence[: last.end()] + markers + sentence[last.end():]
+    return sentence.rstrip() + markers
 
 
 def _mask_key(text: str, originals: dict[str, str]) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerRequest
+from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading
 from rag.answer.prompts import fence, fence_tag, render
 from rag.errors import BackendError, UsageError
 
@@ -16,42 +19,87 @@ if TYPE_CHECKING:
 FALLBACK_HINT = "answer offline with --backend extractive (RAG_BACKEND=extractive)"
 
 
+EXAMPLE_FENCE = "passages-example"
+_HEARTBEAT_S = 1.0  # how often a Reading event is yielded while the model reads the prompt
+
+
 def format_passages(request: AnswerRequest) -> str:
-    lines = []
+    """The numbered sentences, one a line, in document order. A ``(source — section)`` line opens each run
+    of one document and section, and a blank line marks a gap between sentences that are not consecutive in
+    the document; neither is repeated per sentence (small models pay for every token of the prompt)."""
+    lines: list[str] = []
+    previous = None
     for n, sentence in enumerate(request.passages, start=1):
-        # The section heading is document text too: fenced like the sentence, or a heading could close the fence.
         where = sentence.source + (f" — {sentence.section}" if sentence.section else "")
-        lines.append(f"[{n}] ({fence(where)}) {fence(sentence.text)}")
+        if previous is None or where != previous[0]:
+            if lines:
+                lines.append("")
+            # The section heading is document text too: fenced like the sentence, or a heading could close it.
+            lines.append(f"({fence(where)})")
+        elif sentence.id != previous[1] + 1:
+            lines.append("")
+        lines.append(f"[{n}] {fence(sentence.text)}")
+        previous = (where, sentence.id)
     return "\n".join(lines)
 
 
 def build_messages(request: AnswerRequest) -> list[Any]:
-    from langchain_core.messages import HumanMessage, SystemMessage
+    """System rules, one worked example (a user and an assistant message), then the passages and question.
 
+    Everything before the last message is the same for every request (the passages' fence name, which is
+    random per request, appears only in the last message), so a server's prompt cache reuses it."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    from rag.answer.prompts import sections
+
+    example = sections("answer_example")
     passages = format_passages(request)
     tag = fence_tag(passages, request.question)
     return [
-        SystemMessage(render("answer_system", no_answer=NO_ANSWER, fence=tag)),
+        SystemMessage(render("answer_system", no_answer=NO_ANSWER)),
+        HumanMessage(render("answer_user", passages=example["passages"], question=example["question"],
+                            fence=EXAMPLE_FENCE)),
+        AIMessage(example["answer"]),
         HumanMessage(render("answer_user", passages=passages, question=request.question, fence=tag)),
     ]
 
 
-class LangChainBackend(AnswerBackend):
-    """Any LangChain chat model as an answer backend; tokens are streamed as they arrive."""
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # some providers stream content blocks
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return content or ""
 
-    def __init__(self, chat_model: Any, name: str, endpoint: str | None = None):
+
+class LangChainBackend(AnswerBackend):
+    """Any LangChain chat model as an answer backend; tokens are streamed as they arrive.
+
+    Two limits replace a single total timeout: the first token must come within ``first_token_timeout``
+    seconds (a local model reads the whole prompt first), then no gap between tokens may exceed
+    ``idle_timeout``. A long answer from a slow model is fine as long as it keeps coming."""
+
+    focused_sentences = 6
+
+    def __init__(self, chat_model: Any, name: str, endpoint: str | None = None, *,
+                 first_token_timeout: float = 120.0, idle_timeout: float = 30.0, focused_sentences: int = 6):
         self.chat_model, self.name, self.endpoint = chat_model, name, endpoint
+        self.first_token_timeout, self.idle_timeout = first_token_timeout, idle_timeout
+        self.focused_sentences = focused_sentences
 
     @classmethod
     def from_spec(cls, kind: str, arg: str, settings: Settings) -> LangChainBackend:
-        common = {"temperature": settings.llm_temperature, "timeout": settings.llm_timeout, "max_retries": 1}
+        first, idle = settings.first_token_timeout, settings.idle_timeout
+        # The HTTP client's own read timeout is only a backstop behind the two limits enforced while streaming.
+        http_timeout = max(first, idle) + 5.0
+        limits = {"first_token_timeout": first, "idle_timeout": idle, "focused_sentences": settings.llm_sentences}
+        common = {"temperature": settings.llm_temperature, "timeout": http_timeout, "max_retries": 1}
         try:
             if kind == "openai":
                 from langchain_openai import ChatOpenAI
 
                 if not os.environ.get("OPENAI_API_KEY"):
                     raise BackendError(f"backend 'openai:{arg}' needs OPENAI_API_KEY; or {FALLBACK_HINT}")
-                return cls(ChatOpenAI(model=arg, **common), f"openai:{arg}", "api.openai.com")
+                return cls(ChatOpenAI(model=arg, stream_usage=True, **common), f"openai:{arg}", "api.openai.com",
+                           **limits)
             if kind == "ollama":
                 from langchain_ollama import ChatOllama
 
@@ -62,9 +110,9 @@ class LangChainBackend(AnswerBackend):
                     model=arg,
                     base_url=base_url,
                     temperature=settings.llm_temperature,
-                    client_kwargs={"timeout": settings.llm_timeout},
+                    client_kwargs={"timeout": http_timeout},
                 )
-                return cls(model, f"ollama:{arg}", base_url)
+                return cls(model, f"ollama:{arg}", base_url, **limits)
             from langchain_openai import ChatOpenAI
 
             base_url, _, model_name = arg.partition("#")
@@ -74,27 +122,89 @@ class LangChainBackend(AnswerBackend):
                 model=model_name or "default",
                 base_url=base_url,
                 api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
+                stream_usage=True,  # the prompt's token count, when the server reports usage
                 **common,
             )
-            return cls(model, f"openai-compatible:{arg}", base_url)
+            return cls(model, f"openai-compatible:{arg}", base_url, **limits)
         except ImportError as exc:
             raise BackendError(f"backend '{kind}' needs a package that is not installed ({exc.name})") from None
 
-    def execute(self, request: AnswerRequest) -> Iterator[str]:
-        messages = build_messages(request)
+    def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote | Reading]:
+        usage: dict[str, int] = {}
+        yield from self._stream(build_messages(request), len(request.passages), usage)
+        yield AnswerNote(prompt_tokens=usage.get("input_tokens"))
+
+    def complete(self, system: str, user: str) -> str:
+        """One short completion (the follow-up condenser), under the same two limits."""
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        messages = [SystemMessage(system), HumanMessage(user)]
+        return "".join(p for p in self._stream(messages, 0, {}) if isinstance(p, str))
+
+    def _stream(self, messages: list[Any], passages: int, usage: dict[str, int]) -> Iterator[str | Reading]:
+        """The model's text pieces, from a worker thread, under the first-token and idle limits; ``Reading``
+        events every second until the first token. Fills ``usage`` with the server's token counts."""
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for chunk in self.chat_model.stream(messages):
+                    events.put(("chunk", chunk))
+                    if stop.is_set():
+                        break
+                events.put(("end", None))
+            except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="rag-llm-stream", daemon=True).start()
+        sent = last = time.monotonic()
+        streaming = False
         try:
-            for chunk in self.chat_model.stream(messages):
-                content = chunk.content
-                if isinstance(content, list):  # some providers stream content blocks
-                    content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-                if content:
-                    yield content
-        except BackendError:
-            raise
-        except Exception as exc:  # provider SDKs raise their own connection/timeout types
-            where = f" at {self.endpoint}" if self.endpoint else ""
-            kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
-            raise BackendError(
-                f"LLM backend '{self.name}'{where} {kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}; "
-                f"{FALLBACK_HINT}"
-            ) from None
+            while True:
+                limit = self.idle_timeout if streaming else self.first_token_timeout
+                now = time.monotonic()
+                deadline = last + limit
+                try:
+                    kind, item = events.get(timeout=max(0.0, min(deadline - now, _HEARTBEAT_S)))
+                except queue.Empty:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise self._timed_out(streaming, limit) from None
+                    if not streaming:
+                        yield Reading(passages, now - sent)
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise self._failed(item) from None
+                counts = getattr(item, "usage_metadata", None) or {}
+                for key in ("input_tokens", "output_tokens"):
+                    if counts.get(key):
+                        usage[key] = max(usage.get(key, 0), int(counts[key]))
+                text = _text_of(item.content)
+                if text:
+                    streaming, last = True, time.monotonic()
+                    yield text
+        finally:
+            stop.set()
+
+    def _where(self) -> str:
+        return f" at {self.endpoint}" if self.endpoint else ""
+
+    def _timed_out(self, streaming: bool, limit: float) -> BackendError:
+        if streaming:
+            what = f"stalled for {limit:g} s between two tokens (RAG_LLM_IDLE_TIMEOUT)"
+        else:
+            what = (f"sent no first token within {limit:g} s (RAG_LLM_FIRST_TOKEN_TIMEOUT; it may still be reading "
+                    f"the passages: a local model on a CPU needs time)")
+        return BackendError(f"LLM backend '{self.name}'{self._where()} timed out: {what}; {FALLBACK_HINT}")
+
+    def _failed(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, BackendError):
+            return exc
+        # Provider SDKs raise their own connection/timeout types.
+        kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return BackendError(f"LLM backend '{self.name}'{self._where()} {kind}: {type(exc).__name__}: {detail}; "
+                            f"{FALLBACK_HINT}")

@@ -43,6 +43,21 @@ def render(name: str, **values: str) -> str:
     return template.substitute(values)
 
 
+def sections(name: str) -> dict[str, str]:
+    """A prompt file cut into ``### name`` sections (the worked example: passages, question, answer)."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in _prompt_text(name).splitlines():
+        heading = re.fullmatch(r"###\s+(\w+)\s*", line)
+        if heading:
+            current = found.setdefault(heading.group(1), [])
+        elif current is not None:
+            current.append(line)
+    if not found:
+        raise PromptError(f"prompt '{name}': no '### section' headings")
+    return {key: "\n".join(lines).strip() for key, lines in found.items()}
+
+
 _FENCE_LIKE = re.compile(r"<\s*/?\s*passages?\b[^<>]*>", re.IGNORECASE)
 
 

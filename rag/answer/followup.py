@@ -1,0 +1,191 @@
+"""Follow-up questions: rewrite "How many fighters does it have?" into a standalone question from the earlier
+turns of the conversation, so that retrieval and the answerer see what the user means.
+
+Two ways, picked by the backend:
+
+- an LLM backend (one with a ``complete(system, user)`` method) is asked to condense the conversation and
+  the follow-up into one question (``prompts/condense_system.txt``, ``prompts/condense_user.txt``; the
+  earlier turns are fenced as data like passages are). An empty, multi-question or runaway reply falls back
+  to the rule below;
+- otherwise (the extractive backend) the entities of the previous question and answer are carried over: a
+  pronoun (he, his, it, they...) is replaced by the entity it most likely refers to, "What about X?" reuses
+  the previous question with X in place of its entity, and a question naming no entity at all gets the
+  previous turn's entities added.
+
+A question that names its own entities and holds no pronoun is taken as standalone and left alone (and no
+LLM is called for it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rag.answer.question import entity_phrases
+from rag.errors import UsageError
+
+if TYPE_CHECKING:
+    from rag.answer.base import AnswerBackend
+
+MAX_TURNS = 20  # turns accepted in a history (older ones are ignored)
+CONDENSE_TURNS = 3  # turns shown to an LLM when condensing
+_ANSWER_CHARS = 400  # of each earlier answer shown to an LLM
+
+_PERSONAL = {"he": "", "him": "", "his": "'s", "she": "", "her": "", "hers": "'s", "himself": "", "herself": ""}
+_IMPERSONAL = {"it": "", "its": "'s", "they": "", "them": "", "their": "'s", "theirs": "'s", "itself": ""}
+_PLACE = {"there": ""}
+_PRONOUN = re.compile(r"\b(" + "|".join(sorted({**_PERSONAL, **_IMPERSONAL, **_PLACE}, key=len, reverse=True))
+                      + r")\b", re.IGNORECASE)
+_ELLIPSIS = re.compile(r"^\s*(?:and\s+)?(?:what|how)\s+about\s+(?P<x>.+?)\s*[?.!]*\s*$"
+                       r"|^\s*and\s+(?P<y>[A-Z].*?)\s*[?.!]*\s*$", re.IGNORECASE)
+# Words that make an entity an organisation, a place or a thing rather than a person ("it", "they").
+_NOT_PERSON = {
+    "forces", "force", "hezbollah", "party", "army", "council", "organization", "organisation", "brigades",
+    "brigade", "guard", "guards", "corps", "state", "states", "militia", "militias", "movement", "group",
+    "ministry", "government", "front", "zone", "committee", "union", "nations", "agency", "reuters", "mobilization",
+    "mobilisation", "resistance", "embassy", "base", "house", "office", "company", "bank", "university",
+}
+_MARKERS = re.compile(r"\s*\[\d+\]")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange: the question as it was answered (its standalone form) and the answer text."""
+
+    question: str
+    answer: str
+    short_answer: str | None = None
+
+
+def turns_of(history: Iterable | None, max_chars: int = 2000) -> list[Turn]:
+    """Validate a history from a caller: a list of ``{"question", "answer"[, "short_answer"]}`` objects (the
+    API's and ``rag ask --json``'s field names; ``standalone_question`` is preferred to ``question`` when
+    present) or ``[question, answer]`` pairs. Only the last ``MAX_TURNS`` count."""
+    if history is None:
+        return []
+    if isinstance(history, str | bytes) or not isinstance(history, Iterable):
+        raise UsageError("history must be a list of {question, answer} objects or [question, answer] pairs")
+    turns = []
+    for item in list(history)[-MAX_TURNS:]:
+        if isinstance(item, dict):
+            question = item.get("standalone_question") or item.get("question")
+            answer, short = item.get("answer", ""), item.get("short_answer")
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            (question, answer), short = item, None
+        else:
+            raise UsageError("each history turn must be {question, answer} or [question, answer]")
+        if not isinstance(question, str) or not isinstance(answer or "", str) or not question.strip():
+            raise UsageError("each history turn needs a question (text) and an answer (text)")
+        if len(question) > max_chars or len(answer or "") > 20 * max_chars:
+            raise UsageError("a history turn is too long")
+        turns.append(Turn(question.strip(), _MARKERS.sub("", answer or "").strip(),
+                          short if isinstance(short, str) and short.strip() else None))
+    return turns
+
+
+def needs_context(question: str) -> bool:
+    """Whether a question leans on the conversation: it holds a pronoun, is an ellipsis ("What about X?",
+    "And X?"), or names no entity at all ("Why?", "When did that happen?")."""
+    return bool(_PRONOUN.search(question) or _ELLIPSIS.match(question) or not entity_phrases(question))
+
+
+def condense(question: str, turns: list[Turn], backend: AnswerBackend | None = None) -> str | None:
+    """The standalone form of ``question`` given the earlier ``turns``, or None when it needs none."""
+    if not turns or not needs_context(question):
+        return None
+    complete = getattr(backend, "complete", None)
+    if complete is not None:
+        rewritten = _condense_with_llm(question, turns, complete)
+        if rewritten:
+            return rewritten
+    return carry_entities(question, turns)
+
+
+# ------------------------------------------------------------------------------------------ with an LLM
+
+
+def _condense_with_llm(question: str, turns: list[Turn], complete) -> str | None:
+    from rag.answer.prompts import fence, fence_tag, render
+
+    lines = []
+    for turn in turns[-CONDENSE_TURNS:]:
+        answer = turn.answer if len(turn.answer) <= _ANSWER_CHARS else turn.answer[:_ANSWER_CHARS] + "…"
+        lines.append(f"User: {fence(turn.question)}\nAssistant: {fence(answer)}")
+    conversation = "\n".join(lines)
+    tag = fence_tag(conversation, question)
+    reply = complete(render("condense_system"), render("condense_user", conversation=conversation,
+                                                         question=fence(question), fence=tag))
+    return clean_condensed(reply, question)
+
+
+def clean_condensed(reply: str, question: str) -> str | None:
+    """The question inside an LLM's reply: its first line, without a "Standalone question:" label or quotes;
+    None when that is empty or implausible (far longer than a question)."""
+    line = next((ln.strip() for ln in (reply or "").splitlines() if ln.strip()), "")
+    line = re.sub(r"^(?:\*\*)?(?:standalone|rewritten|reformulated)?\s*question\s*:\s*(?:\*\*)?\s*", "", line,
+                  flags=re.IGNORECASE)
+    line = line.strip().strip("\"'“”‘’`").strip()
+    if not line or len(line) > 3 * len(question) + 200 or len(re.findall(r"\w+", line)) < 2:
+        return None
+    return line
+
+
+# ------------------------------------------------------------------------------------------ without an LLM
+
+
+def _is_person(entity: str) -> bool:
+    parts = entity.replace("-", " ").split()
+    return not any(p.lower().strip("'’.") in _NOT_PERSON for p in parts) and not entity.isupper()
+
+
+def _focus(turns: list[Turn]) -> tuple[list[str], list[str]]:
+    """Entities of the previous turn, most salient first: the previous short answer when it is a name, the
+    previous question's entities, then the answer's."""
+    last = turns[-1]
+    found: list[str] = []
+    if last.short_answer and entity_phrases(last.short_answer):
+        found += entity_phrases(last.short_answer)
+    asked = entity_phrases(last.question)
+    found += asked
+    found += [e for e in entity_phrases(last.answer) if e not in found][:3]
+    return list(dict.fromkeys(found)), asked
+
+
+def carry_entities(question: str, turns: list[Turn]) -> str | None:
+    """Rewrite a follow-up with the entities of the previous turn (see the module's docstring)."""
+    entities, asked = _focus(turns)
+    ellipsis = _ELLIPSIS.match(question)
+    if ellipsis:
+        new = (ellipsis.group("x") or ellipsis.group("y") or "").strip()
+        previous = turns[-1].question
+        for old in asked:
+            if old in previous:
+                return previous.replace(old, new, 1)
+        return f"{previous.rstrip(' ?.!')} ({new})?"
+    if not entities:
+        return None
+    pronoun = _PRONOUN.search(question)
+    if pronoun:
+        word = pronoun.group(1).lower()
+        people = [e for e in entities if _is_person(e)]
+        things = [e for e in entities if not _is_person(e)]
+        if word in _PERSONAL:
+            target = (people or entities)[0]
+            suffix = _PERSONAL[word]
+        elif word in _IMPERSONAL:
+            target = (things or asked or entities)[0]
+            suffix = _IMPERSONAL[word]
+        else:
+            target, suffix = (things or entities)[0], ""
+            if word == "there":
+                target = "in " + target
+        if word in ("her",) and re.match(r"\s+[a-z]+\b(?!\s*\?)", question[pronoun.end():]):
+            suffix = "'s"  # "her husband": possessive
+        return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
+    if entity_phrases(question):
+        return None
+    body = question.rstrip(" ?.!")
+    mark = question[len(body):].strip() or "?"
+    return f"{body} ({', '.join(entities[:3])}){mark[0]}"
