@@ -250,6 +250,7 @@ def test_backend_factory(pipeline):
             create_backend(bad, pipeline.settings, pipeline.index, pipeline.embedder)
 
 
+@pytest.mark.slow
 def test_unreachable_llm_endpoint_is_a_clear_error(pipeline):
     """A real HTTP client against a closed loopback port: a BackendError that says how to fall back."""
     from rag.errors import BackendError

@@ -81,6 +81,7 @@ def assert_error_line(result: subprocess.CompletedProcess, code: int, expected: 
 
 
 @pytest.mark.parametrize("question", ["", " \t  "], ids=["empty", "whitespace"])
+@pytest.mark.slow
 def test_empty_question_is_a_usage_error(home, question):
     assert_error_line(home.run("ask", question), USAGE, "question is empty")
 
@@ -124,6 +125,7 @@ def test_question_lines_are_cleaned_answered_or_rejected_one_by_one(home):
             assert record["question"].isprintable() and record["question"].isascii()
 
 
+@pytest.mark.slow
 def test_question_line_errors_name_the_line_on_stderr(home):
     result = home.run("ask", "-", stdin=_stdin_of(QUESTION_LINES))
     assert result.returncode == USAGE
@@ -156,6 +158,7 @@ def closed_port():
         yield sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_unreachable_llm_endpoint_exits_7(home, closed_port):
     url = f"http://127.0.0.1:{closed_port}/v1"
     result = home.run("ask", "--backend", f"openai-compatible:{url}#tiny", "Who is A.J.?",
@@ -165,6 +168,7 @@ def test_unreachable_llm_endpoint_exits_7(home, closed_port):
                                        "--backend extractive (RAG_BACKEND=extractive)")
 
 
+@pytest.mark.slow
 def test_slow_llm_endpoint_times_out_and_exits_7(home):
     # The stub would answer after 30 s; with RAG_LLM_TIMEOUT=1 the command gives up long before (the client
     # retries once), so the subprocess timeout of 25 s is a bound, not a measurement.
@@ -203,6 +207,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
+@pytest.mark.slow
 def test_bad_file_is_refused_by_index_add(home, tmp_path, kind):
     make, message = BAD_FILES[kind]
     path = make(tmp_path)
@@ -229,6 +234,7 @@ VALID_GOLD = {"id": "q1", "question": "Who replaced Qassem Soleimani?", "answers
     ],
     ids=["broken-json", "missing-key", "blank-question", "evidence-not-in-corpus"],
 )
+@pytest.mark.slow
 def test_malformed_gold_line_is_named_with_its_line_number(home, tmp_path, bad_line, message):
     gold = tmp_path / "gold.jsonl"
     # Line 2 is blank (allowed), so the bad record is on line 3.

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from rag.index import open_index
 from rag.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow  # answers while a document is indexed, in threads: tens of seconds
 
 
 def test_questions_are_answered_while_a_document_is_indexed(indexed_settings, embedder, tmp_path):

@@ -27,6 +27,8 @@ from tests.conftest import holding_index_lock
 from tests.test_bad_inputs import RagHome
 from tests.test_cli import assert_one_line_error
 
+pytestmark = pytest.mark.slow  # every test damages an index and rebuilds it with the real model
+
 ARTICLE_NAME = "2026-03-06-iran-proxies-iraq.txt"
 
 

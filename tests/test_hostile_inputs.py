@@ -144,6 +144,7 @@ def _files_and_index(home: RagHome) -> dict:
             "corpus": {p.name: p.read_bytes() for p in sorted(settings.corpus_dir.iterdir()) if p.is_file()}}
 
 
+@pytest.mark.slow
 def test_add_killed_before_its_index_is_committed_leaves_no_trace(home, talks):
     before = snapshot(home.settings)
     visible = _files_and_index(home)
@@ -158,6 +159,7 @@ def test_add_killed_before_its_index_is_committed_leaves_no_trace(home, talks):
     assert snapshot(home.settings) == before
 
 
+@pytest.mark.slow
 def test_add_killed_after_its_index_is_committed_is_completed_without_a_rebuild(home, talks, embedder):
     live_before = home.settings.index_path.resolve()
     died = _add_dying_at(home, talks, "move_in")
@@ -175,6 +177,7 @@ def test_add_killed_after_its_index_is_committed_is_completed_without_a_rebuild(
     assert stale_reason(home.settings, read_manifest(home.settings.index_path), embedder.info) is None
 
 
+@pytest.mark.slow
 def test_add_killed_while_embedding_leaves_corpus_and_index_as_they_were(home, rag_executable):
     """A real SIGKILL of `rag index add` while it embeds: the file never reaches the corpus."""
     before = snapshot(home.settings)
@@ -272,6 +275,7 @@ def test_text_file_over_the_text_limit_is_refused(home):
 
 
 @pytest.mark.parametrize("name", [".hidden_notes.txt", "..txt", ".md"])
+@pytest.mark.slow
 def test_hidden_file_name_is_refused_by_index_add(home, tmp_path, name):
     path = tmp_path / name
     path.write_text("Talks resumed in Muscat on Tuesday.", encoding="utf-8")
@@ -330,6 +334,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.slow
 def test_index_build_repairs_any_damage(home, damage):
     DAMAGE[damage](home)
     rebuilt = home.run("index", "build")
@@ -380,6 +385,7 @@ TAMPERED = {
 
 
 @pytest.mark.parametrize("case", list(TAMPERED))
+@pytest.mark.slow
 def test_tampered_binary_index_file_is_refused(home, case):
     damage, message = TAMPERED[case]
     damage(home)
@@ -405,6 +411,7 @@ def test_files_are_verified_once_at_load_not_per_question(indexed_settings, embe
 # ------------------------------------------------------------------ 9. files of other types in the corpus folder
 
 
+@pytest.mark.slow
 def test_unsupported_file_in_the_corpus_is_skipped_with_a_warning(home):
     (home.folder / "corpus" / "notes.docx").write_bytes(b"PK\x03\x04 not really a docx")
     live = home.settings.index_path.resolve()
@@ -466,6 +473,7 @@ MANIFEST_DAMAGE = {
 @pytest.mark.parametrize("case", list(MANIFEST_DAMAGE))
 @pytest.mark.parametrize("command", [("index", "info"), ("search", "Who replaced Qassem Soleimani?")],
                          ids=["info", "search"])
+@pytest.mark.slow
 def test_damaged_manifest_or_file_exits_4(home, case, command):
     damage, message = MANIFEST_DAMAGE[case]
     damage(home)
@@ -475,6 +483,7 @@ def test_damaged_manifest_or_file_exits_4(home, case, command):
 
 
 @pytest.mark.parametrize("name", ["../../escape", "/tmp/escape", "..", "a/b", ".hidden", ""])
+@pytest.mark.slow
 def test_index_name_must_stay_inside_the_index_folder(home, name):
     before = sorted(p.name for p in home.folder.parent.iterdir())
     for result in (home.run("index", "build", env={"RAG_INDEX_NAME": name}),

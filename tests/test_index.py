@@ -120,6 +120,7 @@ def _rebuild_after(settings, embedder, caplog) -> tuple[dict, str]:
     return index.manifest, caplog.text
 
 
+@pytest.mark.slow
 def test_changed_chunking_setting_rebuilds_with_a_warning(indexed_settings, embedder, caplog):
     settings = indexed_settings.model_copy(update={"chunk_sentences": 2})
     manifest, log = _rebuild_after(settings, embedder, caplog)
@@ -127,6 +128,7 @@ def test_changed_chunking_setting_rebuilds_with_a_warning(indexed_settings, embe
     assert manifest["chunking"]["chunk_sentences"] == 2
 
 
+@pytest.mark.slow
 def test_changed_corpus_file_rebuilds_with_a_warning(indexed_settings, embedder, caplog):
     article = indexed_settings.corpus_dir / ARTICLE_NAME
     article.write_text(article.read_text(encoding="utf-8") + "\n\nA late paragraph was added.\n", encoding="utf-8")
@@ -135,6 +137,7 @@ def test_changed_corpus_file_rebuilds_with_a_warning(indexed_settings, embedder,
     assert manifest["documents"][0]["sha256"] == sha256_bytes(article.read_bytes())
 
 
+@pytest.mark.slow
 def test_added_corpus_file_rebuilds_with_a_warning(indexed_settings, embedder, caplog):
     (indexed_settings.corpus_dir / "note.txt").write_text("Talks resumed in Muscat on Tuesday.", encoding="utf-8")
     manifest, log = _rebuild_after(indexed_settings, embedder, caplog)
@@ -142,6 +145,7 @@ def test_added_corpus_file_rebuilds_with_a_warning(indexed_settings, embedder, c
     assert manifest["counts"]["documents"] == 2
 
 
+@pytest.mark.slow
 def test_other_format_version_rebuilds_with_a_warning(indexed_settings, embedder, caplog):
     manifest_file = indexed_settings.index_path / "manifest.json"
     old = json.loads(manifest_file.read_text(encoding="utf-8"))
@@ -151,6 +155,7 @@ def test_other_format_version_rebuilds_with_a_warning(indexed_settings, embedder
     assert manifest["format_version"] == FORMAT_VERSION
 
 
+@pytest.mark.slow
 def test_hnsw_index_type_rebuilds_and_searches(indexed_settings, embedder, caplog):
     settings = indexed_settings.model_copy(update={"index_type": "hnsw"})
     manifest, _ = _rebuild_after(settings, embedder, caplog)
@@ -208,6 +213,7 @@ def test_missing_bm25_folder_is_a_clear_error(indexed_settings, embedder):
 # ---------------------------------------------------------------- concurrent builds
 
 
+@pytest.mark.slow
 def test_concurrent_builds_in_threads_run_one_after_the_other(indexed_settings, embedder, monkeypatch):
     import rag.index
 
@@ -245,6 +251,7 @@ def test_concurrent_builds_in_threads_run_one_after_the_other(indexed_settings, 
     assert load_index(indexed_settings.index_path).manifest == finished[-1].manifest
 
 
+@pytest.mark.slow
 def test_second_thread_build_with_no_wait_is_locked_out(indexed_settings, embedder, monkeypatch):
     import rag.index
 
@@ -381,6 +388,7 @@ GOOD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(GOOD_FILES))
+@pytest.mark.slow
 def test_valid_file_is_added_and_searchable(extendable, tmp_path, embedder, kind):
     name, data, question, answer, section = GOOD_FILES[kind]
     (added,) = extendable.add_documents([write_file(tmp_path / name, data)])
@@ -404,6 +412,7 @@ def test_valid_file_is_added_and_searchable(extendable, tmp_path, embedder, kind
 # ---------------------------------------------------------------- crash safety
 
 
+@pytest.mark.slow
 def test_killed_build_leaves_the_previous_index_loadable(indexed_settings, embedder, tmp_path, rag_executable):
     """Kill a real `rag index build` while it embeds a large corpus: the old index must still load."""
     live_before = indexed_settings.index_path.resolve()

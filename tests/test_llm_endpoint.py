@@ -59,6 +59,7 @@ def test_endpoint_misquote_is_flagged(pipeline):
     assert "not found verbatim" in answer.checks[0].reason
 
 
+@pytest.mark.slow
 def test_slow_endpoint_times_out_with_a_clear_error(pipeline):
     settings = pipeline.settings.model_copy(update={"llm_timeout": 0.5})
     from rag.answer import create_backend

@@ -16,6 +16,8 @@ from rag.embeddings import Embedder, resolve_model
 from rag.errors import ModelError
 from rag.settings import Settings
 
+pytestmark = pytest.mark.slow  # compares against sentence-transformers, which imports torch
+
 
 @pytest.fixture(scope="module")
 def model_info():

@@ -94,6 +94,7 @@ def hostile(tmp_path_factory, pipeline, embedder, gold):
 # ---------------------------------------------------------------------------------------------- documents are data
 
 
+@pytest.mark.slow
 def test_instructions_in_a_document_change_no_extractive_answer(hostile, gold):
     private, before = hostile
     assert {"ferry-notice.md", "dock-report.html"} <= set(private.index.documents)
@@ -260,6 +261,7 @@ def test_a_forged_traversal_source_reads_only_the_indexed_text(indexed_settings,
     assert "root:" not in html
 
 
+@pytest.mark.slow
 def test_document_ids_are_file_names_so_they_hold_no_path(indexed_settings, embedder, tmp_path):
     pipeline = Pipeline(indexed_settings, embedder, open_index(indexed_settings, embedder))
     nested = tmp_path / "a" / "b"
@@ -402,11 +404,13 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
+@pytest.mark.slow
 def test_rag_serve_listens_on_loopback_only(served):
     port, _ = served
     assert _listening_addresses(port) == {"127.0.0.1"}
 
 
+@pytest.mark.slow
 def test_served_app_refuses_files_outside_its_upload_cache(served):
     _, url = served
     for target in ("/etc/passwd", "../../../../etc/passwd", str(ROOT / "pyproject.toml")):
@@ -415,6 +419,7 @@ def test_served_app_refuses_files_outside_its_upload_cache(served):
         assert b"root:" not in body and b"[project]" not in body
 
 
+@pytest.mark.slow
 def test_served_app_refuses_uploads_over_the_size_limit(served):
     _, url = served
     boundary = "ragtestboundary"
@@ -435,6 +440,7 @@ def test_served_app_refuses_uploads_over_the_size_limit(served):
 
 
 @pytest.mark.parametrize("k", [-5, 10**9, 2.5])
+@pytest.mark.slow
 def test_api_holds_k_to_the_settings_range(served, k):
     from gradio_client import Client
 
