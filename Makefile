@@ -23,6 +23,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run        set up .venv, build the index if missing, launch the app"
 	@echo "make test       set up .venv, run the whole test suite"
+	@echo "make test-fast  the tests not marked slow (no rebuilds, servers, browser or wheel install)"
 	@echo "make install    (alias: venv) create .venv and install the project with its dev tools"
 	@echo "make index      build the default index if it is missing or stale"
 	@echo "make lint       ruff"
@@ -59,6 +60,10 @@ test: $(STAMP)
 	@$(BIN)/pytest -q $(PYTEST_ARGS); status=$$?; \
 		if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 		exit $$status
+
+# The fast suite for the edit-test loop: `pytest -m "not slow"`. `make test` stays the whole suite.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
