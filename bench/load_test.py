@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,9 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from rag.eval.metrics import percentile
+from rag.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "load_results.json"
@@ -149,15 +151,10 @@ def run_load(url: str, clients: int, questions_per_client: int, questions=QUESTI
     return finished, wall
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def _ms(values: list[float], q: float) -> float | None:
+    """The q-th percentile in ms, rounded (None when nothing was answered)."""
+    value = percentile(values, q)
+    return None if value is None else round(value, 1)
 
 
 def summarize(outcomes: list[Outcome], wall_s: float) -> dict:
@@ -169,19 +166,13 @@ def summarize(outcomes: list[Outcome], wall_s: float) -> dict:
         "wrong_answers": sum(o.wrong is not None for o in outcomes),
         "wall_s": round(wall_s, 3),
         "throughput_per_s": round(len(answered) / wall_s, 2) if wall_s > 0 else None,
-        "latency_ms": {name: round(percentile(latencies, q), 1) for name, q in
+        "latency_ms": {name: _ms(latencies, q) for name, q in
                        (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
                       | {"mean": round(sum(latencies) / len(latencies), 1) if latencies else None},
     }
 
 
 # ---------------------------------------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_serving(url: str, server: subprocess.Popen, log_file: Path, timeout_s: float = 180) -> None:
@@ -263,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},
         **summary,
-        "one_client_latency_ms": {"p50": round(percentile(unloaded_latencies, 50), 1),
+        "one_client_latency_ms": {"p50": _ms(unloaded_latencies, 50),
                                   "max": round(max(unloaded_latencies), 1)},
         "warm_up_problems": warm_up_problems,
         "failures": failures[:50],

@@ -28,7 +28,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -49,6 +48,7 @@ from rag.eval import (  # noqa: E402  (cheap: no LangChain, no model)
     locate_evidence,
     retrieval_scores,
 )
+from rag.net import free_port  # noqa: E402
 
 BENCH_DIR = ROOT / "bench"
 CORPUS = ROOT / "data" / "corpus"
@@ -183,12 +183,6 @@ def recall_at_3(rankings: list[list[tuple[str, int, int]]], answerable: list[Gol
 
 
 # ---------------------------------------------------------------- subprocess timing
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_env(index_dir: Path, **extra: str) -> dict:

@@ -33,6 +33,7 @@ import pytest
 from rag.documents import sha256_bytes
 from rag.errors import IndexCorruptError
 from rag.index import load_index, open_index
+from rag.net import free_port
 from rag.pipeline import Pipeline
 from tests.conftest import ROOT, make_settings
 from tests.openai_stub import OpenAIStub
@@ -45,7 +46,6 @@ from ui.app import (
     cited_passages,
     documents_table,
     evidence_passages,
-    free_port,
     header_html,
 )
 

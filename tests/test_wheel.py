@@ -153,7 +153,7 @@ def test_llm_backend_loads_its_prompts_from_the_package(venv, home):
 def test_rag_serve_answers_a_request(venv, home):
     from gradio_client import Client
 
-    from ui.app import free_port
+    from rag.net import free_port
 
     port = free_port()
     log = home / "serve.log"

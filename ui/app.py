@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import tempfile
 import threading
 from bisect import bisect_right
@@ -20,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from rag.errors import RagError, UsageError
+from rag.net import free_port
 from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
 from rag.settings import Settings
 from rag.types import search_json
@@ -511,12 +511,6 @@ def shared_pipeline(settings: Settings) -> Pipeline:
         if _pipeline is None:
             _pipeline = Pipeline.load(settings)
         return _pipeline
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def start(app: gr.Blocks, settings: Settings, *, share: bool = False, block: bool = True, quiet: bool = False):
