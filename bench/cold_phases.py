@@ -29,12 +29,12 @@ def main(question: str) -> dict[str, float]:
 
     settings = Settings()
     mark("import pydantic + settings")
-    from rag.embeddings import Embedder, resolve_model
+    from rag.embeddings import Embedder
     from rag.index import open_index
     from rag.pipeline import Pipeline
 
     mark("import rag modules")
-    embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+    embedder = Embedder.from_settings(settings)  # RAG_EMBED_BACKEND picks the engine being timed
     backend = embedder.backend
     mark(f"embedding model ready ({backend})")
     index = open_index(settings, embedder)

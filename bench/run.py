@@ -971,12 +971,12 @@ def main() -> int:
         if "article" not in skip:
             results["article"] = article_section(args, tmp, gold)
         else:  # the cold runs still need an index to answer from
-            from rag.embeddings import Embedder, resolve_model
+            from rag.embeddings import Embedder
             from rag.index import build_index
             from rag.settings import Settings
 
             settings = Settings(corpus_dir=CORPUS, index_dir=tmp / "index")
-            build_index(settings, Embedder(resolve_model(settings.embed_model, settings.model_cache_dir)))
+            build_index(settings, Embedder.from_settings(settings))
         results["cold"] = {}
         if "cold" not in skip:
             log("cold start: rag ask (onnx, then torch backend)")

@@ -63,11 +63,10 @@ def make_settings(tmp: Path, **overrides):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embeddings import Embedder, resolve_model
+    from rag.embeddings import Embedder
     from rag.settings import Settings
 
-    settings = Settings()
-    return Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+    return Embedder.from_settings(Settings())  # the environment's settings (RAG_EMBED_BACKEND, ...), as `rag` does
 
 
 @pytest.fixture(scope="session")
