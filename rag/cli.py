@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question, or '-' to read questions from standard input")
     _common(ask, k=True, backend=True)
 
+    chat = sub.add_parser(
+        "chat",
+        help="ask questions in a conversation: follow-ups are rewritten into standalone questions",
+        description="A question per line; a follow-up ('How many fighters does it have?') is rewritten from the "
+        "earlier turns into a standalone question, which is shown and is what gets retrieved. Type /reset to "
+        "start a new conversation, /quit (or end the input) to leave.",
+    )
+    _common(chat, k=True, backend=True)
+
     check = sub.add_parser("check", help="verdict on a claim or quote, with the supporting passages")
     check.add_argument("claim")
     _common(check, k=True)
@@ -152,8 +161,11 @@ def _print_answer(answer) -> None:
         print("(no answer: the retrieved passages do not contain it)")
     elif answer.confidence is not None:
         print(f"(confidence {answer.confidence:.0%}: estimated probability that this answer is right)")
+    if answer.prompt_tokens:
+        print(f"(prompt: {answer.prompt_tokens} tokens)")
     for c in answer.citations:
-        print(f"  [{c.n}] {c.source}:{c.start}-{c.end} ({c.verdict}) {c.text}")
+        origin = ", attributed" if getattr(c, "origin", "model") == "attributed" else ""
+        print(f"  [{c.n}] {c.source}:{c.start}-{c.end} ({c.verdict}{origin}) {c.text}")
     for w in answer.warnings:
         print(f"  warning: {w}")
 
@@ -229,9 +241,15 @@ def cmd_ask(args) -> int:
         else:
             answer = None
             streamed = False
-            for piece in pipeline.ask_stream(args.question, backend=args.backend, k=args.top_k):
-                if isinstance(piece, str):
+            from rag.answer import Reading
+
+            for piece in pipeline.ask_stream(args.question, backend=args.backend, k=args.top_k, progress=True):
+                if isinstance(piece, Reading):
+                    _progress_line(f"(the model is reading {piece.passages} passages… {piece.elapsed_s:.0f} s)")
+                elif isinstance(piece, str):
                     if pipeline.backend(args.backend).name != "extractive":
+                        if not streamed:
+                            _progress_line("")
                         sys.stdout.write(piece)
                         sys.stdout.flush()
                         streamed = True
@@ -261,6 +279,78 @@ def cmd_ask(args) -> int:
             print(f"Q: {answer.question}")
             _print_answer(answer)
             print()
+    return status
+
+
+def _progress_line(text: str) -> None:
+    """A transient status line on stderr (a terminal only): rewritten by the next, cleared with ""."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + text)
+        sys.stderr.flush()
+
+
+def cmd_chat(args) -> int:
+    from rag.answer import Reading, Rewritten
+
+    pipeline = _load_pipeline(args)
+    interactive = sys.stdin.isatty()
+    if interactive and not args.json:
+        print("Ask about the indexed articles; follow-up questions are understood. /reset starts over, /quit leaves.")
+    history: list[dict] = []
+    status = 0
+    lines = _stdin_lines()
+    while True:
+        if interactive:
+            sys.stdout.write("you> ")
+            sys.stdout.flush()
+        line = next(lines, None)
+        if line is None:
+            break
+        question = line.strip()
+        if not question:
+            continue
+        if question in ("/quit", "/exit"):
+            break
+        if question == "/reset":
+            history = []
+            if not args.json:
+                print("(new conversation)")
+            continue
+        answer, streamed = None, False
+        try:
+            for piece in pipeline.ask_stream(question, backend=args.backend, k=args.top_k, history=history,
+                                             progress=True):
+                if isinstance(piece, Rewritten):
+                    if not args.json:
+                        print(f"(searching for: {piece.question})")
+                elif isinstance(piece, Reading):
+                    if not args.json:
+                        _progress_line(f"(the model is reading {piece.passages} passages… {piece.elapsed_s:.0f} s)")
+                elif isinstance(piece, str):
+                    if not args.json and pipeline.backend(args.backend).name != "extractive":
+                        if not streamed:
+                            _progress_line("")
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
+                        streamed = True
+                else:
+                    answer = piece
+        except UsageError as exc:
+            status = exc.exit_code
+            if args.json:
+                _print_json({"question": question, "error": str(exc)})
+            else:
+                print(f"rag: error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            _print_json(answer.to_json())
+        else:
+            if streamed:
+                print("\n")
+            _print_answer(answer)
+            print()
+        history.append({"question": answer.standalone_question or answer.question, "answer": answer.answer,
+                        "short_answer": answer.short_answer})
     return status
 
 
@@ -306,8 +396,8 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval,
-            "serve": cmd_serve}
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "check": cmd_check,
+            "eval": cmd_eval, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag import corpus
-from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest, Reading
+from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest, Reading, Rewritten
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
@@ -267,12 +267,13 @@ class Pipeline:
         return result
 
     def ask_stream(self, question: str, backend: str | None = None, k: int | None = None,
-                   history: list | None = None, progress: bool = False) -> Iterator[str | Answer | Reading]:
+                   history: list | None = None, progress: bool = False,
+                   ) -> Iterator[str | Answer | Reading | Rewritten]:
         """Yield answer text pieces as the backend produces them, then the verified ``Answer``.
 
         ``history``: the earlier turns of a conversation; a follow-up is rewritten into a standalone question,
-        which is what is retrieved and answered (``Answer.standalone_question``). ``progress``: also yield
-        ``Reading`` events while an LLM reads its prompt, before its first token."""
+        which is what is retrieved and answered (``Answer.standalone_question``). ``progress``: also yield a
+        ``Rewritten`` event with that question, and ``Reading`` events while an LLM reads its prompt."""
         started = time.perf_counter()
         question = clean_text_input(question, self.settings.max_question_chars)
         snap = self._snapshot
@@ -283,6 +284,8 @@ class Pipeline:
             t = time.perf_counter()
             standalone = self.standalone_question(question, history, backend)
             timings["rewrite"] = (time.perf_counter() - t) * 1000
+            if standalone and progress:
+                yield Rewritten(standalone)
         asked = standalone or question
         t = time.perf_counter()
         self.embedder.encode_query(asked)

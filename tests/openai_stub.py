@@ -15,8 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class OpenAIStub:
-    def __init__(self, reply: str | Callable[[dict], str] = "", delay: float = 0.0):
+    """``delay``: seconds before the response starts; ``first_token_delay``: seconds between the response's
+    headers and its first chunk (a model reading its prompt); ``chunk_delay``: seconds between chunks;
+    ``prompt_tokens``: reported in a final usage chunk when the client asks for it (stream_options)."""
+
+    def __init__(self, reply: str | Callable[[dict], str] = "", delay: float = 0.0, *, first_token_delay: float = 0.0,
+                 chunk_delay: float = 0.0, prompt_tokens: int = 0):
         self.reply, self.delay = reply, delay
+        self.first_token_delay, self.chunk_delay, self.prompt_tokens = first_token_delay, chunk_delay, prompt_tokens
         self.requests: list[dict] = []
         stub = self
 
@@ -34,11 +40,22 @@ class OpenAIStub:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
-                    for i in range(0, len(text), 7):
-                        self._event({"choices": [{"index": 0, "delta": {"content": text[i : i + 7]},
-                                                  "finish_reason": None}]})
-                    self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                    try:
+                        time.sleep(stub.first_token_delay)
+                        for i in range(0, len(text), 7):
+                            if i and stub.chunk_delay:
+                                time.sleep(stub.chunk_delay)
+                            self._event({"choices": [{"index": 0, "delta": {"content": text[i : i + 7]},
+                                                      "finish_reason": None}]})
+                        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                        if stub.prompt_tokens and (body.get("stream_options") or {}).get("include_usage"):
+                            self._event({"choices": [], "usage": {"prompt_tokens": stub.prompt_tokens,
+                                                                  "completion_tokens": len(text) // 4,
+                                                                  "total_tokens": stub.prompt_tokens + len(text) // 4}})
+                        self.wfile.write(b"data: [DONE]\n\n")
+                    except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+                        pass
                     return
                 payload = json.dumps({
                     "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),

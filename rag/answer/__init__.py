@@ -6,7 +6,8 @@ parts every backend shares: question analysis (``question``), features and the l
 Importing this package is cheap; nothing heavy is imported until a backend is created.
 """
 
-from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading
+from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading, Rewritten
 from rag.answer.registry import BACKEND_HELP, create_backend
 
-__all__ = ["BACKEND_HELP", "NO_ANSWER", "AnswerBackend", "AnswerNote", "AnswerRequest", "Reading", "create_backend"]
+__all__ = ["BACKEND_HELP", "NO_ANSWER", "AnswerBackend", "AnswerNote", "AnswerRequest", "Reading", "Rewritten",
+           "create_backend"]

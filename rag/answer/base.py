@@ -48,6 +48,14 @@ class Reading:
     elapsed_s: float  # seconds since the request was sent
 
 
+@dataclass(frozen=True)
+class Rewritten:
+    """Yielded by ``Pipeline.ask_stream(progress=True)`` before retrieval when a follow-up question was
+    rewritten into a standalone one (``question``): what is retrieved and answered."""
+
+    question: str
+
+
 class AnswerBackend(ABC):
     """Turns a question and numbered passages into answer text with ``[n]`` citation markers."""
 

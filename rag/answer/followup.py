@@ -111,7 +111,8 @@ def _condense_with_llm(question: str, turns: list[Turn], complete) -> str | None
 
     lines = []
     for turn in turns[-CONDENSE_TURNS:]:
-        answer = turn.answer if len(turn.answer) <= _ANSWER_CHARS else turn.answer[:_ANSWER_CHARS] + "…"
+        answer = _MARKERS.sub("", turn.answer).strip()
+        answer = answer if len(answer) <= _ANSWER_CHARS else answer[:_ANSWER_CHARS] + "…"
         lines.append(f"User: {fence(turn.question)}\nAssistant: {fence(answer)}")
     conversation = "\n".join(lines)
     tag = fence_tag(conversation, question)
@@ -135,56 +136,80 @@ def clean_condensed(reply: str, question: str) -> str | None:
 # ------------------------------------------------------------------------------------------ without an LLM
 
 
-def _is_person(entity: str) -> bool:
-    parts = entity.replace("-", " ").split()
-    return not any(p.lower().strip("'’.") in _NOT_PERSON for p in parts) and not entity.isupper()
+def _entities(text: str | None) -> list[str]:
+    """Entity phrases anywhere in ``text`` (a single capitalised word opening it counts too: "Erbil")."""
+    return entity_phrases("about " + text) if text else []
 
 
-def _focus(turns: list[Turn]) -> tuple[list[str], list[str]]:
-    """Entities of the previous turn, most salient first: the previous short answer when it is a name, the
-    previous question's entities, then the answer's."""
+def _organisation(entity: str) -> bool:
+    words = entity.replace("-", " ").split()
+    return any(w.lower().strip("'’.") in _NOT_PERSON for w in words) or (len(entity) >= 3 and entity.isupper())
+
+
+def _person(entity: str) -> bool:
+    return not _organisation(entity) and not entity.isupper() and "." not in entity[:-1]
+
+
+def _multiword(entity: str) -> bool:
+    return len(entity.replace("-", " ").split()) >= 2
+
+
+def _referent(word: str, turns: list[Turn]) -> str | None:
+    """The entity a pronoun most likely points to in the previous turn."""
     last = turns[-1]
-    found: list[str] = []
-    if last.short_answer and entity_phrases(last.short_answer):
-        found += entity_phrases(last.short_answer)
-    asked = entity_phrases(last.question)
-    found += asked
-    found += [e for e in entity_phrases(last.answer) if e not in found][:3]
-    return list(dict.fromkeys(found)), asked
+    asked, short, said = _entities(last.question), _entities(last.short_answer), _entities(last.answer)
+    asked_who = re.match(r"\s*(?:who|whom)\b", last.question, re.IGNORECASE) is not None
+    if word in _PERSONAL:
+        ranked = [
+            *(short if asked_who else []),
+            *([e for e in said if _person(e) and e not in last.question] if asked_who else []),
+            *[e for e in asked if _person(e) and _multiword(e)],
+            *[e for e in short if _person(e)],
+            *[e for e in said if _person(e) and _multiword(e)],
+            *[e for e in asked if _person(e)],
+            *[e for e in said if _person(e)],
+        ]
+    else:
+        ranked = [
+            *[e for e in asked if _organisation(e)],
+            *short,
+            *[e for e in said if _organisation(e)],
+            *asked,
+            *said,
+        ]
+    return ranked[0] if ranked else None
 
 
 def carry_entities(question: str, turns: list[Turn]) -> str | None:
     """Rewrite a follow-up with the entities of the previous turn (see the module's docstring)."""
-    entities, asked = _focus(turns)
+    last = turns[-1]
     ellipsis = _ELLIPSIS.match(question)
     if ellipsis:
         new = (ellipsis.group("x") or ellipsis.group("y") or "").strip()
-        previous = turns[-1].question
-        for old in asked:
-            if old in previous:
-                return previous.replace(old, new, 1)
-        return f"{previous.rstrip(' ?.!')} ({new})?"
-    if not entities:
-        return None
+        asked = [e for e in _entities(last.question) if e in last.question]
+        if asked:  # the previous question, about X instead of its entity most like X (a name for a name)
+            size = len(new.replace("-", " ").split())
+            old = min(asked, key=lambda e: (abs(len(e.replace("-", " ").split()) - size), -len(e)))
+            return last.question.replace(old, new, 1)
+        return f"{last.question.rstrip(' ?.!')} ({new})?"
     pronoun = _PRONOUN.search(question)
     if pronoun:
         word = pronoun.group(1).lower()
-        people = [e for e in entities if _is_person(e)]
-        things = [e for e in entities if not _is_person(e)]
-        if word in _PERSONAL:
-            target = (people or entities)[0]
-            suffix = _PERSONAL[word]
-        elif word in _IMPERSONAL:
-            target = (things or asked or entities)[0]
-            suffix = _IMPERSONAL[word]
-        else:
-            target, suffix = (things or entities)[0], ""
-            if word == "there":
-                target = "in " + target
-        if word in ("her",) and re.match(r"\s+[a-z]+\b(?!\s*\?)", question[pronoun.end():]):
+        target = _referent(word, turns)
+        if target is None:
+            return None
+        suffix = {**_PERSONAL, **_IMPERSONAL}.get(word, "")
+        if word == "her" and re.match(r"\s+[a-z]+\b(?!\s*\?)", question[pronoun.end():]):
             suffix = "'s"  # "her husband": possessive
+        if word == "there":
+            target = "in " + target
+        if suffix == "'s" and target.endswith("s"):
+            suffix = "'"  # "Forces'"
         return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
     if entity_phrases(question):
+        return None
+    entities = list(dict.fromkeys([*_entities(last.question), *_entities(last.short_answer)]))
+    if not entities:
         return None
     body = question.rstrip(" ?.!")
     mark = question[len(body):].strip() or "?"

@@ -1,0 +1,144 @@
+"""Conversations: follow-up questions answered with the earlier turns as history.
+
+``eval/conversations.jsonl`` holds one conversation per line: ``{"id", "turns": [{"question", "answers"}]}``,
+where ``answers`` are aliases (as in the gold sets) and every turn after the first leans on the ones before
+("What does he lack?"). Each turn is asked with the system's *own* earlier answers as history (as a user
+would see them), and is correct when its answer contains an alias.
+
+    .venv/bin/python -m rag.eval.conversations [--backend SPEC] [--no-rewrite] [--json]
+
+also prints, for LLM backends, the figures the README reports: markers the model wrote per answer, attributed
+citations, unsupported sentences, prompt tokens, time to first token and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from rag.eval.metrics import contains_alias
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "eval" / "conversations.jsonl"
+
+
+def load_conversations(path: str | Path = DEFAULT_PATH) -> list[dict]:
+    conversations = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        turns = record.get("turns")
+        if not isinstance(turns, list) or not turns or not all(
+            isinstance(t, dict) and isinstance(t.get("question"), str) and isinstance(t.get("answers"), list)
+            for t in turns
+        ):
+            raise ValueError(f"{path}:{number}: expected {{id, turns: [{{question, answers}}]}}")
+        conversations.append(record)
+    return conversations
+
+
+def answer_figures(answer) -> dict[str, Any]:
+    """What an answer says about how its citations came about."""
+    origin = {c.n: c.origin for c in answer.citations}
+    model_markers = sum(1 for check in answer.checks for n in check.cited if origin.get(n) == "model")
+    return {
+        "sentences": len(answer.checks),
+        "model_markers": model_markers,
+        "sentences_with_model_marker": sum(any(origin.get(n) == "model" for n in c.cited) for c in answer.checks),
+        "attributed_citations": sum(1 for c in answer.citations if c.origin == "attributed"),
+        "unsupported_sentences": sum(c.verdict == "unsupported" for c in answer.checks),
+        "supported_sentences": sum(c.verdict == "supported" for c in answer.checks),
+    }
+
+
+def run_conversations(pipeline, conversations: list[dict], backend: str | None = None, k: int | None = None,
+                      rewrite: bool = True, log=None) -> dict[str, Any]:
+    """Ask every turn (follow-ups with the earlier turns as history unless ``rewrite`` is False)."""
+    results = []
+    for conversation in conversations:
+        history: list[dict] = []
+        for number, turn in enumerate(conversation["turns"], 1):
+            answer = pipeline.ask(turn["question"], backend=backend, k=k, history=history if rewrite else None)
+            correct = (not answer.abstained) and contains_alias(answer.answer, turn["answers"])
+            record = {
+                "id": conversation["id"], "turn": number, "question": turn["question"],
+                "standalone_question": answer.standalone_question, "answer": answer.answer,
+                "abstained": answer.abstained, "correct": correct, "latency_ms": round(answer.latency_ms, 1),
+                "first_token_ms": round(answer.timings_ms.get("first_token", 0.0), 1) or None,
+                "rewrite_ms": round(answer.timings_ms.get("rewrite", 0.0), 1) or None,
+                "prompt_tokens": answer.prompt_tokens, **answer_figures(answer),
+            }
+            results.append(record)
+            if log is not None:
+                log(record)
+            history.append({"question": answer.standalone_question or answer.question, "answer": answer.answer,
+                            "short_answer": answer.short_answer})
+    return {"metrics": summarize(results), "results": results}
+
+
+def summarize(results: list[dict]) -> dict[str, Any]:
+    def share(rows: list[dict]) -> float | None:
+        return round(sum(r["correct"] for r in rows) / len(rows), 4) if rows else None
+
+    def mean(key: str, rows: list[dict] = results) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return round(statistics.mean(values), 2) if values else None
+
+    answered = [r for r in results if not r["abstained"]]
+    followups = [r for r in results if r["turn"] > 1]
+    return {
+        "turns": len(results),
+        "followups": len(followups),
+        "accuracy_first_turns": share([r for r in results if r["turn"] == 1]),
+        "accuracy_followups": share(followups),
+        "accuracy_all": share(results),
+        "rewritten_followups": sum(bool(r["standalone_question"]) for r in followups),
+        "abstained": len(results) - len(answered),
+        "model_markers_per_answer": mean("model_markers", answered),
+        "sentences_with_model_marker": round(sum(r["sentences_with_model_marker"] for r in answered)
+                                             / max(1, sum(r["sentences"] for r in answered)), 4),
+        "attributed_citations_per_answer": mean("attributed_citations", answered),
+        "unsupported_sentences_per_answer": mean("unsupported_sentences", answered),
+        "supported_sentence_share": round(sum(r["supported_sentences"] for r in answered)
+                                          / max(1, sum(r["sentences"] for r in answered)), 4),
+        "prompt_tokens_mean": mean("prompt_tokens"),
+        "first_token_ms_mean": mean("first_token_ms"),
+        "rewrite_ms_mean": mean("rewrite_ms", followups),
+        "latency_ms_mean": mean("latency_ms"),
+        "latency_ms_p50": statistics.median([r["latency_ms"] for r in results]) if results else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rag.eval.conversations", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conversations", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--backend")
+    parser.add_argument("--k", type=int)
+    parser.add_argument("--no-rewrite", action="store_true", help="ask follow-ups without history (baseline)")
+    parser.add_argument("--json", action="store_true", help="print the metrics and results as one JSON object")
+    args = parser.parse_args(argv)
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline.load()
+
+    def log(r: dict) -> None:
+        mark = "✓" if r["correct"] else "✗"
+        asked = f" -> {r['standalone_question']}" if r["standalone_question"] else ""
+        print(f"{mark} {r['id']}.{r['turn']} {r['question']}{asked}\n    {r['answer'][:200]}", file=sys.stderr)
+
+    report = run_conversations(pipeline, load_conversations(args.conversations), backend=args.backend, k=args.k,
+                               rewrite=not args.no_rewrite, log=log)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        for key, value in report["metrics"].items():
+            print(f"{key:36} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

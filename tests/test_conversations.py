@@ -1,0 +1,43 @@
+"""Follow-up questions over the bundled article with the extractive backend: eval/conversations.jsonl (14
+conversations of two and three turns, 18 follow-ups), each follow-up asked with the system's own earlier
+answers as history, rewritten by carrying over entities (rag.answer.followup).
+
+Measured with the shipped answer model: 14 of 18 follow-ups answered (77.8 %; 61.1 % when the same
+follow-ups are asked without history). The four misses: c01.3 and c03.3 are rewritten right but the answerer
+abstains or picks another sentence; c11.3 resolves "his party" to the previous answer's name (Nouri
+al-Maliki) instead of the man asked about two turns back; c12.2 ("the embassy assault") names no entity to
+carry. The threshold sits just under the measured share, not at 100 %."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.eval.conversations import load_conversations, run_conversations
+
+MEASURED_FOLLOWUPS = 14 / 18
+
+
+@pytest.fixture(scope="module")
+def report(pipeline):
+    return run_conversations(pipeline, load_conversations())
+
+
+def test_conversation_set_is_large_enough():
+    conversations = load_conversations()
+    assert len(conversations) >= 10
+    assert all(2 <= len(c["turns"]) <= 3 for c in conversations)
+
+
+def test_follow_ups_are_answered(report):
+    metrics = report["metrics"]
+    assert metrics["followups"] == 18
+    assert metrics["accuracy_followups"] >= MEASURED_FOLLOWUPS - 0.06, metrics  # 13 of 18 or better
+    assert metrics["rewritten_followups"] >= 15  # every follow-up but the few that name their own entity
+
+
+def test_rewritten_question_is_shown_and_retrieved(report):
+    by_turn = {(r["id"], r["turn"]): r for r in report["results"]}
+    assert by_turn[("c01", 2)]["standalone_question"] == "What does Esmail Ghaani lack?"
+    assert by_turn[("c02", 2)]["standalone_question"] == "How big is Popular Mobilization Forces' annual budget?"
+    assert by_turn[("c14", 2)]["standalone_question"] == "When did Israel kill Qassem Soleimani?"
+    assert by_turn[("c01", 2)]["correct"] and by_turn[("c02", 2)]["correct"]

@@ -1,0 +1,132 @@
+"""Follow-up questions: rewriting without a model (entity carry-over), with an LLM (LangChain's fake chat model
+and the loopback OpenAI stub), history validation, and the API of Pipeline.ask(history=...)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer.followup import Turn, carry_entities, clean_condensed, condense, needs_context, turns_of
+from rag.errors import UsageError
+
+GHAANI = Turn("Who replaced Qassem Soleimani?",
+              "Soleimani's replacement, Esmail Ghaani, lacks the same stature and authority, many militia figures "
+              "say. [1]", "Esmail Ghaani")
+PMF = Turn("How many fighters does the Popular Mobilization Forces have?",
+           "They also came to dominate the Popular Mobilization Forces, a 150,000-strong state paramilitary umbrella "
+           "organization formed to fight Islamic State. [1]", "150,000")
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Who replaced Qassem Soleimani?", False),
+    ("What does he lack?", True),
+    ("How big is its budget?", True),
+    ("What about Hezbollah?", True),
+    ("Why?", True),
+])
+def test_needs_context(question, expected):
+    assert needs_context(question) is expected
+
+
+def test_pronouns_take_the_entity_of_the_previous_turn():
+    # "Who ...?" answered with a name: "he" is the answer, not the man asked about.
+    assert carry_entities("What does he lack?", [GHAANI]) == "What does Esmail Ghaani lack?"
+    assert carry_entities("How big is its annual budget?", [PMF]) == \
+        "How big is Popular Mobilization Forces' annual budget?"
+    stansfield = Turn("What did Gareth Stansfield say Iraqi militia leaders want?", "... Western healthcare ...",
+                      "Western healthcare")
+    assert carry_entities("Where is he a professor?", [stansfield]) == "Where is Gareth Stansfield a professor?"
+
+
+def test_ellipsis_reuses_the_previous_question():
+    previous = Turn("When did Israel kill Hassan Nasrallah?", "... in September 2024 ... [1]", "September 2024")
+    assert carry_entities("What about Qassem Soleimani?", [previous]) == "When did Israel kill Qassem Soleimani?"
+
+
+def test_a_question_without_entities_gets_the_previous_ones():
+    assert carry_entities("Why?", [GHAANI]) == "Why (Qassem Soleimani, Esmail Ghaani)?"
+
+
+def test_standalone_questions_are_left_alone():
+    assert condense("How many fighters does the Popular Mobilization Forces have?", [GHAANI]) is None
+    assert condense("What does he lack?", []) is None
+
+
+def test_history_is_validated():
+    assert turns_of(None) == []
+    assert turns_of([["Who replaced Qassem Soleimani?", "Esmail Ghaani [1]"]]) == [
+        Turn("Who replaced Qassem Soleimani?", "Esmail Ghaani")]
+    turn = turns_of([{"question": "Who?", "standalone_question": "Who replaced Soleimani?", "answer": "Ghaani"}])[0]
+    assert turn.question == "Who replaced Soleimani?"  # the standalone form is what the turn asked
+    for bad in ("text", [1], [{"answer": "x"}], [["only one"]], [{"question": "x" * 3000, "answer": ""}]):
+        with pytest.raises(UsageError):
+            turns_of(bad)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Standalone question: What does Esmail Ghaani lack?", "What does Esmail Ghaani lack?"),
+    ('"What does Esmail Ghaani lack?"\nHe lacks stature.', "What does Esmail Ghaani lack?"),
+    ("**Rewritten question:** What does Esmail Ghaani lack?", "What does Esmail Ghaani lack?"),
+    ("", None),
+    ("?", None),
+])
+def test_clean_condensed(reply, expected):
+    assert clean_condensed(reply, "What does he lack?") == expected
+
+
+class _Recorder:
+    """A backend with ``complete``: records the condense prompt and replies with a scripted question."""
+
+    def __init__(self, reply: str):
+        self.reply, self.calls = reply, []
+
+    def complete(self, system: str, user: str) -> str:
+        self.calls.append((system, user))
+        return self.reply
+
+
+def test_llm_condenses_with_the_fenced_conversation():
+    backend = _Recorder("What does Esmail Ghaani lack?")
+    assert condense("What does he lack?", [GHAANI], backend) == "What does Esmail Ghaani lack?"
+    system, user = backend.calls[0]
+    assert "standalone" in system.lower() or "without the conversation" in system
+    assert "<passages-" in user and "Follow-up question: What does he lack?" in user
+    assert "[1]" not in user  # markers are stripped from earlier answers
+
+
+def test_llm_condense_falls_back_to_entities_on_a_useless_reply():
+    assert condense("What does he lack?", [GHAANI], _Recorder("")) == "What does Esmail Ghaani lack?"
+
+
+# ------------------------------------------------------------------ through the pipeline
+
+
+def test_pipeline_retrieves_the_rewritten_question_with_an_llm(pipeline):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from rag.answer.llm import LangChainBackend
+
+    # First reply: the condensed question; second: the answer, which cites passage 1 (attributed if wrong).
+    model = FakeListChatModel(responses=["What does Esmail Ghaani lack?",
+                                         "Esmail Ghaani lacks the stature and authority of Soleimani [1]."])
+    pipeline.use_backend(LangChainBackend(model, "fake-followup"), spec="fake-followup")
+    history = [{"question": GHAANI.question, "answer": GHAANI.answer}]
+    answer = pipeline.ask("What does he lack?", backend="fake-followup", history=history)
+    assert answer.question == "What does he lack?"
+    assert answer.standalone_question == "What does Esmail Ghaani lack?"
+    assert answer.to_json()["standalone_question"] == "What does Esmail Ghaani lack?"
+    assert any("stature and authority" in c.text for c in answer.citations)
+    assert answer.checks[0].verdict == "supported"
+
+
+def test_pipeline_progress_reports_the_rewritten_question(fake_pipeline):
+    from rag.answer import Rewritten
+
+    history = [["Who replaced Qassem Soleimani?", "Esmail Ghaani replaced him."]]
+    events = [p for p in fake_pipeline.ask_stream("What does he lack?", history=history, progress=True)
+              if isinstance(p, Rewritten)]
+    assert [e.question for e in events] == ["What does Esmail Ghaani lack?"]
+
+
+def test_bad_history_is_a_usage_error(fake_pipeline):
+    with pytest.raises(UsageError):
+        fake_pipeline.ask("What does he lack?", history="not a list")
