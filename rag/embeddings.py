@@ -1,4 +1,4 @@
-"""The embedding model: encoding text into normalised vectors with the engine the settings choose.
+"""The embedding model: encoding text into normalised vectors with the engine its caller chooses.
 
 Finding and verifying the model's files is rag.model_files (its names are re-exported here for callers);
 the onnxruntime engine is rag.onnx_encoder. Nothing is ever downloaded: HF_HUB_OFFLINE is forced on before
@@ -33,8 +33,8 @@ class Embedder:
     ``backend`` picks the engine: 'onnx' runs a verified ONNX export on onnxruntime (rag.onnx_encoder; no
     torch import), 'torch' runs sentence-transformers, which stays the reference the export is checked
     against, and 'auto' (the default) tries onnx and falls back to torch. The export lives in ``cache_dir``.
-    Only the arguments count: the environment is never read here; ``Embedder.from_settings(settings)`` builds
-    one from the caller's settings (model, backend, cache folder).
+    Only the arguments count: no RAG_* setting or .env is read here; ``Embedder.from_settings(settings)``
+    builds one from the caller's settings (model, backend, cache folder).
     """
 
     def __init__(self, info: ModelInfo, backend: EmbedBackend = "auto", cache_dir: Path | None = None):

@@ -10,6 +10,7 @@ checkout holding only ``data/corpus/`` (a user's project folder), the installed 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -39,10 +41,18 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if (top and n in _NOT_SOURCE) or n == "__pycache__" or n.endswith(".egg-info")}
 
 
+def _packages() -> list[str]:
+    """The checkout's top-level packages that pyproject.toml's ``packages.find`` includes (rag, ui, ...)."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"][
+        "find"]["include"]
+    return sorted(d.name for d in ROOT.iterdir() if (d / "__init__.py").is_file()
+                  and any(fnmatch.fnmatchcase(d.name, pattern) for pattern in include))
+
+
 def _package_files() -> set[str]:
-    """What the wheel must hold: every file under rag/ and ui/ of the checkout (modules and data alike)."""
+    """What the wheel must hold: every file of those packages in the checkout (modules and data alike)."""
     wanted = set()
-    for package in ("rag", "ui"):
+    for package in _packages():
         for path in (ROOT / package).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 wanted.add(path.relative_to(ROOT).as_posix())
@@ -108,6 +118,7 @@ def run_rag(venv: Path, home: Path, *args: str, timeout: float = 300) -> subproc
 def test_wheel_holds_every_module_and_data_file(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
+    assert {"rag", "ui"} <= set(_packages())
     missing = sorted(_package_files() - names)
     assert not missing, f"not in the wheel: {missing}"
     assert not [n for n in names if n.startswith(("tests/", "bench/", "eval/", "data/"))]
