@@ -18,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from rag.answer import Reading, Rewritten
 from rag.errors import RagError, UsageError
 from rag.net import free_port
 from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
@@ -217,10 +218,14 @@ def register_api(pipeline: Pipeline) -> None:
     """Named endpoints for ``gradio_client`` (``/ask``, ``/check``, ``/search``, ``/documents``), separate from
     the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks."""
 
-    def ask(question: str, backend: str = "", k: int = 0) -> dict:
-        """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings."""
+    def ask(question: str, backend: str = "", k: int = 0, history: list | None = None) -> dict:
+        """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings.
+        ``history``: earlier turns (``[{"question", "answer"}, ...]``, e.g. earlier /ask results, or
+        ``[[question, answer], ...]``); a follow-up is then rewritten into ``standalone_question``, which is what
+        is retrieved and answered."""
         try:
-            return pipeline.ask(question, backend=allowed_backend(pipeline, backend), k=api_top_k(k)).to_json()
+            return pipeline.ask(question, backend=allowed_backend(pipeline, backend), k=api_top_k(k),
+                                history=history or None).to_json()
         except RagError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -307,8 +312,18 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
         yield pending, gr.skip(), gr.skip(), gr.skip(), "", ""
         streamed, answer = "", None
         try:
-            for piece in pipeline.ask_stream(text, backend=allowed_backend(pipeline, backend_spec), k=int(k)):
-                if isinstance(piece, str):
+            # Earlier turns of this session: a follow-up is rewritten into a standalone question.
+            for piece in pipeline.ask_stream(text, backend=allowed_backend(pipeline, backend_spec), k=int(k),
+                                             history=answered or None, progress=True):
+                if isinstance(piece, Rewritten):
+                    history = [*history[:-1], {"role": "user", "content": render.question_message(text, piece.question)}]
+                    yield ([*history, {"role": "assistant", "content": render.streaming_message("")}],
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                elif isinstance(piece, Reading):
+                    yield ([*history, {"role": "assistant",
+                                       "content": render.reading_message(piece.passages, piece.elapsed_s)}],
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                elif isinstance(piece, str):
                     streamed += piece
                     yield ([*history, {"role": "assistant", "content": render.streaming_message(streamed)}],
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())

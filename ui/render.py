@@ -46,10 +46,13 @@ def _inline(text: str) -> str:
     return escape(text).replace("\r", "").replace("\n", "<br>")
 
 
-def _chip(turn: int, n: int, verdict: str) -> str:
+def _chip(turn: int, n: int, verdict: str, origin: str = "model") -> str:
     kind = verdict if verdict in VERDICTS else "neutral"
-    return (f'<span class="rag-chip rag-chip-{kind} {chip_class(turn, n)}" role="button" tabindex="0" '
-            f'title="Citation {n} ({escape(verdict)}): show it in the article">{n}</span>')
+    attributed = origin == "attributed"
+    extra = " rag-chip-attributed" if attributed else ""
+    how = ", attributed after the answer was written" if attributed else ""
+    return (f'<span class="rag-chip rag-chip-{kind} {chip_class(turn, n)}{extra}" role="button" tabindex="0" '
+            f'title="Citation {n} ({escape(verdict)}{how}): show it in the article">{n}</span>')
 
 
 def confidence_label(confidence: float | None) -> str:
@@ -69,6 +72,7 @@ def answer_message(answer: dict, turn: int) -> str:
         return ('<div class="rag-notice"><strong>No answer in the indexed articles.</strong> '
                 f"{_inline(answer.get('answer') or '')}</div>")
     verdicts = {c["n"]: c.get("verdict", "unchecked") for c in answer.get("citations", [])}
+    origins = {c["n"]: c.get("origin", "model") for c in answer.get("citations", [])}
     text = answer.get("answer") or ""
     short = answer.get("short_answer")
     # The short answer is also emphasised where it first occurs in the cited text.
@@ -79,7 +83,7 @@ def answer_message(answer: dict, turn: int) -> str:
     for match in _MARKER.finditer(text):
         parts.append(_emphasised(text, position, match.start(), emphasis))
         n = int(match.group(1))
-        parts.append(" " + _chip(turn, n, verdicts.get(n, "unchecked")) if n in verdicts else "")
+        parts.append(" " + _chip(turn, n, verdicts.get(n, "unchecked"), origins.get(n, "model")) if n in verdicts else "")
         position = match.end()
     parts.append(_emphasised(text, position, len(text), emphasis))
     body = f'<div class="rag-answer-text">{"".join(parts)}</div>'
@@ -93,8 +97,18 @@ def answer_message(answer: dict, turn: int) -> str:
     return f'<div class="rag-msg">{body}</div>'
 
 
-def question_message(question: str) -> str:
-    return f'<div class="rag-question">{_inline(question)}</div>'
+def question_message(question: str, standalone: str | None = None) -> str:
+    """The user's message; a follow-up also shows the standalone question it was rewritten into (what was
+    searched for and answered)."""
+    rewritten = (f'<div class="rag-rewritten" title="Your follow-up, rewritten from the conversation: this is '
+                 f'what was searched for">Searched for: {_inline(standalone)}</div>') if standalone else ""
+    return f'<div class="rag-question">{_inline(question)}{rewritten}</div>'
+
+
+def reading_message(passages: int, elapsed_s: float) -> str:
+    """Before an LLM's first token: it is reading the passages (a local model on a CPU takes a while)."""
+    return (f'<div class="rag-msg rag-streaming rag-reading">The model is reading {passages} passages… '
+            f"{elapsed_s:.0f} s<span class=\"rag-caret\"></span></div>")
 
 
 def _emphasised(text: str, start: int, end: int, emphasis: tuple[int, int] | None) -> str:

@@ -47,6 +47,8 @@ CSS = """
 .rag-chip-supported { background: #dcfce7; color: #166534; border-color: #86efac; }
 .rag-chip-partial { background: #fef3c7; color: #92400e; border-color: #fcd34d; }
 .rag-chip-unsupported { background: #fee2e2; color: #991b1b; border-color: #fca5a5; }
+.rag-chip-attributed { border-style: dashed; }
+.rag-rewritten { font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 2px; }
 .rag-chip-neutral { background: #e2e8f0; color: #334155; border-color: #cbd5e1; }
 .rag-notice { background: #f1f5f9; border: 1px solid #cbd5e1; border-left: 4px solid #64748b; color: #334155;
   border-radius: 6px; padding: 8px 12px; }

@@ -162,7 +162,7 @@ def _referent(word: str, turns: list[Turn]) -> str | None:
     if word in _PERSONAL:
         ranked = [
             *(short if asked_who else []),
-            *([e for e in said if _person(e) and e not in last.question] if asked_who else []),
+            *([e for e in said if _person(e) and _multiword(e) and e not in last.question] if asked_who else []),
             *[e for e in asked if _person(e) and _multiword(e)],
             *[e for e in short if _person(e)],
             *[e for e in said if _person(e) and _multiword(e)],
