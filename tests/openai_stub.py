@@ -24,6 +24,7 @@ class OpenAIStub:
         self.reply, self.delay = reply, delay
         self.first_token_delay, self.chunk_delay, self.prompt_tokens = first_token_delay, chunk_delay, prompt_tokens
         self.requests: list[dict] = []
+        self.tokenized: list[str] = []  # texts sent to /extras/tokenize/count (counted as words)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +33,15 @@ class OpenAIStub:
 
             def do_POST(self):  # noqa: N802 (http.server API)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path.endswith("/extras/tokenize/count"):  # llama-cpp-python's tokenizer endpoint
+                    stub.tokenized.append(body["input"])
+                    payload = json.dumps({"count": len(body["input"].split())}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 stub.requests.append(body)
                 if stub.delay:
                     time.sleep(stub.delay)

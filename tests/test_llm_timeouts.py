@@ -75,6 +75,17 @@ def test_prompt_tokens_come_from_the_servers_usage_report(pipeline):
     assert answer.prompt_tokens == 612 and answer.to_json()["prompt_tokens"] == 612
 
 
+def test_prompt_tokens_are_counted_by_the_servers_tokenizer_when_it_reports_no_usage(pipeline):
+    """llama-cpp-python's server streams no usage: the prompt is counted with its /extras/tokenize/count
+    (the stub counts words), plus the ChatML framing of the four messages."""
+    with OpenAIStub(ANSWER) as server:
+        spec = _backend(pipeline, server.url, "count")
+        answer = pipeline.ask("Who replaced Qassem Soleimani?", backend=spec)
+        messages = server.requests[0]["messages"]
+    assert server.tokenized == [m["content"] for m in messages]
+    assert answer.prompt_tokens == sum(len(m["content"].split()) for m in messages) + 5 * 4 + 3
+
+
 def test_prompt_prefix_is_stable_and_passages_are_focused(pipeline):
     """Everything but the last message is identical across questions; passages are a few sentences (the
     nearest the question, each with the sentence before it), in document order."""

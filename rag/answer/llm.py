@@ -70,6 +70,39 @@ def _text_of(content: Any) -> str:
     return content or ""
 
 
+_CHATML_TOKENS_PER_MESSAGE = 5  # <|im_start|>, role, newline, <|im_end|>, newline
+_CHATML_TOKENS_TO_REPLY = 3  # <|im_start|>assistant newline
+
+
+def count_prompt_tokens(base_url: str | None, model: str, messages: list[Any]) -> int | None:
+    """The prompt's tokens by the server's own tokenizer, for OpenAI-compatible servers that report no usage
+    while streaming (llama-cpp-python's ``/extras/tokenize/count``, llama.cpp's ``/tokenize``): the messages'
+    text plus ChatML framing (exact for ChatML models such as Qwen; a close estimate for other templates).
+    None when the server offers neither endpoint."""
+    if not base_url:
+        return None
+    import httpx
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    texts = [m.content if isinstance(m.content, str) else _text_of(m.content) for m in messages]
+    framing = _CHATML_TOKENS_PER_MESSAGE * len(messages) + _CHATML_TOKENS_TO_REPLY
+    try:
+        with httpx.Client(timeout=5.0) as client:
+            total = 0
+            for text in texts:
+                reply = client.post(f"{root}/extras/tokenize/count", json={"input": text, "model": model})
+                if reply.status_code == 404:
+                    reply = client.post(f"{root}/tokenize", json={"content": text})
+                    reply.raise_for_status()
+                    total += len(reply.json()["tokens"])
+                    continue
+                reply.raise_for_status()
+                total += int(reply.json()["count"])
+            return total + framing
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
+
+
 class LangChainBackend(AnswerBackend):
     """Any LangChain chat model as an answer backend; tokens are streamed as they arrive.
 
@@ -82,6 +115,7 @@ class LangChainBackend(AnswerBackend):
     def __init__(self, chat_model: Any, name: str, endpoint: str | None = None, *,
                  first_token_timeout: float = 120.0, idle_timeout: float = 30.0, focused_sentences: int = 6):
         self.chat_model, self.name, self.endpoint = chat_model, name, endpoint
+        self.kind = name.partition(":")[0]
         self.first_token_timeout, self.idle_timeout = first_token_timeout, idle_timeout
         self.focused_sentences = focused_sentences
 
@@ -131,8 +165,12 @@ class LangChainBackend(AnswerBackend):
 
     def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote | Reading]:
         usage: dict[str, int] = {}
-        yield from self._stream(build_messages(request), len(request.passages), usage)
-        yield AnswerNote(prompt_tokens=usage.get("input_tokens"))
+        messages = build_messages(request)
+        yield from self._stream(messages, len(request.passages), usage)
+        prompt_tokens = usage.get("input_tokens")
+        if prompt_tokens is None and self.kind == "openai-compatible":
+            prompt_tokens = count_prompt_tokens(self.endpoint, getattr(self.chat_model, "model_name", ""), messages)
+        yield AnswerNote(prompt_tokens=prompt_tokens)
 
     def complete(self, system: str, user: str) -> str:
         """One short completion (the follow-up condenser), under the same two limits."""
