@@ -118,7 +118,17 @@ def _condense_with_llm(question: str, turns: list[Turn], complete) -> str | None
     tag = fence_tag(conversation, question)
     reply = complete(render("condense_system"), render("condense_user", conversation=conversation,
                                                          question=fence(question), fence=tag))
-    return clean_condensed(reply, question)
+    rewritten = clean_condensed(reply, question)
+    return rewritten if rewritten and grounded(rewritten, question, turns) else None
+
+
+def grounded(rewritten: str, question: str, turns: list[Turn]) -> bool:
+    """Whether an LLM's rewrite did its job: it names an entity of the conversation or of the question (small
+    models sometimes return "Who lacks what?" for "What does he lack?"), and it is not the question itself."""
+    if rewritten.strip(" ?.!").lower() == question.strip(" ?.!").lower():
+        return False
+    said = " ".join([question, *(f"{t.question} {t.answer} {t.short_answer or ''}" for t in turns)]).lower()
+    return any(entity.lower() in said for entity in _entities(rewritten))
 
 
 def clean_condensed(reply: str, question: str) -> str | None:

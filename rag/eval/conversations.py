@@ -63,7 +63,10 @@ def run_conversations(pipeline, conversations: list[dict], backend: str | None =
         history: list[dict] = []
         for number, turn in enumerate(conversation["turns"], 1):
             answer = pipeline.ask(turn["question"], backend=backend, k=k, history=history if rewrite else None)
-            correct = (not answer.abstained) and contains_alias(answer.answer, turn["answers"])
+            if turn["answers"]:
+                correct = (not answer.abstained) and contains_alias(answer.answer, turn["answers"])
+            else:  # unanswerable: abstaining is right
+                correct = answer.abstained
             record = {
                 "id": conversation["id"], "turn": number, "question": turn["question"],
                 "standalone_question": answer.standalone_question, "answer": answer.answer,
@@ -113,12 +116,21 @@ def summarize(results: list[dict]) -> dict[str, Any]:
     }
 
 
+def as_conversations(gold_path: str | Path, limit: int | None = None) -> list[dict]:
+    """Gold questions (JSONL: id, question, answers) as one-turn conversations, to measure single answers with
+    the same figures; an unanswerable question (no aliases) counts as correct when the answer abstains."""
+    rows = [json.loads(line) for line in Path(gold_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"id": r["id"], "turns": [{"question": r["question"], "answers": r["answers"]}]} for r in rows[:limit]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.eval.conversations", description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--backend")
     parser.add_argument("--k", type=int)
     parser.add_argument("--no-rewrite", action="store_true", help="ask follow-ups without history (baseline)")
+    parser.add_argument("--gold", type=Path, help="ask the single questions of a gold JSONL file instead")
+    parser.add_argument("--limit", type=int, help="only the first N questions of --gold")
     parser.add_argument("--json", action="store_true", help="print the metrics and results as one JSON object")
     args = parser.parse_args(argv)
     from rag.pipeline import Pipeline
@@ -130,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         asked = f" -> {r['standalone_question']}" if r["standalone_question"] else ""
         print(f"{mark} {r['id']}.{r['turn']} {r['question']}{asked}\n    {r['answer'][:200]}", file=sys.stderr)
 
-    report = run_conversations(pipeline, load_conversations(args.conversations), backend=args.backend, k=args.k,
+    conversations = as_conversations(args.gold, args.limit) if args.gold else load_conversations(args.conversations)
+    report = run_conversations(pipeline, conversations, backend=args.backend, k=args.k,
                                rewrite=not args.no_rewrite, log=log)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
