@@ -22,6 +22,8 @@ PMF = Turn("How many fighters does the Popular Mobilization Forces have?",
     ("How big is its budget?", True),
     ("What about Hezbollah?", True),
     ("Why?", True),
+    ("What happened after that?", True),
+    ("What happened on day two of the war?", False),  # names nothing, but complete in itself
 ])
 def test_needs_context(question, expected):
     assert needs_context(question) is expected

@@ -85,10 +85,19 @@ def turns_of(history: Iterable | None, max_chars: int = 2000) -> list[Turn]:
     return turns
 
 
+_SHORT_WORDS = 5  # a question naming no entity leans on the conversation when it is this short ("Why?")
+_POINTS_BACK = re.compile(r"\b(?:that|this|these|those|then|the same)\s*[?.!]*\s*$", re.IGNORECASE)
+
+
 def needs_context(question: str) -> bool:
     """Whether a question leans on the conversation: it holds a pronoun, is an ellipsis ("What about X?",
-    "And X?"), or names no entity at all ("Why?", "When did that happen?")."""
-    return bool(_PRONOUN.search(question) or _ELLIPSIS.match(question) or not entity_phrases(question))
+    "And X?"), or names no entity and is short or ends pointing back ("Why?", "What happened after that?").
+    A longer question that names nothing ("What happened on day two of the war?") is taken as it is."""
+    if _PRONOUN.search(question) or _ELLIPSIS.match(question):
+        return True
+    if entity_phrases(question):
+        return False
+    return len(re.findall(r"[\w'’-]+", question)) <= _SHORT_WORDS or bool(_POINTS_BACK.search(question))
 
 
 def condense(question: str, turns: list[Turn], backend: AnswerBackend | None = None) -> str | None:
