@@ -13,6 +13,7 @@ from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
 from rag.answer.question import analyze, short_answer
 from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model
+from rag.answer.span import SPAN_FEATURES, best_span, candidate_spans, span_features
 from rag.answer.training import collect as real_collect
 from rag.errors import ModelError
 from rag.settings import PROJECT_ROOT
@@ -58,6 +59,27 @@ def test_short_answer_skips_names_the_question_already_has():
     assert short_answer(analyze("Who replaced Tom Ashworth as manager?"), texts) == "Dana Whitcombe"
 
 
+def test_span_candidates_respect_clauses_and_function_words():
+    text = "The council, led by Mayor Ines Carvalho, voted on March 3, 2026 to cut $40 million."
+    spans = {s.text for s in candidate_spans(text)}
+    assert {"Ines Carvalho", "Mayor Ines Carvalho", "March 3, 2026", "$40 million"} <= spans
+    assert not any(s.startswith(("the ", "The ", "to ")) or s.endswith((" the", " to")) for s in spans)
+    assert "council, led" not in " ".join(spans)  # a comma ends a span (but not inside "March 3, 2026")
+
+
+def test_span_model_picks_the_typed_span():
+    """A hand-set span model that prefers spans of the asked-for type not already in the question."""
+    weights = np.zeros(len(SPAN_FEATURES))
+    weights[SPAN_FEATURES.index("typed_overlap")] = 4.0
+    weights[SPAN_FEATURES.index("in_question_share")] = -4.0
+    model = _logistic(SPAN_FEATURES, weights)
+    info = analyze("When did the council vote to cut the budget?")
+    text = "The council voted on March 3, 2026 to cut the budget."
+    assert best_span(info, [text], model) == "March 3, 2026"
+    features = span_features(info, text, candidate_spans(text))
+    assert features.shape[1] == len(SPAN_FEATURES) and np.isfinite(features).all()
+
+
 # ---------------------------------------------------------------------------------------------- scorer file
 
 
@@ -75,11 +97,14 @@ def test_logistic_prediction_is_the_sigmoid_of_the_standardised_score():
 def test_model_json_round_trip_and_validation():
     model = AnswerModel(_logistic(SENTENCE_FEATURES, np.linspace(-1, 1, len(SENTENCE_FEATURES))),
                         _logistic(ANSWER_FEATURES, np.linspace(1, -1, len(ANSWER_FEATURES)), -0.3),
-                        0.42, 0.6, {"note": "test"})
+                        0.42, 0.6, {"note": "test"}, _logistic(SPAN_FEATURES, np.linspace(0, 1, len(SPAN_FEATURES))))
     data = json.loads(json.dumps(model.to_json()))
     again = parse_model(data, "test")
     assert again.min_confidence == 0.42 and again.second_sentence == 0.6
     assert np.allclose(again.sentence.coef, model.sentence.coef)
+    assert np.allclose(again.span.coef, model.span.coef)
+    without_span = {k: v for k, v in data.items() if k != "span"}
+    assert parse_model(without_span, "test").span is None  # the rule-based picker then
     renamed = json.loads(json.dumps(data))
     renamed["sentence"]["features"][0] = "something_else"
     with pytest.raises(ModelError, match="do not match"):
@@ -96,6 +121,7 @@ def test_shipped_model_loads_and_says_how_it_was_made():
     model = load_model()
     assert 0.0 < model.min_confidence < 1.0
     assert np.isfinite(model.sentence.coef).all() and np.isfinite(model.confidence.coef).all()
+    assert model.span is not None and np.isfinite(model.span.coef).all()
     data = model.meta["data"]
     assert any(name.endswith("eval/gold.jsonl") for name in data), "the training data is named with checksums"
     assert len(model.meta["documents"]) >= 5

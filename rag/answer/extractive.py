@@ -28,6 +28,7 @@ from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest
 from rag.answer.features import Candidates, Featurizer
 from rag.answer.question import short_answer
 from rag.answer.scorer import AnswerModel, load_model
+from rag.answer.span import best_span
 
 if TYPE_CHECKING:
     from rag.embeddings import Embedder
@@ -86,9 +87,14 @@ class ExtractiveBackend(AnswerBackend):
         number = {s.id: n for n, s in enumerate(request.passages, start=1)}
         sentences = [decision.candidates.sentences[i] for i in decision.chosen]
         yield " ".join(f"{s.text} [{number[s.id]}]" for s in sentences)
+        yield AnswerNote(confidence=decision.confidence, short_answer=self.short_answer(decision))
+
+    def short_answer(self, decision: Decision) -> str | None:
         ranked = sorted(decision.chosen, key=lambda i: -decision.probabilities[i])
-        span = short_answer(decision.candidates.info, [decision.candidates.sentences[i].text for i in ranked])
-        yield AnswerNote(confidence=decision.confidence, short_answer=span)
+        texts = [decision.candidates.sentences[i].text for i in ranked]
+        if self.model.span is not None:
+            return best_span(decision.candidates.info, texts, self.model.span)
+        return short_answer(decision.candidates.info, texts)
 
 
 def choose(candidates: Candidates, probabilities: np.ndarray, second_share: float) -> list[int]:

@@ -50,7 +50,7 @@ SENTENCE_FEATURES = (
 ANSWER_FEATURES = (
     "p_top", "logit_top", "p_second", "margin", "p_sum_top3",
     "dense_top", "dense_max", "lexical_top", "lexical_max", "entities_chosen", "typed_chosen",
-    "predicate_coverage", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
+    "predicate_coverage", "soft_top", "soft_context_top", "absent_terms", "uncovered_idf_max", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
 )
 
 _REFERS_BACK = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two)\b"
@@ -301,6 +301,11 @@ class Featurizer:
         entity_terms = set(content_terms(" ".join(info.entities)))
         predicate = {t: self.idf(t) for t in dict.fromkeys(info.terms) if t not in entity_terms and "-" not in t}
         group = KIND_GROUPS.get(info.kind, "open")
+        col = {name: i for i, name in enumerate(SENTENCE_FEATURES)}
+        all_terms = {t: self.idf(t) for t in dict.fromkeys(info.terms) if "-" not in t}
+        absent = sum(w for t, w in all_terms.items() if self.df.get(t, 0) == 0) / (sum(all_terms.values()) or 1.0)
+        chosen_ids = [s.id for s in chosen_sentences]
+        uncovered = [w for t, w in predicate.items() if max(self.term_in(t, i) for i in chosen_ids) == 0.0]
         values = {
             "p_top": float(p[0]),
             "logit_top": float(np.log(p[0] + 1e-6) - np.log(1 - p[0] + 1e-6)) / 5,
@@ -313,7 +318,11 @@ class Featurizer:
             "lexical_max": float(candidates.lexical.max()),
             "entities_chosen": self.entity_share(info, [c for s in chosen_sentences for c in self.context(s)]),
             "typed_chosen": float(any(candidates.typed[i] for i in chosen)),
-            "predicate_coverage": self.coverage(predicate, [s.id for s in chosen_sentences]) if predicate else 1.0,
+            "predicate_coverage": self.coverage(predicate, chosen_ids) if predicate else 1.0,
+            "soft_top": float(candidates.matrix[top, col["soft"]]),
+            "soft_context_top": float(candidates.matrix[top, col["soft_context"]]),
+            "absent_terms": absent,
+            "uncovered_idf_max": max(uncovered, default=0.0) / math.log(1 + self.n_sentences + 1),
             "typed_question": float(group != "open"),
             **{f"kind_{g}": float(group == g) for g in GROUPS},
             "n_entities": min(len(info.entities), 4) / 4,

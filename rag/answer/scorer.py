@@ -1,10 +1,11 @@
 """The learned answer models, read from a small JSON file (never pickle) and applied with numpy.
 
-Two logistic regressions (``rag.answer.training`` fits them and writes the file):
+Three logistic regressions (``rag.answer.training`` fits them and writes the file):
 - the sentence model: P(this candidate sentence holds the answer | question), over ``SENTENCE_FEATURES``;
 - the confidence model: P(the chosen answer answers the question), over ``ANSWER_FEATURES``; fitted on
   answers chosen with leave-one-document-out sentence probabilities, so it is calibrated on documents its
-  inputs were not fitted on.
+  inputs were not fitted on;
+- the span model: P(this word span of an answer sentence is the short answer), over ``SPAN_FEATURES``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES
+from rag.answer.span import SPAN_FEATURES
 from rag.errors import ModelError
 
 MODEL_FORMAT = 1
@@ -59,10 +61,14 @@ class AnswerModel:
     min_confidence: float  # the default operating point (RAG_MIN_CONFIDENCE overrides it)
     second_sentence: float  # a second sentence joins the answer when its probability reaches this share of the best
     meta: dict
+    span: Logistic | None = None  # the short-answer span model (rag.answer.span); None: the rule-based picker
 
     def to_json(self) -> dict:
-        return {"format": MODEL_FORMAT, "sentence": self.sentence.to_json(), "confidence": self.confidence.to_json(),
+        data = {"format": MODEL_FORMAT, "sentence": self.sentence.to_json(), "confidence": self.confidence.to_json(),
                 "min_confidence": self.min_confidence, "second_sentence": self.second_sentence, "meta": self.meta}
+        if self.span is not None:
+            data["span"] = self.span.to_json()
+        return data
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -77,6 +83,7 @@ def parse_model(data: dict, where: str) -> AnswerModel:
             Logistic.from_json(data["sentence"], SENTENCE_FEATURES, where),
             Logistic.from_json(data["confidence"], ANSWER_FEATURES, where),
             float(data["min_confidence"]), float(data["second_sentence"]), dict(data.get("meta", {})),
+            Logistic.from_json(data["span"], SPAN_FEATURES, where) if "span" in data else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: answer model is malformed ({exc})") from None

@@ -34,7 +34,6 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -42,6 +41,7 @@ from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
 from rag.answer.question import short_answer
 from rag.answer.scorer import AnswerModel, Logistic
+from rag.answer.span import SPAN_FEATURES, best_span, candidate_spans, span_features
 from rag.settings import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "rag" / "answer" / "data" / "answerer.json"
@@ -103,8 +103,7 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
     from rag.pipeline import Pipeline
     from rag.settings import Settings
 
-    stand_in = SimpleNamespace(passage_depth=ExtractiveBackend.passage_depth,
-                               nearest_sentences=ExtractiveBackend.nearest_sentences)
+    stand_in = ExtractiveBackend  # prepare() reads only its class attributes (passage_depth, nearest_sentences...)
     examples: list[Example] = []
     for name, files in groups:
         documents: list[tuple[str, str]] = []
@@ -167,13 +166,43 @@ def fit_logistic(matrix: np.ndarray, labels: np.ndarray, features: tuple[str, ..
                     float(model.intercept_[0]))
 
 
+SPAN_MIN_F1 = 0.6  # a span counts as the short answer when its SQuAD token F1 with an alias reaches this
+
+
+def span_rows(example: Example) -> tuple[np.ndarray, np.ndarray] | None:
+    """Span features and labels of the gold sentences of an answerable question (those that overlap the
+    evidence and contain an alias), computed once per example."""
+    cached = getattr(example, "_span_rows", False)
+    if cached is not False:
+        return cached
+    from rag.eval.metrics import contains_alias, token_f1
+
+    matrices, labels = [], []
+    for i in np.flatnonzero(example.labels):
+        text = example.candidates.sentences[i].text
+        if not example.aliases or not contains_alias(text, example.aliases):
+            continue
+        spans = candidate_spans(text)
+        if spans:
+            matrices.append(span_features(example.candidates.info, text, spans))
+            labels.append(np.array([token_f1(sp.text, example.aliases) >= SPAN_MIN_F1 for sp in spans], np.float32))
+    rows = (np.concatenate(matrices), np.concatenate(labels)) if matrices else None
+    example._span_rows = rows  # type: ignore[attr-defined]
+    return rows
+
+
+def fit_span_model(examples: list[Example]) -> Logistic:
+    rows = [r for r in (span_rows(e) for e in examples) if r is not None]
+    return fit_logistic(np.concatenate([m for m, _ in rows]), np.concatenate([y for _, y in rows]), SPAN_FEATURES)
+
+
 def fit_sentence_model(examples: list[Example]) -> Logistic:
     matrix = np.concatenate([e.candidates.matrix for e in examples])
     labels = np.concatenate([e.labels for e in examples])
     weights = None
     if PER_DOCUMENT_WEIGHTS:
-        per_document = Counter(e.document for e in examples)
-        weights = np.concatenate([np.full(len(e.labels), 1.0 / per_document[e.document]) for e in examples])
+        per_question = document_weights([e.document for e in examples])
+        weights = np.concatenate([np.full(len(e.labels), w) for e, w in zip(examples, per_question, strict=True)])
         weights /= weights.mean()
     return fit_logistic(matrix, labels, SENTENCE_FEATURES, weights)
 
@@ -188,7 +217,7 @@ class Outcome:
     evidence_rank: int | None  # rank (1-based) of the first positive candidate by sentence probability
 
 
-def answer_with(example: Example, sentence_model: Logistic) -> Outcome:
+def answer_with(example: Example, sentence_model: Logistic, span_model: Logistic | None = None) -> Outcome:
     from rag.eval.metrics import contains_alias
 
     candidates = example.candidates
@@ -198,31 +227,45 @@ def answer_with(example: Example, sentence_model: Logistic) -> Outcome:
     features = example.featurizer.answer_features(candidates, probabilities, chosen)
     order = np.argsort(-probabilities, kind="stable")
     positive = [r for r, i in enumerate(order, start=1) if example.labels[i]]
-    ranked = sorted(chosen, key=lambda i: -probabilities[i])
-    short = short_answer(candidates.info, [candidates.sentences[i].text for i in ranked])
+    ranked = [candidates.sentences[i].text for i in sorted(chosen, key=lambda i: -probabilities[i])]
+    short = best_span(candidates.info, ranked, span_model) if span_model else short_answer(candidates.info, ranked)
     correct = bool(example.aliases) and contains_alias(" ".join(texts), example.aliases)
     return Outcome(example, features, " ".join(texts), short, correct, positive[0] if positive else None)
 
 
+def document_weights(documents: list[str]) -> np.ndarray:
+    """1 / (questions of the same document), scaled to mean 1: every document weighs the same."""
+    per_document = Counter(documents)
+    weights = np.array([1.0 / per_document[d] for d in documents])
+    return weights / weights.mean()
+
+
 def fit_confidence(outcomes: list[Outcome]) -> tuple[Logistic, float]:
+    """The confidence model and its operating point, every document weighing the same. Measured LODO on 10
+    documents: per-document weights raise the confidence's ROC AUC for "the answer is right" outside the
+    SQuAD article from 0.67 to 0.70 and lower ECE from 0.16 to 0.15. (On the SQuAD article it stays below
+    0.5: its unanswerable questions were written to resemble an answer sentence, which no feature here sees.)"""
     matrix = np.stack([o.features for o in outcomes])
     labels = np.array([o.correct for o in outcomes], dtype=np.float32)
-    model = fit_logistic(matrix, labels, ANSWER_FEATURES)
-    return model, best_threshold(model.predict(matrix), outcomes)
+    weights = document_weights([o.example.document for o in outcomes])
+    model = fit_logistic(matrix, labels, ANSWER_FEATURES, weights)
+    return model, best_threshold(model.predict(matrix), outcomes, weights)
 
 
-def best_threshold(confidence: np.ndarray, outcomes: list[Outcome]) -> float:
+def best_threshold(confidence: np.ndarray, outcomes: list[Outcome], weights: np.ndarray | None = None) -> float:
     """The threshold with the most right decisions (right answers plus abstentions on questions that the
     answer got wrong or that have no answer) among those that abstain on at most MAX_FALSE_ABSTENTION of
-    the answerable questions."""
+    the answerable questions (both weighted by ``weights``)."""
     correct = np.array([o.correct for o in outcomes])
     answerable = np.array([bool(o.example.aliases) for o in outcomes])
+    weights = np.ones(len(outcomes)) if weights is None else weights
     best, best_value = float(THRESHOLDS[0]), -1.0
     for t in THRESHOLDS:
         answered = confidence >= t
-        if answerable.any() and float(np.mean(~answered[answerable])) > MAX_FALSE_ABSTENTION:
+        if answerable.any() and float(np.average(~answered[answerable], weights=weights[answerable])) \
+                > MAX_FALSE_ABSTENTION:
             continue
-        value = float(np.mean(np.where(answered, correct, ~correct)))
+        value = float(np.average(np.where(answered, correct, ~correct), weights=weights))
         if value > best_value + 1e-9:
             best, best_value = float(t), value
     return best
@@ -244,8 +287,9 @@ def leave_one_document_out(examples: list[Example], log=print) -> list[dict]:
         others = [x for x in documents if x != d]
         confidence_model, threshold = fit_confidence(out_of_document_outcomes(examples, others))
         sentence_model = fit_sentence_model([e for e in examples if e.document != d])
+        span_model = fit_span_model([e for e in examples if e.document != d])
         for e in (e for e in examples if e.document == d):
-            outcome = answer_with(e, sentence_model)
+            outcome = answer_with(e, sentence_model, span_model)
             confidence = float(confidence_model.predict(outcome.features[None, :])[0])
             rows.append(_row(outcome, confidence, threshold))
         log(f"  held out {d}: threshold {threshold:.2f}")
@@ -340,7 +384,7 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     documents = list(dict.fromkeys(e.document for e in examples))
     confidence_model, threshold = fit_confidence(out_of_document_outcomes(examples, documents))
     model = AnswerModel(
-        fit_sentence_model(examples), confidence_model, threshold, SECOND_SENTENCE,
+        fit_sentence_model(examples), confidence_model, threshold, SECOND_SENTENCE, span=fit_span_model(examples),
         meta={
             "trained_by": "python -m rag.answer.training (make train)",
             "data": {str(p.relative_to(PROJECT_ROOT.parent) if p.is_relative_to(PROJECT_ROOT.parent) else p):
