@@ -214,3 +214,20 @@ def test_upload_limits(pipeline, tmp_path):
 def test_failures_become_one_line_messages():
     assert _message(UsageError("question is empty")) == "question is empty"
     assert _message(ValueError("boom")).startswith("internal error: ValueError: boom")
+
+
+@pytest.mark.parametrize(("confidence", "label"), [(0.91, "Confidence: high (91%)"), (0.6, "Confidence: medium (60%)"),
+                                                   (0.12, "Confidence: low (12%)")])
+def test_answer_shows_its_confidence_as_words_and_a_number(confidence, label):
+    """The confidence is a visible label, not only a colour, and is told apart from the verdict badges."""
+    html = render.answer_message({**_answer("Esmail Ghaani replaced him [1]."), "confidence": confidence}, turn=0)
+    assert label in html and "probability that this answer" in html
+    assert "Confidence" not in render.answer_message(_answer("Esmail Ghaani replaced him [1]."), turn=0)
+
+
+def test_sources_panel_says_supported_is_not_correct():
+    answer = {**_answer("Esmail Ghaani replaced him [1]."),
+              "checks": [{"sentence": "Esmail Ghaani replaced him [1].", "cited": [1], "verdict": "supported",
+                          "reason": "all content words are in the cited span"}]}
+    html = render.sources_panel(answer, [], turn=0)
+    assert "not that it answers the question" in html
