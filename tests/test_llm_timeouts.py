@@ -50,6 +50,7 @@ def test_a_stalled_stream_is_a_clear_error(pipeline):
             pipeline.ask("Who replaced Qassem Soleimani?", backend=spec)
 
 
+@pytest.mark.slow
 def test_a_slow_reader_and_a_long_steady_answer_are_fine(pipeline):
     """The first token after 1.2 s and 1.8 s of streaming: both longer than the idle limit, neither a stall."""
     with OpenAIStub(ANSWER, first_token_delay=1.2, chunk_delay=0.12) as server:
