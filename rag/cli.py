@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     add.add_argument("--replace", action="store_true", help="replace documents of the same name")
     _common(add)
+    push = index_sub.add_parser("push", help="copy the built local index into a PostgreSQL store (no re-embedding)")
+    push.add_argument("--store", required=True, metavar="URL", help="the PostgreSQL URL (postgresql://user@host/db)")
+    _common(push)
     info = index_sub.add_parser("info", help="documents, chunk counts, model and build time")
     _common(info)
 
@@ -173,14 +176,14 @@ def _print_answer(answer) -> None:
 def cmd_index(args) -> int:
     settings = make_settings(args)
     from rag.embeddings import Embedder
-    from rag.index import build_index, open_index
+    from rag.stores import build_index, open_index
 
     embedder = Embedder.from_settings(settings)
     if args.index_command == "build":
         index = build_index(settings, embedder)
     elif args.index_command == "add":
-        from rag.index import open_index as _open
         from rag.pipeline import Pipeline
+        from rag.stores import open_index as _open
 
         pipeline = Pipeline(settings, embedder, _open(settings, embedder))
         added = pipeline.add_documents(args.paths, replace=args.replace)
@@ -188,6 +191,14 @@ def cmd_index(args) -> int:
         if not args.json:
             for doc in added:
                 print(f"added {doc.id} ({len(doc.text):,} characters)")
+    elif args.index_command == "push":
+        from rag import pgstore
+
+        local = settings.model_copy(update={"store": "local"})
+        index = pgstore.push(local, pgstore.check_url(args.store))
+        if not args.json:
+            print(f"pushed index {settings.index_name} to {pgstore.redact(args.store)} "
+                  f"(schema {pgstore.schema_name(settings.index_name)}, version {index.version})")
     else:
         index = open_index(settings, embedder)
     manifest = index.manifest
@@ -200,7 +211,8 @@ def cmd_index(args) -> int:
     print(f"  model     {manifest['embedding']['model_id']} (sha256 {manifest['embedding']['sha256'][:12]}…, "
           f"dim {manifest['embedding']['dim']})")
     print(f"  chunking  {manifest['chunking']['chunk_sentences']} sentences, overlap {manifest['chunking']['chunk_overlap']}; "
-          f"{manifest['index_type']} FAISS + BM25")
+          + (f"PostgreSQL {manifest['index_type']} + full-text" if manifest.get("store") == "postgresql"
+             else f"{manifest['index_type']} FAISS + BM25"))
     print(f"  built     {manifest['created']} in {manifest['build_seconds']:.2f}s")
     print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
     for d in manifest["documents"]:

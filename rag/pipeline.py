@@ -10,10 +10,8 @@ This is the library's front door (the CLI and the app are thin layers over it)::
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,56 +24,17 @@ from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest, Reading, R
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
+from rag.claims import check_claim
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.embeddings import Embedder
-from rag.errors import UsageError
-from rag.index import Index, build_index, open_index
-from rag.retrieval import HybridRetriever
+from rag.index import Index
+from rag.inputs import clean_text_input
+from rag.retrieval import HybridRetriever, retriever_for
 from rag.settings import Settings
+from rag.stores import build_index, open_index
 from rag.text import normalize
-from rag.types import Answer, CheckResult, Document, Evidence, Hit, Sentence
-from rag.verify import UNSUPPORTED, Verdict, best_of, judge, quotes, rank
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-# Emoji and pictographs: no news article answers them, yet they move the question's embedding enough to
-# change the answer ("Who replaced Qassem Soleimani? 😀" abstained). Variation selectors and keycaps go with them.
-_PICTOGRAPHS = re.compile(r"[\u2600-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\u20e3\U0001f000-\U0001faff]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-def _is_format_character(char: str) -> bool:
-    return unicodedata.category(char) == "Cf"
-
-
-def _collapse_trailing_punctuation(text: str) -> str:
-    """ "Who replaced Soleimani? !!" asks what "Who replaced Soleimani?" asks: a trailing run of marks only
-    moves the embedding. The dot closing an initialism ("A.J.?") stays."""
-    run = re.search(r"[\s?!.]+$", text)
-    if run is None or (len(run.group(0)) < 2 and " " not in run.group(0)):
-        return text
-    body, marks = text[: run.start()], run.group(0)
-    if marks.startswith(".") and re.search(r"\b(?:[A-Za-z]\.)+[A-Za-z]$", body):
-        body, marks = body + ".", marks[1:]
-    return body + ("?" if "?" in marks else "!" if "!" in marks else "." if "." in marks else "")
-
-
-def clean_text_input(text: str, max_chars: int, what: str = "question") -> str:
-    """Validate user text: no control characters, not empty, not longer than the limit."""
-    if not isinstance(text, str):
-        raise UsageError(f"{what} must be text")
-    if _SURROGATE.search(text):  # undecodable bytes (e.g. Latin-1 on stdin) arrive as lone surrogates
-        raise UsageError(f"{what} is not valid UTF-8 text")
-    # Invisible format characters (zero-width space, RTL override, BOM...) are removed, not made spaces:
-    # pasted text carries them inside words ("Sole\u200bimani"), and a space there splits the name.
-    if not text.isascii():  # format characters are never ASCII; skip the per-character pass for plain text
-        text = "".join(char for char in text if not _is_format_character(char))
-    text = _CONTROL.sub(" ", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
-    text = _PICTOGRAPHS.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    text = _collapse_trailing_punctuation(text)
-    if not text:
-        raise UsageError(f"{what} is empty")
-    if len(text) > max_chars:
-        raise UsageError(f"{what} is {len(text):,} characters; the limit is {max_chars:,} (RAG_MAX_QUESTION_CHARS)")
-    return text
+from rag.types import Answer, CheckResult, Document, Hit, Sentence
+from rag.verify import Verdict, best_of, judge
 
 
 @dataclass(frozen=True)
@@ -95,9 +54,13 @@ class Pipeline:
         self._backend_lock = threading.Lock()  # creating a backend
         self._write_lock = threading.Lock()  # one corpus change / rebuild at a time; readers never wait on it
         self._snapshot = self._snapshot_of(index)
+        if hasattr(index, "changed"):  # a shared store (PostgreSQL): follow what other processes commit
+            from rag.pgstore import follow
+
+            follow(self)
 
     def _snapshot_of(self, index: Index) -> _Snapshot:
-        retriever = HybridRetriever(index, self.embedder, rrf_k=self.settings.rrf_k)
+        retriever = retriever_for(index, self.embedder, rrf_k=self.settings.rrf_k)
         return _Snapshot(index, retriever, dict(self._registered))
 
     @property
@@ -355,42 +318,23 @@ class Pipeline:
         index = snap.index
         hits = snap.retriever.search(claim, max(k or self.settings.top_k, 8))
         candidates = {s.id for s in self.passages_for(hits, index)}
-        for quote in quotes(claim):
-            needle = re.sub(r"\W+", " ", normalize(quote).lower()).strip()
-            for s in index.sentences:
-                if needle and needle in re.sub(r"\W+", " ", normalize(s.text).lower()):
-                    candidates.add(s.id)
-        judged: list[tuple[Verdict, list[Sentence]]] = []
-        for sid in sorted(candidates):
-            s = index.sentences[sid]
-            spans = [[s]]
-            prev = index.sentences[sid - 1] if sid > 0 else None
-            if prev is not None and prev.source == s.source and prev.paragraph == s.paragraph:
-                spans.append([prev, s])
-            for group in spans:
-                judged.append((self.judge(claim, " ".join(x.text for x in group)), group))
-        if not judged:
-            return CheckResult(claim, UNSUPPORTED, "no passage of the corpus relates to this claim", [])
-        judged.sort(key=lambda vg: (-rank(vg[0].verdict), -vg[0].score, len(vg[1])))
-        best_verdict, best_group = judged[0]
-        passages, seen = [], set()
-        for verdict, group in judged:
-            first, last = group[0], group[-1]
-            key = (first.source, first.start, last.end)
-            if key in seen:
-                continue
-            seen.add(key)
-            doc = index.documents[first.source]
-            passages.append(Evidence(first.source, first.start, last.end, doc.text[first.start : last.end],
-                                     round(verdict.score, 4)))
-            if len(passages) == 3:
-                break
-        return CheckResult(claim, best_verdict.verdict, best_verdict.reason, passages)
+        return check_claim(claim, index, candidates, self.judge)
 
     # ------------------------------------------------------------ documents
 
     def documents(self) -> list[dict]:
         return list(self.index.manifest.get("documents", []))
+
+    def refresh(self) -> bool:
+        """Swap in the shared store's current index when another process has changed it (PostgreSQL store;
+        called every second by rag.pgstore.follow). True when it did."""
+        if not hasattr(self.index, "changed") or not self.index.changed():
+            return False
+        with self._write_lock:
+            if not self.index.changed():
+                return False
+            self._snapshot = self._snapshot_of(open_index(self.settings, self.embedder))
+            return True
 
     def rebuild(self) -> Index:
         with self._write_lock:

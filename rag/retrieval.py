@@ -62,3 +62,12 @@ class HybridRetriever:
             for r, i in enumerate(top)
             if scores[i] > 0
         ]
+
+
+def retriever_for(index: Index, embedder: Embedder, rrf_k: int = 60):
+    """The hybrid retriever of an index: FAISS + BM25 in memory, or PostgreSQL's two rankings (rag.pgstore)."""
+    if index.bm25 is None:
+        from rag.pgstore import PgRetriever
+
+        return PgRetriever(index, embedder, rrf_k=rrf_k)
+    return HybridRetriever(index, embedder, rrf_k=rrf_k)

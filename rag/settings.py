@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         ),
     )
     lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
+    store: str = Field(
+        "local",
+        description=(
+            "Where the index lives: 'local' (the folder RAG_INDEX_DIR/<name>: FAISS + BM25) or a PostgreSQL URL "
+            "('postgresql://user@host:5432/db', pgvector + full-text; several servers can share it)."
+        ),
+    )
 
     # ---- answer: retrieval depth and fusion, the answer backend, limits on questions (rag ask/search/check)
     top_k: int = Field(5, ge=1, le=50, description="Number of passages retrieved per question.")
@@ -156,6 +163,7 @@ class Settings(BaseSettings):
         "index": (
             "corpus_dir", "index_dir", "index_name", "embed_model", "embed_backend", "model_cache_dir",
             "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "max_text_chars", "lock_timeout",
+            "store",
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_temperature", "max_question_chars", "min_confidence",
@@ -170,6 +178,14 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
             raise ValueError("RAG_INDEX_NAME must be a plain name: letters, digits, '.', '_' or '-', starting "
                              "with a letter or digit, at most 100 characters (it names a folder inside RAG_INDEX_DIR)")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store_is_local_or_postgres(cls, value: str) -> str:
+        value = value.strip()
+        if value != "local" and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("RAG_STORE must be 'local' or a PostgreSQL URL (postgresql://user@host:5432/db)")
         return value
 
     @field_validator("auth")

@@ -1,0 +1,688 @@
+"""The PostgreSQL store (``RAG_STORE=postgresql://...``): the corpus, its vectors and its keyword index in tables.
+
+One schema per index name (``rag_<name>``) holds:
+
+- ``meta``: the schema version, the manifest (the same fields as a local index's ``manifest.json``, with the
+  sha256 of each table's contents under ``files``) and a ``version`` number bumped by every commit;
+- ``documents``, ``sentences``, ``chunks``: the same rows as the local index's JSON lines (offsets included);
+  sentences and chunks carry their vectors (pgvector ``vector(dim)``); chunks carry an HNSW index for inner
+  product and a ``tsvector`` of their BM25 tokens (``rag.text.content_terms``) with a GIN index;
+- ``embed_cache``: vectors by model and text digest, committed batch by batch while a build embeds, so a
+  killed build resumes without embedding again what it had done.
+
+A build rewrites the three tables in one transaction (under an advisory lock, so two writers queue): readers
+keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
+corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
+two rankings of a query; ``follow`` polls the version row so several servers follow one store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import re
+import threading
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rag.documents import load_corpus
+from rag.errors import IndexCorruptError, InputFileError, UsageError
+from rag.index import FORMAT_VERSION, SEGMENTER, Index
+from rag.segment import segment_document
+from rag.text import content_terms
+from rag.types import Chunk, Document, Hit, Sentence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rag.corpus import Staged
+    from rag.embeddings import Embedder
+    from rag.settings import Settings
+
+SCHEMA_VERSION = 1
+log = logging.getLogger("rag")
+BATCH = 512  # rows per COPY batch and texts per embedding batch
+POLL_SECONDS = 1.0  # how often a following process reads the version row
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 64, 100
+_MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
+
+
+def is_postgres(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def schema_name(index_name: str) -> str:
+    return "rag_" + re.sub(r"[^a-z0-9_]", "_", index_name.lower())
+
+
+# ---------------------------------------------------------------- keyword index
+
+
+def _quote_lexeme(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(text: str) -> str:
+    """The chunk's BM25 tokens as a tsvector (with positions, so ts_rank counts repeated terms)."""
+    positions: dict[str, list[int]] = {}
+    for i, term in enumerate(content_terms(text), start=1):
+        positions.setdefault(term, []).append(min(i, _MAX_POSITION))
+    return " ".join(f"{_quote_lexeme(t)}:{','.join(map(str, dict.fromkeys(p)))}" for t, p in positions.items())
+
+
+def tsquery_literal(query: str) -> str | None:
+    """The query's BM25 tokens OR-ed together (BM25 scores any term; PostgreSQL's plainto_tsquery ANDs)."""
+    terms = list(dict.fromkeys(content_terms(query)))
+    return " | ".join(_quote_lexeme(t) for t in terms) if terms else None
+
+
+# ---------------------------------------------------------------- checksums (the local index's serialisation)
+
+
+def _jsonl_sha(rows) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _npy_sha(array: np.ndarray) -> str:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors) -> dict[str, str]:
+    import numpy as np
+
+    return {
+        "documents.jsonl": _jsonl_sha(asdict(d) for d in docs),
+        "sentences.jsonl": _jsonl_sha(asdict(s) for s in sentences),
+        "chunks.jsonl": _jsonl_sha(asdict(c) for c in chunks),
+        "sentence_vectors.npy": _npy_sha(sentence_vectors),
+        "chunk_vectors.f32": hashlib.sha256(np.ascontiguousarray(chunk_vectors, np.float32).tobytes()).hexdigest(),
+    }
+
+
+def _keywords_sha(tsvectors) -> str:
+    digest = hashlib.sha256()
+    for tsv in tsvectors:
+        digest.update((tsv + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- connections
+
+
+def connect(url: str, autocommit: bool = True):
+    try:
+        import psycopg
+        from pgvector.psycopg import register_vector
+    except ImportError:
+        raise UsageError("RAG_STORE is a PostgreSQL URL but its driver is not installed: "
+                         "pip install 'rag-news[postgres]' (psycopg and pgvector)") from None
+
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise IndexCorruptError(f"PostgreSQL store {redact(url)} unreachable: {str(exc).strip().splitlines()[0]}") from None
+    with contextlib.suppress(psycopg.ProgrammingError):  # no extension yet: the first build creates it
+        register_vector(conn)
+    return conn
+
+
+class PgStore:
+    """One index's schema in one PostgreSQL database. Connections are per thread (psycopg connections are
+    thread-safe but run one statement at a time; the app answers several questions at once)."""
+
+    def __init__(self, url: str, index_name: str):
+        self.url, self.schema = url, schema_name(index_name)
+        self._local = threading.local()
+
+    def conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = connect(self.url)
+            with conn.cursor() as cur:
+                cur.execute(f"SET search_path TO {self.schema}, public")
+                cur.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+            self._local.conn = conn
+        return conn
+
+    def _run(self, sql: str, params=None) -> list[tuple]:
+        """One read statement; a broken connection (server restarted, fail-over) is replaced once."""
+        import psycopg
+
+        for attempt in (0, 1):
+            try:
+                with self.conn().cursor() as cur:
+                    cur.execute(sql, params)
+                    return cur.fetchall()
+            except psycopg.OperationalError:
+                self._local.conn = None
+                if attempt:
+                    raise
+        return []
+
+    def version(self) -> int | None:
+        import psycopg
+
+        try:
+            rows = self._run("SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'")
+        except psycopg.errors.UndefinedTable:
+            return None
+        return int(rows[0][0]) if rows else None
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str]]:
+        """A consistent copy of the corpus (one REPEATABLE READ transaction), or IndexCorruptError."""
+        import numpy as np
+        import psycopg
+
+        conn = connect(self.url, autocommit=False)
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute(f"SET search_path TO {self.schema}, public")
+                try:
+                    cur.execute("SELECT key, value FROM meta")
+                except psycopg.errors.UndefinedTable:
+                    raise FileNotFoundError(self.schema) from None
+                meta = dict(cur.fetchall())
+                if meta.get("schema_version") != SCHEMA_VERSION or "manifest" not in meta:
+                    raise IndexCorruptError(
+                        f"{redact(self.url)} schema {self.schema}: schema version {meta.get('schema_version')} is not "
+                        f"{SCHEMA_VERSION}; rebuild with `rag index build`")
+                cur.execute("SELECT id, text, title, date, sha256, fmt FROM documents ORDER BY ord")
+                docs = [Document(*row) for row in cur]
+                cur.execute('SELECT id, source, start, "end", text, paragraph, section, embedding FROM sentences '
+                            "ORDER BY id")
+                sentences, svecs = [], []
+                for *row, vec in cur:
+                    sentences.append(Sentence(*row))
+                    svecs.append(_array(vec))
+                cur.execute('SELECT id, source, start, "end", text, sentence_ids, section, embedding, tsv::text '
+                            "FROM chunks ORDER BY row")
+                chunks, cvecs, tsvs = [], [], []
+                for cid, source, start, end, text, sids, section, vec, tsv in cur:
+                    chunks.append(Chunk(cid, source, start, end, text, tuple(sids), section))
+                    cvecs.append(_array(vec))
+                    tsvs.append(tsv)
+            conn.rollback()
+        finally:
+            conn.close()
+        manifest = meta["manifest"]
+        dim = manifest["embedding"]["dim"]
+        sentence_vectors = np.array(svecs, dtype=np.float32).reshape(len(svecs), dim)
+        chunk_vectors = np.array(cvecs, dtype=np.float32).reshape(len(cvecs), dim)
+        return manifest, int(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs
+
+    # ------------------------------------------------------------ searching
+
+    def rankings(self, query_vector: np.ndarray, tsquery: str | None, depth: int) -> tuple[list, list]:
+        """(dense, keyword): lists of (chunk id, text, score), best first; one statement, one round trip."""
+        sql = ("(SELECT 0, id, text, -(embedding <#> %(q)s) FROM chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s)")
+        if tsquery is not None:
+            sql += (" UNION ALL (SELECT 1, id, text, ts_rank(tsv, %(t)s::tsquery, 1) FROM chunks "
+                    "WHERE tsv @@ %(t)s::tsquery ORDER BY 4 DESC, row LIMIT %(n)s)")
+        rows = self._run(sql, {"q": query_vector, "t": tsquery, "n": depth})
+        dense = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 0]
+        keyword = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 1]
+        return dense, keyword
+
+    def keyword_ranking(self, tsquery: str, depth: int) -> list:
+        rows = self._run("SELECT id, text, ts_rank(tsv, %(t)s::tsquery, 1) FROM chunks WHERE tsv @@ %(t)s::tsquery "
+                         "ORDER BY 3 DESC, row LIMIT %(n)s", {"t": tsquery, "n": depth})
+        return [(cid, text, float(score)) for cid, text, score in rows]
+
+    # ------------------------------------------------------------ writing
+
+    def cached_vectors(self, model_sha: str, texts: list[str]) -> dict[str, np.ndarray]:
+        import psycopg
+
+        digests = {_digest(t): t for t in texts}
+        try:
+            rows = self._run("SELECT digest, embedding FROM embed_cache WHERE model = %s AND digest = ANY(%s)",
+                             (model_sha, list(digests)))
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return {}
+        return {digests[d]: _array(v) for d, v in rows}
+
+    def cache_vectors(self, model_sha: str, texts: list[str], vectors: np.ndarray) -> None:
+        conn = self.conn()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany("INSERT INTO embed_cache VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                            [(model_sha, _digest(t), v) for t, v in zip(texts, vectors, strict=True)])
+
+
+def _array(vector) -> np.ndarray:
+    """A pgvector value as float32 numpy (pgvector's loader returns its Vector class)."""
+    import numpy as np
+
+    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _ddl(schema: str, dim: int) -> list[str]:
+    return [
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"SET LOCAL search_path TO {schema}, public",
+        "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value jsonb NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS embed_cache (model text NOT NULL, digest text NOT NULL, "
+        "embedding vector NOT NULL, PRIMARY KEY (model, digest))",
+        "CREATE TABLE IF NOT EXISTS documents (ord int PRIMARY KEY, id text NOT NULL UNIQUE, text text NOT NULL, "
+        "title text NOT NULL, date text, sha256 text NOT NULL, fmt text NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS sentences (id int PRIMARY KEY, source text NOT NULL, start int NOT NULL, "
+        f'"end" int NOT NULL, text text NOT NULL, paragraph int NOT NULL, section text, '
+        f"embedding vector({dim}) NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS chunks (row int PRIMARY KEY, id text NOT NULL UNIQUE, source text NOT NULL, "
+        f'start int NOT NULL, "end" int NOT NULL, text text NOT NULL, sentence_ids int[] NOT NULL, section text, '
+        f"embedding vector({dim}) NOT NULL, tsv tsvector NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS chunks_embedding ON chunks USING hnsw (embedding vector_ip_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
+        "CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)",
+    ]
+
+
+def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document], sentences: list[Sentence],
+                 chunks: list[Chunk], sentence_vectors: np.ndarray, chunk_vectors: np.ndarray,
+                 progress: bool = False) -> int:
+    """Replace the store's corpus with this one in ONE transaction (batched COPY inside it); returns the new
+    version. Readers see the previous corpus until the commit, then all of this one."""
+    from tqdm import tqdm
+
+    schema = schema_name(index_name)
+    dim = manifest["embedding"]["dim"]
+    conn = connect(url, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            # Serialise writers of this schema (two `rag index add` at once: the second waits, then adds to
+            # what the first committed, since it reads the store again below in its own transaction).
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema,))
+            for statement in _ddl(schema, dim):
+                cur.execute(statement)
+            from pgvector.psycopg import register_vector
+
+            register_vector(conn)  # the extension may have just been created by this transaction
+            cur.execute("SELECT value FROM meta WHERE key = 'manifest'")
+            row = cur.fetchone()
+            if row is not None and row[0]["embedding"]["dim"] != dim:  # another model: new vector columns
+                cur.execute("DROP TABLE sentences, chunks")
+                for statement in _ddl(schema, dim)[3:]:
+                    cur.execute(statement)
+            cur.execute("DELETE FROM documents")
+            cur.execute("DELETE FROM sentences")
+            cur.execute("DELETE FROM chunks")
+            bar = tqdm(total=len(docs) + len(sentences) + len(chunks), unit="row", desc="writing to PostgreSQL",
+                       disable=not progress, leave=False)
+            with cur.copy("COPY documents (ord, id, text, title, date, sha256, fmt) FROM STDIN") as copy:
+                for i, d in enumerate(docs):
+                    copy.write_row((i, d.id, d.text, d.title, d.date, d.sha256, d.fmt))
+            bar.update(len(docs))
+            for start in range(0, len(sentences), BATCH):
+                with cur.copy('COPY sentences (id, source, start, "end", text, paragraph, section, embedding) '
+                              "FROM STDIN") as copy:
+                    for s, vec in zip(sentences[start:start + BATCH], sentence_vectors[start:start + BATCH],
+                                      strict=True):
+                        copy.write_row((s.id, s.source, s.start, s.end, s.text, s.paragraph, s.section, vec))
+                bar.update(min(BATCH, len(sentences) - start))
+            for start in range(0, len(chunks), BATCH):
+                with cur.copy('COPY chunks (row, id, source, start, "end", text, sentence_ids, section, embedding, '
+                              "tsv) FROM STDIN") as copy:
+                    for row_id, (c, vec) in enumerate(zip(chunks[start:start + BATCH],
+                                                          chunk_vectors[start:start + BATCH], strict=True), start):
+                        copy.write_row((row_id, c.id, c.source, c.start, c.end, c.text, list(c.sentence_ids),
+                                        c.section, vec, tsvector_literal(c.text)))
+                bar.update(min(BATCH, len(chunks) - start))
+            bar.close()
+            cur.execute("SELECT tsv::text FROM chunks ORDER BY row")
+            files = dict(manifest["files"], **{"keywords.tsvector": _keywords_sha(r[0] for r in cur)})
+            manifest = dict(manifest, files=files)
+            cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
+            version = cur.fetchone()[0]
+            from psycopg.types.json import Jsonb
+
+            for key, value in (("schema_version", SCHEMA_VERSION), ("manifest", manifest), ("version", version)):
+                cur.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (key, Jsonb(value)))
+            # Keep the embedding cache to what this corpus uses.
+            cur.execute("DELETE FROM embed_cache WHERE model <> %s OR NOT (digest = ANY(%s))",
+                        (manifest["embedding"]["sha256"], [_digest(t) for t in
+                                                           {*(s.text for s in sentences), *(c.text for c in chunks)}]))
+            cur.execute("SELECT pg_notify(%s, %s)", (schema, str(version)))
+        conn.commit()
+        return version
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- the index object
+
+
+@dataclass
+class PgIndex(Index):
+    """An ``Index`` whose rankings come from PostgreSQL; ``sentences``/``sentence_vectors``/``chunks`` are held in
+    memory as with the local store (the answerer reads them), ``store`` is the PgStore, ``bm25`` is None."""
+
+    version: int = 0
+    chunk_rows: dict[str, int] = field(default_factory=dict)
+
+    def changed(self) -> bool:
+        return self.store.version() != self.version
+
+
+def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str) -> None:
+    import numpy as np
+
+    found = _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors)
+    found["keywords.tsvector"] = _keywords_sha(tsvs)
+    for name, sha in manifest["files"].items():
+        if found.get(name) != sha:
+            raise IndexCorruptError(f"{where}: table contents for {name} do not match the manifest's checksum; "
+                                    "rebuild with `rag index build`")
+    documents = {d.id: d for d in docs}
+    for span in (*sentences, *chunks):
+        doc = documents.get(span.source)
+        if doc is None or doc.text[span.start : span.end] != span.text:
+            raise IndexCorruptError(f"{where}: span {span.source}:{span.start}-{span.end} does not match its document; "
+                                    "rebuild with `rag index build`")
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+        raise IndexCorruptError(f"{where}: vectors that are not finite; rebuild with `rag index build`")
+
+
+def load(settings: Settings) -> PgIndex:
+    store = PgStore(settings.store, settings.index_name)
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs = store.read()
+    _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, f"{redact(settings.store)} schema {store.schema}")
+    return PgIndex(settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, svecs, None,
+                   version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)})
+
+
+def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return f"index format {manifest.get('format_version')} != {FORMAT_VERSION}"
+    if manifest.get("embedding", {}).get("sha256") != model_sha:
+        return "built with a different embedding model"
+    if manifest.get("chunking") != _chunking(settings):
+        return "chunking parameters changed"
+    return None
+
+
+def _chunking(settings: Settings) -> dict:
+    return {"chunk_sentences": settings.chunk_sentences, "chunk_overlap": settings.chunk_overlap,
+            "segmenter": SEGMENTER}
+
+
+def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> PgIndex:
+    """Load the store's corpus; build it from the corpus folder when the store has none, and rebuild it from
+    its own documents when the model or chunking changed."""
+    try:
+        index = load(settings)
+    except FileNotFoundError:
+        log.warning("index '%s' not found in %s: building it from %s", settings.index_name, redact(settings.store),
+                    settings.corpus_dir)
+        return build_index(settings, embedder)
+    reason = stale_reason(settings, index.manifest, embedder.info.sha256)
+    if reason is not None:
+        if not rebuild_if_stale:
+            raise IndexCorruptError(f"{redact(settings.store)}: index is stale ({reason}); rebuild with `rag index build`")
+        log.warning("index '%s' is stale (%s): rebuilding from the store's documents", settings.index_name, reason)
+        return build_index(settings, embedder, documents=list(index.documents.values()))
+    return index
+
+
+def _stored_documents(settings: Settings) -> list[Document]:
+    try:
+        return list(load(settings).documents.values())
+    except FileNotFoundError:
+        return []
+
+
+def build_index(settings: Settings, embedder: Embedder, documents: list[Document] | None = None,
+                staged: Staged | None = None, only_if_stale: bool = False) -> PgIndex:
+    """Segment, embed (reusing vectors the store already has, batch by batch) and write in one transaction.
+
+    Without documents: the corpus folder. With ``staged`` files (``rag index add``): the store's documents plus
+    those files (the store is the corpus: the files are not moved into the corpus folder)."""
+
+    # One build of this index at a time, across processes and machines: a second `rag index add` waits here,
+    # then reads the store with the first one's documents in it (no lost update).
+    lock = connect(settings.store)
+    try:
+        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema_name(settings.index_name) + ":build",))
+        return _build_locked(settings, embedder, documents, staged)
+    finally:
+        lock.close()  # releases the session's advisory lock
+
+
+def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
+                  staged: Staged | None) -> PgIndex:
+    import numpy as np
+
+    started = time.perf_counter()
+    max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+    if staged is not None:
+        from rag.corpus import _already_there
+        from rag.documents import read_document
+
+        current = _stored_documents(settings)
+        if not staged.replace:
+            for d in current:
+                if d.id in staged.names:
+                    raise _already_there(d.id)
+        new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars) for name in staged.names]
+        docs = sorted([d for d in current if d.id not in staged.names] + new, key=lambda d: d.id)
+    elif documents is not None:
+        docs = documents
+    else:
+        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars)
+    sentences, chunks, per_doc = segment(settings, docs)
+    store = PgStore(settings.store, settings.index_name)
+    sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
+                                                       [c.text for c in chunks])
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+        raise RuntimeError("the embedding model produced non-finite vectors")
+    manifest = make_manifest(settings, embedder.info.model_id, embedder.info.sha256, embedder.dim, per_doc,
+                             docs, sentences, chunks, sentence_vectors, chunk_vectors, time.perf_counter() - started)
+    write_corpus(settings.store, settings.index_name, manifest, docs, sentences, chunks, sentence_vectors,
+                 chunk_vectors, progress=len(chunks) > 5000)
+    return load(settings)
+
+
+def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
+    sentences: list[Sentence] = []
+    chunks: list[Chunk] = []
+    per_doc = []
+    for doc in docs:
+        doc_sentences, doc_chunks = segment_document(doc, len(sentences), settings.chunk_sentences,
+                                                     settings.chunk_overlap)
+        if not doc_sentences:
+            raise InputFileError(f"{doc.id}: no sentences found")
+        sentences.extend(doc_sentences)
+        chunks.extend(doc_chunks)
+        per_doc.append({"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": doc.date, "format": doc.fmt,
+                        "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks)})
+    return sentences, chunks, per_doc
+
+
+def make_manifest(settings, model_id, model_sha, dim, per_doc, docs, sentences, chunks, sentence_vectors,
+                  chunk_vectors, seconds: float) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "store": "postgresql",
+        "schema_version": SCHEMA_VERSION,
+        "chunking": _chunking(settings),
+        "index_type": f"pgvector-hnsw (m={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION})",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "embedding": {"model_id": model_id, "sha256": model_sha, "dim": dim},
+        "documents": per_doc,
+        "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
+        "files": _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors),
+    }
+
+
+def _embed_resumably(store: PgStore, embedder: Embedder, sentence_texts: list[str],
+                     chunk_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors for the texts: from the store's embedding cache, else embedded BATCH texts at a time, each batch
+    committed to the cache at once (so a killed build resumes where it stopped)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    wanted = sorted(set(sentence_texts) | set(chunk_texts))
+    model = embedder.info.sha256
+    cache = store.cached_vectors(model, wanted)
+    missing = [t for t in wanted if t not in cache]
+    if missing:
+        _ensure_cache_tables(store)
+        for start in tqdm(range(0, len(missing), BATCH), desc="embedding", unit="batch",
+                          disable=len(missing) <= BATCH, leave=False):
+            batch = missing[start:start + BATCH]
+            vectors = np.asarray(embedder.encode(batch), dtype=np.float32)
+            cache.update(zip(batch, vectors, strict=True))
+            store.cache_vectors(model, batch, vectors)
+
+    def stack(texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, embedder.dim), dtype=np.float32)
+        return np.stack([cache[t] for t in texts]).astype(np.float32)
+
+    return stack(sentence_texts), stack(chunk_texts)
+
+
+def _ensure_cache_tables(store: PgStore) -> None:
+    conn = connect(store.url, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store.schema + ":cache",))
+            for statement in _ddl(store.schema, 1)[:5]:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+    store._local.conn = None  # reconnect: the vector type may have just been created
+
+
+def push(settings: Settings, url: str) -> PgIndex:
+    """Copy the built local index (``settings.index_path``) into the store at ``url``, vectors included:
+    nothing is embedded again. The copy is verified against the local manifest's checksums."""
+    import numpy as np
+
+    from rag.index import load_index, read_manifest
+
+    local = load_index(settings.index_path, read_manifest(settings.index_path))
+    faiss_index = local.store.index
+    chunk_vectors = np.asarray(faiss_index.reconstruct_n(0, faiss_index.ntotal), dtype=np.float32)
+    docs = list(local.documents.values())
+    manifest = make_manifest(settings, local.manifest["embedding"]["model_id"], local.manifest["embedding"]["sha256"],
+                             local.manifest["embedding"]["dim"], local.manifest["documents"], docs, local.sentences,
+                             local.chunks, local.sentence_vectors, chunk_vectors, local.manifest["build_seconds"])
+    manifest["chunking"] = local.manifest["chunking"]
+    for name in ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "sentence_vectors.npy"):
+        if manifest["files"][name] != local.manifest["files"][name]:
+            raise IndexCorruptError(f"{settings.index_path}: {name} does not serialise to its checksum; "
+                                    "rebuild with `rag index build`")
+    write_corpus(url, settings.index_name, manifest, docs, local.sentences, local.chunks, local.sentence_vectors,
+                 chunk_vectors, progress=len(local.chunks) > 5000)
+    return load(settings.model_copy(update={"store": url}))
+
+
+def check_url(url: str) -> str:
+    if not is_postgres(url):
+        raise UsageError(f"not a PostgreSQL URL: {redact(url)!r} (postgresql://user@host:5432/db)")
+    return url
+
+
+# ---------------------------------------------------------------- retrieval and following
+
+
+def fuse(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], rrf_k: int,
+         k: int) -> tuple[list[int], dict[int, float]]:
+    """Reciprocal rank fusion of two rankings of rows, ties broken by dense score (as HybridRetriever does)."""
+    fused: dict[int, float] = {}
+    for ranking in ([r for r, _ in dense], [r for r, _ in keyword]):
+        for rank, row in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank + 1)
+    dense_score = dict(dense)
+    return sorted(fused, key=lambda row: (-fused[row], -dense_score.get(row, -1.0)))[:k], fused
+
+
+class PgRetriever:
+    """HybridRetriever's interface and fusion over PostgreSQL's two rankings (pgvector HNSW, full-text)."""
+
+    def __init__(self, index: PgIndex, embedder: Embedder, rrf_k: int = 60, candidates: int = 50):
+        self.index, self.embedder, self.rrf_k, self.candidates = index, embedder, rrf_k, candidates
+
+    def _rows(self, ranking: list) -> list[tuple[int, float]]:
+        """Rows of this index's chunks; a chunk another process has since replaced (its id gone or its text
+        changed) is left out until this process follows the new version."""
+        out = []
+        for cid, text, score in ranking:
+            row = self.index.chunk_rows.get(cid)
+            if row is not None and self.index.chunks[row].text == text:
+                out.append((row, score))
+        return out
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        n_chunks = len(self.index.chunks)
+        if n_chunks == 0 or k <= 0:
+            return []
+        depth = min(n_chunks, max(self.candidates, 4 * k))
+        dense_raw, keyword_raw = self.index.store.rankings(self.embedder.encode_query(query), tsquery_literal(query),
+                                                           depth)
+        dense = sorted(self._rows(dense_raw), key=lambda rs: (-rs[1], rs[0]))
+        keyword = sorted(self._rows(keyword_raw), key=lambda rs: (-rs[1], rs[0]))
+        order, fused = fuse(dense, keyword, self.rrf_k, k)
+        dense_score, keyword_score = dict(dense), dict(keyword)
+        return [Hit(rank=rank + 1, score=fused[row], chunk=self.index.chunks[row], dense_score=dense_score.get(row),
+                    bm25_score=keyword_score.get(row, 0.0)) for rank, row in enumerate(order)]
+
+    def lexical_search(self, query: str, k: int) -> list[Hit]:
+        tsquery = tsquery_literal(query)
+        if tsquery is None or k <= 0:
+            return []
+        rows = sorted(self._rows(self.index.store.keyword_ranking(tsquery, k)), key=lambda rs: (-rs[1], rs[0]))
+        return [Hit(rank=r + 1, score=s, chunk=self.index.chunks[row], bm25_score=s)
+                for r, (row, s) in enumerate(rows) if s > 0]
+
+
+def follow(pipeline, interval: float = POLL_SECONDS) -> threading.Thread:
+    """Poll the store's version row in a daemon thread and have the pipeline swap in a new snapshot when another
+    process committed a change (the thread ends with the pipeline). Polling, not LISTEN/NOTIFY: it also works
+    through read replicas and connection poolers, where notifications do not arrive."""
+    ref = weakref.ref(pipeline)
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            target = ref()
+            if target is None:
+                return
+            try:
+                target.refresh()
+            except Exception as exc:  # a restart or fail-over of the server: try again next time
+                log.warning("following the PostgreSQL store: %s: %s", type(exc).__name__, exc)
+            del target
+
+    thread = threading.Thread(target=run, name="rag-store-follow", daemon=True)
+    thread.start()
+    return thread

