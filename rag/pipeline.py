@@ -274,6 +274,16 @@ class Pipeline:
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         answer = self.assemble(asked, "".join(pieces), request.passages, chosen.name, snap.index, note)
+        if standalone and answer.abstained and chosen.name == "extractive":
+            # The extractive answerer weighs the names a question holds, and a rewritten follow-up names the
+            # entity ("What did Qais al-Khazali say ...?") that the answering sentence may only call "he". Over
+            # the same passages (retrieved for the standalone question), the user's own wording gets a turn.
+            again = [p for p in chosen.execute(AnswerRequest(question, request.passages, request.hits))]
+            retry_note = next((p for p in again if isinstance(p, AnswerNote)), None)
+            retried = self.assemble(question, "".join(p for p in again if isinstance(p, str)), request.passages,
+                                    chosen.name, snap.index, retry_note)
+            if not retried.abstained:
+                answer = retried
         timings["verify"] = (time.perf_counter() - t) * 1000
         answer.question = question
         answer.standalone_question = standalone

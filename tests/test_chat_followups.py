@@ -71,3 +71,17 @@ def test_rag_chat_rewrites_follow_ups(pipeline, rag_executable, tmp_path):
                           text=True, timeout=300)
     assert "(searching for: What does Esmail Ghaani lack?)" in text.stdout
     assert "(new conversation)" in text.stdout
+
+
+def test_chat_tab_rewrites_follow_ups_and_shows_the_rewritten_question(pipeline):
+    from ui.app import build_app
+
+    app = build_app(pipeline)
+    ask_in_chat = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "ask_in_chat")
+    *_, first = ask_in_chat("Who replaced Qassem Soleimani?", [], [], "extractive", 5)
+    chat, answered = first[0], first[1]
+    *_, second = ask_in_chat("What does he lack?", chat, answered, "extractive", 5)
+    chat, answered = second[0], second[1]
+    assert answered[1]["standalone_question"] == "What does Esmail Ghaani lack?"
+    assert "Searched for: What does Esmail Ghaani lack?" in chat[-2]["content"]  # under the user's question
+    assert "stature" in chat[-1]["content"]

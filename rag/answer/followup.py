@@ -177,10 +177,12 @@ def _referent(word: str, turns: list[Turn]) -> str | None:
     """The entity a pronoun most likely points to in the previous turn."""
     last = turns[-1]
     asked, short, said = _entities(last.question), _entities(last.short_answer), _entities(last.answer)
-    asked_who = re.match(r"\s*(?:who|whom)\b", last.question, re.IGNORECASE) is not None
+    # "Who replaced X?" asks for a person, whose name the answer gives; "Whom did X ...?" keeps X as the subject,
+    # and "Who is X?" asks about X.
+    asked_who = re.match(r"\s*who\b(?!\s+(?:is|was|are|were)\b)", last.question, re.IGNORECASE) is not None
     if word in _PERSONAL:
         ranked = [
-            *(short if asked_who else []),
+            *([e for e in short if _person(e) and _multiword(e)] if asked_who else []),
             *([e for e in said if _person(e) and _multiword(e) and e not in last.question] if asked_who else []),
             *[e for e in asked if _person(e) and _multiword(e)],
             *[e for e in short if _person(e)],

@@ -50,6 +50,10 @@ def answer_figures(answer) -> dict[str, Any]:
         "model_markers": model_markers,
         "sentences_with_model_marker": sum(any(origin.get(n) == "model" for n in c.cited) for c in answer.checks),
         "attributed_citations": sum(1 for c in answer.citations if c.origin == "attributed"),
+        "model_citations": sum(1 for c in answer.citations if c.origin == "model"),
+        # the model's own citations that, alone, back the sentence citing them at least partly
+        "model_citations_supporting": sum(1 for c in answer.citations
+                                          if c.origin == "model" and c.verdict != "unsupported"),
         "unsupported_sentences": sum(c.verdict == "unsupported" for c in answer.checks),
         "supported_sentences": sum(c.verdict == "supported" for c in answer.checks),
     }
@@ -105,6 +109,9 @@ def summarize(results: list[dict]) -> dict[str, Any]:
         "sentences_with_model_marker": round(sum(r["sentences_with_model_marker"] for r in answered)
                                              / max(1, sum(r["sentences"] for r in answered)), 4),
         "attributed_citations_per_answer": mean("attributed_citations", answered),
+        "answers_with_attributed_citations": sum(r["attributed_citations"] > 0 for r in answered),
+        "model_citations_supporting_share": round(sum(r["model_citations_supporting"] for r in answered)
+                                                  / max(1, sum(r["model_citations"] for r in answered)), 4),
         "unsupported_sentences_per_answer": mean("unsupported_sentences", answered),
         "supported_sentence_share": round(sum(r["supported_sentences"] for r in answered)
                                           / max(1, sum(r["sentences"] for r in answered)), 4),
