@@ -148,3 +148,27 @@ def write_file(path: Path, data: bytes) -> Path:
 def make_dir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+# ---------------------------------------------------------------------------------------------- the fast suite
+# `pytest -m "not slow"` (make test-fast) is meant to take about half a minute. A test whose own run (not its
+# fixtures' setup, which the first user of a shared fixture would be blamed for) takes longer than SLOW_SECONDS
+# there is named at the end of the run, so it gets @pytest.mark.slow. A note, not a failure: timings on a busy
+# machine are not a verdict.
+SLOW_SECONDS = 2.0
+_unmarked_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and "slow" not in report.keywords:
+        _unmarked_durations[report.nodeid] = report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if "not slow" not in (config.getoption("markexpr", "") or ""):
+        return
+    long = sorted(((d, n) for n, d in _unmarked_durations.items() if d > SLOW_SECONDS), reverse=True)
+    if long:
+        terminalreporter.write_sep("-", f"over {SLOW_SECONDS:g} s without @pytest.mark.slow")
+        for duration, nodeid in long:
+            terminalreporter.write_line(f"{duration:6.1f} s  {nodeid}")

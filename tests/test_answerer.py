@@ -199,6 +199,7 @@ def test_backend_reports_confidence_and_abstains_below_the_operating_point(fake_
     assert withheld[0] == NO_ANSWER and withheld[-1].confidence == pytest.approx(answered[-1].confidence)
 
 
+@pytest.mark.slow
 def test_training_is_reproducible(tmp_path, fake_embedder, monkeypatch):
     """Three small dev documents, fitted twice with the hashing embedder: the same bytes both times."""
     from rag.answer import training

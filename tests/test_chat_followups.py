@@ -57,6 +57,7 @@ def test_api_ask_takes_a_history(client):
         client.predict("What does he lack?", "", 0, ["not a turn"], api_name="/ask")
 
 
+@pytest.mark.slow
 def test_rag_chat_rewrites_follow_ups(pipeline, rag_executable, tmp_path):
     settings = pipeline.settings
     env = os.environ | {"RAG_CORPUS_DIR": str(settings.corpus_dir), "RAG_INDEX_DIR": str(settings.index_dir)}

@@ -104,6 +104,7 @@ def test_instructions_in_a_document_change_no_extractive_answer(hostile, gold):
     assert not any("HACKED" in answer for answer, *_ in after.values())
 
 
+@pytest.mark.slow
 def test_instructions_in_a_document_are_fenced_in_the_llm_prompt(hostile):
     private, _ = hostile
     question = "How often does the ferry to Basra run?"
@@ -136,6 +137,7 @@ def test_instructions_in_a_document_are_fenced_in_the_llm_prompt(hostile):
     assert [(c.verdict, c.reason) for c in answer.checks] == [("unsupported", "no citation")]
 
 
+@pytest.mark.slow
 def test_markup_in_a_document_is_escaped_on_its_way_to_every_panel(hostile):
     """The real pipeline's output for a document full of markup, through the app's own helpers and renderers
     (tests/test_ui.py checks each renderer with synthetic input; tests/test_browser.py in a real browser)."""
