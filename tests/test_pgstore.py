@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import ARTICLE, make_settings
 from tests.pg_server import binaries, postgres_server
 
+pytestmark = pytest.mark.slow  # starts a real PostgreSQL server and builds indexes in it: about a minute
+
 SECOND = """Baghdad flood barriers
 
 BAGHDAD, April 2 (Reuters) - Engineers in Baghdad finished the Tigris flood barriers on Thursday, the
