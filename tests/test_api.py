@@ -94,6 +94,7 @@ def test_search_and_documents_endpoints(client, pipeline, article_text):
     assert [d["id"] for d in documents] == ["2026-03-06-iran-proxies-iraq.txt"]
 
 
+@pytest.mark.slow
 def test_basic_auth_from_settings(pipeline):
     settings = pipeline.settings.model_copy(update={"host": "127.0.0.1", "port": 0, "auth": "editor:s3cret-pass"})
     app = build_app(pipeline)

@@ -104,6 +104,7 @@ def _stdin_of(lines) -> bytes:
     return b"\n".join(line if isinstance(line, bytes) else line.encode("utf-8") for line, _ in lines) + b"\n"
 
 
+@pytest.mark.slow
 def test_question_lines_are_cleaned_answered_or_rejected_one_by_one(home):
     result = home.run("ask", "--json", "-", stdin=_stdin_of(QUESTION_LINES))
     assert result.returncode == USAGE, result.stderr

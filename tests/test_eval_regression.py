@@ -99,6 +99,7 @@ def test_baseline_runs_on_the_same_questions_with_the_same_metrics(pipeline, sma
     assert "## Per question type" in report_md and "## Per document" in report_md and "## Calibration" in report_md
 
 
+@pytest.mark.slow
 def test_cli_report_writes_all_files(pipeline, small_gold, tmp_path, monkeypatch, capsys):
     import rag.cli
 
@@ -148,6 +149,7 @@ TINY_SQUAD = {
 }
 
 
+@pytest.mark.slow
 def test_squad_file_runs_over_its_own_temporary_corpus(pipeline, tmp_path, monkeypatch):
     from rag.pipeline import Pipeline
 

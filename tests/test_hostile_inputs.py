@@ -54,6 +54,7 @@ def _check_spans(doc: Document, sentences, chunks) -> None:
     assert all(a.end <= b.start for a, b in zip(sentences, sentences[1:], strict=False))
 
 
+@pytest.mark.slow
 def test_a_long_block_of_short_lines_is_split_in_bounded_windows(monkeypatch):
     """30,000 lines in one block (117 kB): split whole, pysbd took about 5 s (3.9 MB: hours); now pysbd never
     sees more than WINDOW characters, every sentence is an exact span and no text is lost."""
@@ -236,6 +237,7 @@ def shared_stream_pdf(pages: int, lines: int = 200) -> bytes:
     ])
 
 
+@pytest.mark.slow
 def test_pdf_whose_text_exceeds_the_limit_is_refused_while_extracting(home):
     pdf = home.folder / "expands.pdf"
     pdf.write_bytes(shared_stream_pdf(2000))  # 0.3 MB of file, 30 MB of text
@@ -250,6 +252,7 @@ def test_pdf_whose_text_exceeds_the_limit_is_refused_while_extracting(home):
     assert snapshot(home.settings) == before
 
 
+@pytest.mark.slow
 def test_pdf_beyond_a_pypdf_safety_limit_is_an_input_error(home):
     pdf = home.folder / "bomb.pdf"
     # A cross-reference table declaring 99,999,999 objects in a file of a few hundred bytes.
@@ -262,6 +265,7 @@ def test_pdf_beyond_a_pypdf_safety_limit_is_an_input_error(home):
                                             "(Declared size 99999999 exceeds allowed limit")
 
 
+@pytest.mark.slow
 def test_text_file_over_the_text_limit_is_refused(home):
     text = home.folder / "long.md"
     text.write_text("A sentence about Basra. " * 100, encoding="utf-8")
@@ -432,6 +436,7 @@ def test_unsupported_file_in_the_corpus_is_skipped_with_a_warning(home):
 # ------------------------------------------------------------------ 10. standard input decoded strictly
 
 
+@pytest.mark.slow
 def test_undecodable_line_on_strict_stdin_is_reported_for_that_line_only(home):
     lines = b"Who replaced Qassem Soleimani?\nWho replaced \xff\xfe Qassem Soleimani?\nWhere is Ghaani from?\n"
     result = home.run("ask", "--json", "-", stdin=lines, env={"PYTHONIOENCODING": "utf-8:strict"})
