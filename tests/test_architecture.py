@@ -192,15 +192,35 @@ def test_no_import_cycles_in_the_project():
     )
 
 
+ENTRY_POINTS = ("main", "from_environment")  # function names that say they read the environment
+
+
+def _bare_settings_calls(tree: ast.AST, inside: str = "") -> list[tuple[int, str]]:
+    """(line, enclosing function) of every ``Settings()`` call without arguments."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        name = node.name if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else inside
+        if (isinstance(node, ast.Call) and not node.args and not node.keywords
+                and "Settings" in (getattr(node.func, "id", None), getattr(node.func, "attr", None))):
+            found.append((node.lineno, inside))
+        found += _bare_settings_calls(node, name)
+    return found
+
+
 def test_no_module_reads_the_environment_settings_behind_its_caller():
     """``Settings()`` with no arguments reads RAG_* and .env: only a caller that was given no settings
-    (``Pipeline.load()``, the CLI) may decide to do that, never a library module on its own."""
-    found = []
-    for path in project_modules().values():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        found += [
-            f"{path.relative_to(ROOT)}:{node.lineno}" for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and not node.args and not node.keywords
-            and "Settings" in (getattr(node.func, "id", None), getattr(node.func, "attr", None))
-        ]
+    (``Pipeline.load()``, the CLI) may decide to do that, never a library module on its own. An entry point
+    that exists to read the environment says so in its name (``main``, ``..._from_environment``)."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line}" + (f" (in {function})" if function else "")
+        for path in project_modules().values()
+        for line, function in _bare_settings_calls(ast.parse(path.read_text(encoding="utf-8")))
+        if not function.endswith(ENTRY_POINTS)
+    ]
     assert not found, f"Settings() reads the environment; take the caller's settings instead: {found}"
+
+
+def test_settings_check_sees_calls_inside_functions_and_allows_named_entry_points():
+    tree = ast.parse("def helper():\n    return Settings()\n\ndef app_from_environment():\n"
+                     "    return make(Settings(), x=1)\n\nDEFAULT = Settings()\nGOOD = Settings(top_k=3)\n")
+    assert _bare_settings_calls(tree) == [(2, "helper"), (5, "app_from_environment"), (7, "")]
