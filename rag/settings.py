@@ -147,6 +147,17 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the app binds to (localhost only by default).")
     port: int = Field(7860, ge=0, le=65535, description="Port the app listens on.")
     auth: str | None = Field(None, description="Enable login for the app: 'user:password'.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins in a row a client (IP address) may make before it is locked out."
+    )
+    login_lockout: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Seconds a client is locked out after RAG_LOGIN_MAX_FAILURES failed logins; doubled for each further "
+            "failure, at most an hour (the app answers 429 without checking the password)."
+        ),
+    )
     max_concurrency: int = Field(4, ge=1, description="Requests the app answers at once; others wait in a queue.")
     max_uploads: int = Field(10, ge=1, description="Most files accepted in one upload in the app.")
     max_queue: int = Field(100, ge=1, description="Requests the app lets wait; beyond that it answers 'busy' at once.")
@@ -168,7 +179,8 @@ class Settings(BaseSettings):
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_temperature", "max_question_chars", "min_confidence",
                    "answer_model"),
-        "server": ("host", "port", "auth", "max_concurrency", "max_uploads", "max_queue", "server_backends"),
+        "server": ("host", "port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
+                   "max_queue", "server_backends"),
     }
 
     @field_validator("index_name")

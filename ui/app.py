@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
+import math
 import tempfile
 import threading
 from bisect import bisect_right
@@ -25,6 +28,7 @@ from rag.pipeline import SUPPORTED_SUFFIXES, Pipeline
 from rag.settings import Settings
 from rag.types import search_json
 from ui import render
+from ui.login import middleware_for
 from ui.style import CSS, theme
 
 log = logging.getLogger("rag.ui")
@@ -198,15 +202,19 @@ MAX_TOP_K = next(rule.le for rule in Settings.model_fields["top_k"].metadata if 
 def api_top_k(k: Any) -> int | None:
     """``k`` from an API caller, held to RAG_TOP_K's own range: a negative k would cut the results from the
     wrong end, a fractional one fails deep inside, and a huge one would rank and verify the whole corpus."""
-    if k in (None, 0, ""):
+    if k is None or (isinstance(k, int | float | str) and not isinstance(k, bool) and k in (0, "")):
         return None  # the server's setting
-    if isinstance(k, bool) or not isinstance(k, int | float) or k != int(k) or not 1 <= k <= MAX_TOP_K:
-        raise UsageError(f"k must be a whole number from 1 to {MAX_TOP_K} (0: the server's setting), got {k!r}")
+    if (isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k) or k != int(k)
+            or not 1 <= k <= MAX_TOP_K):
+        shown = repr(k) if isinstance(k, int | float | str) else type(k).__name__
+        raise UsageError(f"k must be a whole number from 1 to {MAX_TOP_K} (0: the server's setting), got {shown[:40]}")
     return int(k)
 
 
 def allowed_backend(pipeline: Pipeline, spec: str | None) -> str | None:
     """The backend a user of the server asked for, if the server allows it (empty: the server's setting)."""
+    if spec is not None and not isinstance(spec, str):
+        raise UsageError(f"backend must be text (a backend name), got {type(spec).__name__}")
     spec = (spec or "").strip()
     if spec and spec not in pipeline.settings.allowed_backends:
         raise UsageError(f"backend '{spec}' is not enabled on this server; choose one of: "
@@ -214,35 +222,67 @@ def allowed_backend(pipeline: Pipeline, spec: str | None) -> str | None:
     return spec or None
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def api_endpoint(fn):
+    """An API function whose failures are one-line errors for the caller and one line in the server log: a
+    RagError (a bad argument, an unreadable file...) as itself, logged as a warning without a traceback; anything
+    else as "internal error" (its traceback logged, see _message). Gradio would otherwise answer
+    ``{"error": null}`` and print a traceback for every refusal. A required argument that is missing or None is
+    a usage error naming it."""
+    required = [name for name, p in inspect.signature(fn).parameters.items() if p.default is inspect.Parameter.empty]
+
+    @functools.wraps(fn)
+    def endpoint(*args, **kwargs):
+        try:
+            bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+            for name in required:
+                if bound.get(name) is None:
+                    raise UsageError(f"{name} is required")
+            return fn(*args, **kwargs)
+        except RagError as exc:
+            log.warning("/%s refused: %s", fn.__name__, _one_line(exc))
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:  # a bug: one line for the caller, the traceback in the log
+            raise gr.Error(_message(exc), print_exception=False) from None
+
+    return endpoint
+
+
+def _history(history: Any) -> list | None:
+    if history is not None and not isinstance(history, list):
+        raise UsageError(f"history must be a list of earlier turns, got {type(history).__name__}")
+    return history or None
+
+
 def register_api(pipeline: Pipeline) -> None:
     """Named endpoints for ``gradio_client`` (``/ask``, ``/check``, ``/search``, ``/documents``), separate from
-    the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks."""
+    the UI handlers so the API returns the pipeline's JSON, not HTML. Must be called inside the Blocks; build_app
+    then lets callers leave out trailing arguments (``lenient_api_inputs``)."""
 
+    @api_endpoint
     def ask(question: str, backend: str = "", k: int = 0, history: list | None = None) -> dict:
         """Answer a question with cited, verified sentences. Empty backend / k=0 use the server's settings.
         ``history``: earlier turns (``[{"question", "answer"}, ...]``, e.g. earlier /ask results, or
         ``[[question, answer], ...]``); a follow-up is then rewritten into ``standalone_question``, which is what
         is retrieved and answered."""
-        try:
-            return pipeline.ask(question, backend=allowed_backend(pipeline, backend), k=api_top_k(k),
-                                history=history or None).to_json()
-        except RagError as exc:
-            raise gr.Error(str(exc)) from None
+        return pipeline.ask(question, backend=allowed_backend(pipeline, backend), k=api_top_k(k),
+                            history=_history(history)).to_json()
 
+    @api_endpoint
     def check(claim: str, k: int = 0) -> dict:
         """Verdict (supported / partial / unsupported) on a claim or quote, its reason and the best passages."""
-        try:
-            return pipeline.check(claim, k=api_top_k(k)).to_json()
-        except RagError as exc:
-            raise gr.Error(str(exc)) from None
+        return pipeline.check(claim, k=api_top_k(k)).to_json()
 
+    @api_endpoint
     def search(query: str, k: int = 0) -> dict:
         """Ranked passages for a query (hybrid dense + BM25): ``{query, hits}``, as ``rag search --json``."""
-        try:
-            return search_json(query, pipeline.search(query, k=api_top_k(k)))
-        except RagError as exc:
-            raise gr.Error(str(exc)) from None
+        return search_json(query, pipeline.search(query, k=api_top_k(k)))
 
+    @api_endpoint
     def documents() -> list[dict]:
         """The indexed documents: id, title, date, characters, sentences and chunks."""
         return pipeline.documents()
@@ -250,6 +290,27 @@ def register_api(pipeline: Pipeline) -> None:
     # The API shares the UI's concurrency groups, so RAG_MAX_CONCURRENCY bounds asks from both together.
     for fn, group in ((ask, "ask"), (check, "check"), (search, None), (documents, None)):
         gr.api(fn, api_name=fn.__name__, concurrency_id=group)
+        API_DEFAULTS[fn.__name__] = [None if p.default is inspect.Parameter.empty else p.default
+                                     for p in inspect.signature(fn).parameters.values()]
+
+
+# Each API endpoint's argument defaults (None for a required one), for lenient_api_inputs.
+API_DEFAULTS: dict[str, list] = {}
+
+
+def lenient_api_inputs(app: gr.Blocks) -> None:
+    """Let API callers leave out trailing arguments (``{"data": ["Who?"]}``): they take their defaults, and a
+    missing question is the endpoint's own "question is required". Gradio refuses fewer values than inputs with
+    a traceback in the log and ``{"error": null}`` for the caller."""
+    validate = app.validate_inputs
+
+    def validate_inputs(block_fn, inputs: list) -> None:
+        defaults = API_DEFAULTS.get(block_fn.api_name or "")
+        if defaults is not None and isinstance(inputs, list) and len(inputs) < len(defaults):
+            inputs.extend(defaults[len(inputs):])
+        validate(block_fn, inputs)
+
+    app.validate_inputs = validate_inputs
 
 
 # ---------------------------------------------------------------------------------------------- the app
@@ -272,6 +333,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Tab("Documents", id="documents"):
                 _documents_tab(pipeline, settings, header)
         register_api(pipeline)
+    lenient_api_inputs(app)
     app.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.max_queue)
     return app
 
@@ -539,6 +601,7 @@ def start(app: gr.Blocks, settings: Settings, *, share: bool = False, block: boo
         auth=auth,
         auth_message="Sign in to the news QA app." if auth else None,
         max_file_size=int(settings.max_file_mb * 1_000_000),
+        app_kwargs={"middleware": middleware_for(settings)},  # failed logins are rate-limited (ui/login.py)
         prevent_thread_lock=not block,
         quiet=quiet,
         footer_links=["api"],

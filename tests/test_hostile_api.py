@@ -1,0 +1,146 @@
+"""Issue 14, item 12 and the login rate limit: hostile API arguments and repeated failed logins, against a real
+server (the app over the hashing-embedder pipeline) on a free loopback port, through raw HTTP as the probe sent
+them (JSON ``NaN``/``Infinity``, a backend as a list or a number, no arguments at all)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from tests.conftest import make_fake_pipeline
+from ui.app import build_app, start
+from ui.login import LoginThrottle
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fake_embedder):
+    pipeline = make_fake_pipeline(tmp_path_factory.mktemp("api-hostile"), fake_embedder)
+    settings = pipeline.settings.model_copy(update={"host": "127.0.0.1", "port": 0, "auth": None})
+    app = build_app(pipeline)
+    _, url, _ = start(app, settings, block=False, quiet=True)
+    yield url
+    app.close()
+
+
+def call(url: str, endpoint: str, body: str) -> tuple[str, dict]:
+    """POST a raw JSON body to a named endpoint and read its result: ("complete" | "error", data)."""
+    started = httpx.post(f"{url}gradio_api/call/{endpoint}", content=body.encode(),
+                         headers={"content-type": "application/json"}, timeout=30)
+    assert started.status_code == 200, started.text
+    stream = httpx.get(f"{url}gradio_api/call/{endpoint}/{started.json()['event_id']}", timeout=30).text
+    lines = [line for line in stream.splitlines() if line.strip()]
+    event = next(line.split(": ", 1)[1] for line in lines if line.startswith("event: ") and "heartbeat" not in line)
+    data = json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data: ")))
+    return event, data
+
+
+HOSTILE = {
+    # name: (endpoint, raw JSON body, fragment of the one-line error)
+    "k-nan": ("ask", '{"data": ["Who replaced Qassem Soleimani?", "", NaN]}', "k must be a whole number from 1 to 50"),
+    "k-infinity": ("ask", '{"data": ["Who replaced Qassem Soleimani?", "", Infinity]}', "got inf"),
+    "k-minus-infinity": ("search", '{"data": ["Ghaani", -Infinity]}', "got -inf"),
+    "k-nan-check": ("check", '{"data": ["Ghaani replaced Soleimani.", NaN]}', "k must be a whole number"),
+    "k-list": ("ask", '{"data": ["Who?", "", [5]]}', "got list"),
+    "k-text": ("search", '{"data": ["Ghaani", "five"]}', "got 'five'"),
+    "backend-list": ("ask", '{"data": ["Who?", ["extractive"], 0]}', "backend must be text (a backend name), got list"),
+    "backend-number": ("ask", '{"data": ["Who?", 5, 0]}', "backend must be text (a backend name), got int"),
+    "no-arguments-ask": ("ask", '{"data": []}', "question is required"),
+    "no-arguments-check": ("check", '{"data": []}', "claim is required"),
+    "no-arguments-search": ("search", '{"data": []}', "query is required"),
+    "question-null": ("ask", '{"data": [null, "", 0]}', "question is required"),
+    "question-number": ("ask", '{"data": [42]}', "question must be text"),
+    "history-text": ("ask", '{"data": ["Who?", "", 0, "earlier"]}', "history must be a list"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_api_arguments_get_a_one_line_error_and_no_traceback(server, case, capfd, caplog):
+    endpoint, body, fragment = HOSTILE[case]
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING):
+        event, data = call(server, endpoint, body)
+    assert event == "error"
+    assert isinstance(data["error"], str) and fragment in data["error"], data
+    assert len(data["error"].splitlines()) == 1
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    refusals = [r for r in caplog.records if r.name == "rag.ui" and r.levelno == logging.WARNING]
+    assert refusals and all(r.exc_info is None for r in refusals)  # logged, in one line, without a traceback
+    assert fragment in refusals[-1].getMessage() and len(refusals[-1].getMessage().splitlines()) == 1
+
+
+def test_trailing_arguments_may_be_left_out(server):
+    event, data = call(server, "search", '{"data": ["Ghaani"]}')
+    assert event == "complete" and data[0]["hits"]
+    event, data = call(server, "ask", '{"data": ["Who replaced Qassem Soleimani?"]}')
+    assert event == "complete" and data[0]["question"] == "Who replaced Qassem Soleimani?"
+
+
+# ------------------------------------------------------------------ failed logins
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, fake_embedder):
+    pipeline = make_fake_pipeline(tmp_path_factory.mktemp("login"), fake_embedder)
+    settings = pipeline.settings.model_copy(update={"host": "127.0.0.1", "port": 0, "auth": "editor:s3cret-Pass",
+                                                    "login_max_failures": 5, "login_lockout": 30.0})
+    app = build_app(pipeline)
+    _, url, _ = start(app, settings, block=False, quiet=True)
+    yield url
+    app.close()
+
+
+def login(url: str, password: str) -> httpx.Response:
+    return httpx.post(f"{url}login", data={"username": "editor", "password": password}, timeout=30)
+
+
+def test_thirty_wrong_passwords_lock_the_client_out_even_for_the_right_one(guarded):
+    """The probe: 30 wrong passwords, then the right one worked. Now the sixth attempt is refused unchecked."""
+    assert login(guarded, "s3cret-Pass").status_code == 200  # the right password works
+    statuses = [login(guarded, f"guess-{i}").status_code for i in range(30)]
+    assert statuses[:5] == [400] * 5
+    assert set(statuses[5:]) == {429}
+    refused = login(guarded, "s3cret-Pass")
+    assert refused.status_code == 429
+    assert "too many failed logins" in refused.json()["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 31
+
+
+def _attempt(throttle: LoginThrottle, client: str = "10.0.0.1") -> int:
+    import asyncio
+
+    sent: list[int] = []
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    scope = {"type": "http", "method": "POST", "path": "/login", "client": (client, 1234)}
+    asyncio.run(throttle(scope, None, send))
+    return sent[0]
+
+
+def test_lockout_doubles_per_failure_is_per_client_and_a_success_resets_it():
+    now = [0.0]
+    outcome = {"status": 400}
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": outcome["status"], "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    throttle = LoginThrottle(app, max_failures=3, lockout_s=10.0, clock=lambda: now[0])
+    assert [_attempt(throttle) for _ in range(3)] == [400, 400, 400]
+    assert _attempt(throttle) == 429 and throttle.retry_after("10.0.0.1") == 10.0
+    assert _attempt(throttle, "10.0.0.2") == 400  # another client is not locked out
+    now[0] += 10.0
+    assert _attempt(throttle) == 400 and throttle.retry_after("10.0.0.1") == 20.0  # doubled
+    now[0] += 20.0
+    assert _attempt(throttle) == 400 and throttle.retry_after("10.0.0.1") == 40.0
+    now[0] += 40.0
+    outcome["status"] = 200
+    assert _attempt(throttle) == 200 and throttle.retry_after("10.0.0.1") == 0.0
+    outcome["status"] = 400
+    assert _attempt(throttle) == 400 and throttle.retry_after("10.0.0.1") == 0.0  # counting starts again
