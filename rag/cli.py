@@ -128,6 +128,21 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
+def _one_line(text: str) -> str:
+    """A message as one printable line: control characters (a newline in a file name it quotes) escaped."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _OneLineMessages(logging.Filter):
+    """Every warning printed as one line, whatever file name or text it quotes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = _one_line(message), None
+        return True
+
+
 def _stdin_lines():
     """Lines of standard input decoded as UTF-8 whatever the locale or PYTHONIOENCODING asks: undecodable bytes
     become lone surrogates, reported for their line only (a strict sys.stdin would end the whole command)."""
@@ -168,7 +183,7 @@ def _print_answer(answer) -> None:
         print(f"(prompt: {answer.prompt_tokens} tokens)")
     for c in answer.citations:
         origin = ", attributed" if getattr(c, "origin", "model") == "attributed" else ""
-        print(f"  [{c.n}] {c.source}:{c.start}-{c.end} ({c.verdict}{origin}) {c.text}")
+        print(f"  [{c.n}] {_shown(c.source)}:{c.start}-{c.end} ({c.verdict}{origin}) {c.text}")
     for w in answer.warnings:
         print(f"  warning: {w}")
 
@@ -238,7 +253,7 @@ def cmd_search(args) -> int:
         _print_json(search_json(args.query, hits))
         return 0
     for h in hits:
-        print(f"{h.rank}. [{h.score:.4f}] {h.chunk.source}:{h.chunk.start}-{h.chunk.end}"
+        print(f"{h.rank}. [{h.score:.4f}] {_shown(h.chunk.source)}:{h.chunk.start}-{h.chunk.end}"
               + (f"  ({h.chunk.section})" if h.chunk.section else ""))
         print(f"   {h.chunk.text}")
     return 0
@@ -422,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     # and their records would otherwise reach stderr between our one-line messages.
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
+    handler.addFilter(_OneLineMessages())
     logging.basicConfig(level=logging.WARNING, format="rag: %(message)s", handlers=[handler])
     for noisy in ("faiss", "faiss.loader", "bm25s", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -430,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except RagError as exc:
-        print(f"rag: error: {exc}", file=sys.stderr)
+        print(f"rag: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
@@ -440,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # keep the one-line contract; RAG_DEBUG=1 shows the traceback
         if os.environ.get("RAG_DEBUG"):
             raise
-        print(f"rag: internal error: {type(exc).__name__}: {exc} (set RAG_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"rag: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set RAG_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return EXIT_INTERNAL
 
 
