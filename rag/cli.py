@@ -232,7 +232,8 @@ def cmd_index(args) -> int:
     print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
     for d in manifest["documents"]:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
-              f"{d['chunks']} chunks")
+              f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"
+                                         if d.get("duplicate_paragraphs") else ""))
     from rag.documents import ignored_files
 
     try:

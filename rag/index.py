@@ -37,7 +37,7 @@ from rag.bm25 import BM25Index
 from rag.documents import corpus_files, load_corpus, sha256_bytes
 from rag.embeddings import Embedder, ModelInfo
 from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
-from rag.segment import segment_document
+from rag.segment import Seen, segment_document
 from rag.settings import Settings
 from rag.store import FaissStore
 from rag.types import Chunk, Document, Sentence
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT_VERSION = 2  # 2: every file of the build has its checksum in the manifest
-SEGMENTER = "pysbd-0.3.4+rag-3"  # bump when segmentation or BM25 tokenisation changes
+SEGMENTER = "pysbd-0.3.4+rag-4"  # bump when segmentation or BM25 tokenisation changes
 log = logging.getLogger("rag")
 _JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
 # Files a build always has; the manifest must give each one's sha256 (a missing or null checksum is refused).
@@ -207,18 +207,25 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
+    seen = Seen()  # identical paragraphs and chunks are indexed once, at their first occurrence (rag.segment)
     for doc in docs:
+        skipped = seen.skipped_paragraphs
         doc_sentences, doc_chunks = segment_document(
-            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap
+            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen
         )
-        if not doc_sentences:
+        duplicates = seen.skipped_paragraphs - skipped
+        if not doc_sentences and not duplicates:
             raise InputFileError(f"{doc.id}: no sentences found")
         sentences.extend(doc_sentences)
         chunks.extend(doc_chunks)
         per_doc.append(
             {"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": doc.date, "format": doc.fmt,
-             "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks)}
+             "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks),
+             "duplicate_paragraphs": duplicates}
         )
+    if seen.skipped_paragraphs or seen.skipped_chunks:
+        log.info("indexed once: %d duplicate paragraphs and %d duplicate chunks skipped",
+                 seen.skipped_paragraphs, seen.skipped_chunks)
     cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)

@@ -10,14 +10,21 @@ Everything here is linear in the document's length: blocks are found by one scan
 once. A longer block is split window by window, each window ending at the start of its last sentence (which
 may have been cut off) so that sentences are split where pysbd would split them; a sentence longer than a
 window is cut at its last whitespace. bench/segment_scaling.py measures it.
+
+Duplicates are indexed once (issue 14, item 13: news wires repeat stories, and a file can hold the same article
+a thousand times): a paragraph whose text is identical to one already segmented, in the same document or, with a
+``Seen`` shared across a build, in an earlier one, gets no sentences or chunks (so it is never split, embedded,
+ranked or cited twice), and a chunk identical to an earlier chunk is dropped. What is kept are the spans of the
+first occurrence, so citations stay exact. bench/duplicates.py measures it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.documents import DATE_PREFIX
 from rag.types import Chunk, Document, Sentence
@@ -35,6 +42,29 @@ class Span:
     end: int
     paragraph: int
     section: str | None
+
+
+@dataclass
+class Seen:
+    """Digests of the paragraphs and chunks already segmented (in one document, or across a build), and how many
+    duplicates were skipped so far."""
+
+    paragraphs: set[bytes] = field(default_factory=set)
+    chunks: set[bytes] = field(default_factory=set)
+    skipped_paragraphs: int = 0
+    skipped_chunks: int = 0
+
+    @staticmethod
+    def digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def first(self, kind: set[bytes], text: str) -> bool:
+        """True the first time ``text`` is offered for ``kind`` (it is then remembered)."""
+        key = self.digest(text)
+        if key in kind:
+            return False
+        kind.add(key)
+        return True
 
 
 _per_thread = threading.local()
@@ -171,12 +201,17 @@ def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return merged
 
 
-def sentence_spans(doc: Document) -> list[Span]:
+def sentence_spans(doc: Document, seen: Seen | None = None) -> list[Span]:
+    """Sentences of the document's paragraphs, skipping a paragraph identical to one in ``seen``."""
+    seen = Seen() if seen is None else seen
     spans: list[Span] = []
     section: str | None = None
     for number, (start, end, heading) in enumerate(paragraphs(doc)):
         if heading:
             section = _heading_text(doc.text[start:end])
+            continue
+        if not seen.first(seen.paragraphs, doc.text[start:end]):
+            seen.skipped_paragraphs += 1
             continue
         for s, e in _sentence_offsets(doc.text, start, end):
             spans.append(Span(s, e, number, section))
@@ -188,14 +223,18 @@ def headings(doc: Document) -> list[tuple[int, int, str]]:
 
 
 def segment_document(
-    doc: Document, first_sentence_id: int, chunk_sentences: int, chunk_overlap: int
+    doc: Document, first_sentence_id: int, chunk_sentences: int, chunk_overlap: int, seen: Seen | None = None
 ) -> tuple[list[Sentence], list[Chunk]]:
-    """Sentences (numbered from ``first_sentence_id``) and chunks of consecutive sentences of one paragraph."""
+    """Sentences (numbered from ``first_sentence_id``) and chunks of consecutive sentences of one paragraph.
+
+    Paragraphs and chunks identical to earlier ones (in this document, and in ``seen``: the documents segmented
+    before it in the same build) are left out; the counts of what was skipped accumulate in ``seen``."""
+    seen = Seen() if seen is None else seen
     if chunk_overlap >= chunk_sentences:
         chunk_overlap = chunk_sentences - 1
     sentences = [
         Sentence(first_sentence_id + i, doc.id, sp.start, sp.end, doc.text[sp.start : sp.end], sp.paragraph, sp.section)
-        for i, sp in enumerate(sentence_spans(doc))
+        for i, sp in enumerate(sentence_spans(doc, seen))
     ]
     chunks: list[Chunk] = []
     by_paragraph: dict[int, list[Sentence]] = {}
@@ -207,6 +246,9 @@ def segment_document(
         for i in starts:
             window = group[i : i + chunk_sentences]
             start, end = window[0].start, window[-1].end
+            if not seen.first(seen.chunks, doc.text[start:end]):
+                seen.skipped_chunks += 1
+                continue
             chunks.append(
                 Chunk(
                     id=f"{doc.id}#{len(chunks)}",

@@ -32,3 +32,66 @@ def test_a_newline_in_a_file_name_is_never_printed_raw(home):  # noqa: F811
     assert result.returncode == 3
     assert result.stderr.splitlines()[-1] == "rag: error: empty\\none.txt: file is empty"
     assert all(line.startswith("rag: ") for line in result.stderr.splitlines())
+
+
+# ------------------------------------------------------------------ 13. a corpus of duplicates
+
+
+def _duplicated_corpus(tmp_path, copies: int, files: int):
+    """The probe's corpus, generated: the article, one file holding it ``copies`` times (1,000 copies: 17.6 MB)
+    and ``files`` more files that are each the article again (the same story from several wires)."""
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, max_file_mb=100, max_text_chars=50_000_000)
+    article = (settings.corpus_dir / ARTICLE_NAME).read_text(encoding="utf-8")
+    (settings.corpus_dir / "wire-repeated.txt").write_text("\n\n".join([article] * copies), encoding="utf-8")
+    for i in range(files):
+        (settings.corpus_dir / f"wire-copy-{i + 1}.txt").write_text(article, encoding="utf-8")
+    return settings, article
+
+
+def test_identical_paragraphs_are_segmented_once_at_their_first_occurrence():
+    from rag.segment import Seen, segment_document
+    from rag.types import Document
+
+    story = "Rain fell on Monday. The river rose by a metre.\n\nThe mayor closed the bridge. Traffic stopped."
+    text = "\n\n".join([story] * 50 + ["A new paragraph. It says something else."])
+    seen = Seen()
+    sentences, chunks = segment_document(Document("wire.txt", text, "wire"), 0, 3, 1, seen)
+    assert [s.text for s in sentences] == ["Rain fell on Monday.", "The river rose by a metre.",
+                                           "The mayor closed the bridge.", "Traffic stopped.", "A new paragraph.",
+                                           "It says something else."]
+    assert sentences[0].start == 0 and text.rindex("A new paragraph.") == sentences[4].start  # first occurrences
+    assert all(text[c.start : c.end] == c.text for c in (*sentences, *chunks))
+    assert len({c.text for c in chunks}) == len(chunks)
+    assert seen.skipped_paragraphs == 98
+    again, again_chunks = segment_document(Document("copy.txt", story, "copy"), len(sentences), 3, 1, seen)
+    assert again == [] and again_chunks == [] and seen.skipped_paragraphs == 100  # another file, same story
+
+
+@pytest.mark.slow
+def test_a_corpus_of_duplicates_is_indexed_once_and_still_answers(tmp_path, embedder):
+    """The article 1,000 times in one file and again in three more files: indexed as the article alone would be
+    (it took 427 s and 1.39 GB, and the headline question abstained); the answer cites the first occurrence."""
+    from rag.index import build_index, load_index
+    from rag.pipeline import Pipeline
+    from rag.segment import segment_document
+
+    settings, article = _duplicated_corpus(tmp_path, copies=1000, files=3)
+    index = build_index(settings, embedder)
+    alone = segment_document(index.documents[ARTICLE_NAME], 0, settings.chunk_sentences, settings.chunk_overlap)
+    assert len(index.chunks) <= len(alone[1]) + 2 and len(index.sentences) <= len(alone[0]) + 4
+    assert len({c.text for c in index.chunks}) == len(index.chunks)
+    listed = {d["id"]: d for d in index.manifest["documents"]}
+    assert listed["wire-repeated.txt"]["duplicate_paragraphs"] > 999 * 30
+    for copy in ("wire-copy-1.txt", "wire-copy-2.txt", "wire-copy-3.txt"):
+        assert listed[copy]["chunks"] == 0 and listed[copy]["duplicate_paragraphs"] > 30
+    load_index(settings.index_path)  # every span checked against its document
+    pipeline = Pipeline(settings, embedder, index)
+    answer = pipeline.ask("Who replaced Qassem Soleimani?")
+    assert not answer.abstained and answer.short_answer == "Esmail Ghaani"
+    for citation in answer.citations:
+        assert citation.source == ARTICLE_NAME
+        assert article[citation.start : citation.end] == citation.text
+    hits = pipeline.search("Esmail Ghaani Soleimani", k=10)
+    assert len({h.chunk.text for h in hits}) == len(hits) == 10
