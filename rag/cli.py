@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=_settings_help("host"))
     serve.add_argument("--port", type=int, help=_settings_help("port"))
     serve.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes (each loads the model and index; more than 1 serves the JSON API only)")
     _common(serve, backend=True, json_flag=False)
     return parser
 
@@ -417,10 +419,17 @@ def cmd_eval(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from ui.app import launch
-
     settings = make_settings(args)
-    launch(settings, share=args.share)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {args.workers}")
+    if args.share:  # a gradio.live link needs Gradio's own launcher
+        from ui.app import launch
+
+        launch(settings, share=True)
+        return 0
+    from ui.server import serve
+
+    serve(settings, workers=args.workers)
     return 0
 
 

@@ -1,0 +1,226 @@
+"""``rag serve``: a JSON HTTP API (FastAPI) with the Gradio app mounted beside it, on uvicorn, in one or more
+worker processes.
+
+- ``POST /api/v1/ask``, ``/api/v1/check``, ``/api/v1/search`` and ``GET /api/v1/documents`` return the same
+  JSON as the Gradio endpoints and ``rag ask/check/search --json``, with the same validation (the pipeline's
+  text checks, ``k`` within RAG_TOP_K's range, only the backends the server allows);
+- OpenAPI docs at ``/api/docs`` (schema at ``/api/openapi.json``);
+- with ``RAG_AUTH=user:password``, the API wants HTTP Basic auth with those credentials (the Gradio app keeps
+  its login page), and wrong credentials lock a client out as failed logins of the app do (ui/login.py);
+- at most ``RAG_MAX_CONCURRENCY`` questions/claims are answered at once per process, at most ``RAG_MAX_QUEUE``
+  wait, and beyond that the API answers 503 at once; request bodies over 1 MB are refused (413).
+
+Errors are ``{"error": "<one line>"}``: 400 for a bad request (the CLI's exit code 2 or 3), 503 when busy, 502
+when an LLM backend failed, 500 otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
+
+from rag.errors import RagError
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from rag.types import search_json
+from ui.login import LoginThrottle
+
+log = logging.getLogger("rag.ui")
+MAX_BODY_BYTES = 1_000_000
+API_PREFIX = "/api/v1"
+
+
+class Busy(Exception):
+    """More requests are waiting than RAG_MAX_QUEUE allows."""
+
+
+class Gate:
+    """RAG_MAX_CONCURRENCY requests at once, RAG_MAX_QUEUE more waiting, the rest refused at once."""
+
+    def __init__(self, limit: int, queue: int):
+        self._slots = threading.Semaphore(limit)
+        self._lock = threading.Lock()
+        self._admitted, self._most = 0, limit + queue
+
+    @contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._admitted >= self._most:
+                raise Busy
+            self._admitted += 1
+        try:
+            with self._slots:
+                yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+
+class AskRequest(BaseModel):
+    question: str = Field(description="The question (at most RAG_MAX_QUESTION_CHARS characters).")
+    backend: str = Field("", description="Answer backend; empty: the server's. Only backends the server allows.")
+    k: float = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
+    history: list | None = Field(None, description="Earlier turns ([{question, answer}, ...]) for a follow-up.")
+
+
+class CheckRequest(BaseModel):
+    claim: str = Field(description="A claim or quotation to check against the corpus.")
+    k: float = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(description="The search query.")
+    k: float = Field(0, description="Passages to return, 1 to 50; 0: the server's RAG_TOP_K.")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_api(pipeline: Pipeline) -> FastAPI:
+    """The JSON API over a loaded pipeline (the Gradio app is mounted on it by ``create_app``)."""
+    from ui.app import _message, allowed_backend, api_top_k
+
+    settings = pipeline.settings
+    gate = Gate(settings.max_concurrency, settings.max_queue)
+    basic = HTTPBasic(auto_error=False)
+
+    # Wrong credentials count as failed logins of the app (ui/login.py): the same lockout per client address.
+    throttle = LoginThrottle(None, max_failures=settings.login_max_failures, lockout_s=settings.login_lockout)
+
+    def authorised(request: Request, credentials: HTTPBasicCredentials | None = Depends(basic)) -> None:  # noqa: B008
+        if not settings.auth:
+            return
+        client = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(client)
+        if wait > 0:
+            raise _Unauthorised(f"too many failed logins; try again in {wait:.0f} s", 429, int(wait) + 1)
+        user, password = settings.auth.split(":", 1)
+        if credentials is None:
+            raise _Unauthorised("authentication required (HTTP Basic, RAG_AUTH)")
+        if not (secrets.compare_digest(credentials.username.encode(), user.encode())
+                and secrets.compare_digest(credentials.password.encode(), password.encode())):
+            throttle._record(client, failed=True)
+            raise _Unauthorised("wrong user name or password")
+        throttle._record(client, failed=False)
+
+    api = FastAPI(title="rag-news API", version="1", docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/openapi.json",
+                  description="Questions about news articles, answered with citations you can check.")
+
+    @api.exception_handler(_Unauthorised)
+    def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="rag"'}
+        if exc.retry_after:
+            headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+    @api.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        if request.url.path.startswith(API_PREFIX):
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                return _error(413, f"request body over {MAX_BODY_BYTES:,} bytes")
+        return await call_next(request)
+
+    def answer(work) -> Any:
+        try:
+            with gate():
+                return work()
+        except Busy:
+            return _error(503, "the server is busy; try again shortly")
+        except RagError as exc:
+            status = 400 if exc.exit_code in (2, 3) else 502 if exc.exit_code == 7 else 500
+            return _error(status, str(exc))
+        except Exception as exc:  # one line to the caller, the traceback in the log
+            return _error(500, _message(exc))
+
+    @api.post(f"{API_PREFIX}/ask", dependencies=[Depends(authorised)], summary="Answer a question with citations")
+    def ask(request: AskRequest):
+        """The answer with numbered citations (source, start, end, text, verdict), confidence and checks: the
+        JSON of `rag ask --json`."""
+        return answer(lambda: pipeline.ask(request.question, backend=allowed_backend(pipeline, request.backend),
+                                           k=api_top_k(_whole(request.k)), history=request.history or None).to_json())
+
+    @api.post(f"{API_PREFIX}/check", dependencies=[Depends(authorised)], summary="Check a claim or quote")
+    def check(request: CheckRequest):
+        """Verdict (supported / partial / unsupported), its reason and the best passages: `rag check --json`."""
+        return answer(lambda: pipeline.check(request.claim, k=api_top_k(_whole(request.k))).to_json())
+
+    @api.post(f"{API_PREFIX}/search", dependencies=[Depends(authorised)], summary="Ranked passages for a query")
+    def search(request: SearchRequest):
+        """`{query, hits}` (hybrid dense + keyword, fused by reciprocal rank): `rag search --json`."""
+        return answer(lambda: search_json(request.query, pipeline.search(request.query, k=api_top_k(_whole(request.k)))))
+
+    @api.get(f"{API_PREFIX}/documents", dependencies=[Depends(authorised)], summary="The indexed documents")
+    def documents():
+        return pipeline.documents()
+
+    return api
+
+
+class _Unauthorised(Exception):
+    def __init__(self, message: str, status: int = 401, retry_after: int = 0):
+        super().__init__(message)
+        self.message, self.status, self.retry_after = message, status, retry_after
+
+
+def _whole(k: float) -> float | int:
+    return int(k) if k == int(k) else k
+
+
+def create_app(settings: Settings, ui: bool = True, pipeline: Pipeline | None = None) -> FastAPI:
+    """The API with the Gradio app mounted at ``/`` (its own endpoints, queue and login stay as they are), over
+    ``pipeline`` or the process's one pipeline."""
+    import gradio as gr
+
+    from ui.app import CSS, build_app, shared_pipeline, theme
+    from ui.login import middleware_for
+
+    pipeline = pipeline or shared_pipeline(settings)
+    settings = pipeline.settings
+    api = create_api(pipeline)
+    if ui:
+        auth = tuple(settings.auth.split(":", 1)) if settings.auth else None
+        api = gr.mount_gradio_app(api, build_app(pipeline), path="", auth=auth,
+                                  auth_message="Sign in to the news QA app." if auth else None,
+                                  max_file_size=int(settings.max_file_mb * 1_000_000), footer_links=["api"],
+                                  ssr_mode=False, theme=theme(), css=CSS,
+                                  app_kwargs={"middleware": middleware_for(settings)})  # login rate limit
+    return api
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory in each worker process: the settings come from RAG_* (``serve`` puts the command
+    line's flags there); the web UI only with one worker."""
+    return create_app(Settings(), ui=os.environ.get("RAG_SERVE_UI", "1") == "1")
+
+
+def serve(settings: Settings, workers: int = 1) -> None:
+    """Serve the API and the app with uvicorn. Several workers are several processes on one port (the kernel
+    spreads connections): each loads the model and index once. Gradio's queue keeps its jobs in the process that
+    took them, so with more than one worker only the JSON API is served."""
+    import uvicorn
+
+    from rag.net import free_port
+
+    port = settings.port or free_port(settings.host)
+    if workers <= 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning")
+        return
+    log.warning("%d workers: serving the JSON API (%s/...) only; the web app needs --workers 1", workers, API_PREFIX)
+    for name, value in settings.model_dump(exclude_unset=True).items():
+        if value is not None:
+            os.environ[f"RAG_{name.upper()}"] = str(value)
+    os.environ["RAG_SERVE_UI"] = "0"
+    uvicorn.run("ui.server:app_from_environment", factory=True, host=settings.host, port=port, workers=workers,
+                log_level="warning")
