@@ -97,7 +97,7 @@ def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
 
 def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> list[Example]:
     """Index each document group in a temporary folder and featurise every question."""
-    from rag.embeddings import Embedder, resolve_model
+    from rag.embeddings import Embedder
     from rag.eval.gold import load_dataset
     from rag.index import open_index
     from rag.pipeline import Pipeline
@@ -124,7 +124,7 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
                         (corpus / f.name).write_bytes(f.read_bytes())
             settings = Settings(corpus_dir=corpus, index_dir=Path(tmp) / "index", _env_file=None)
             if embedder is None:
-                embedder = Embedder(resolve_model(settings.embed_model, settings.model_cache_dir))
+                embedder = Embedder.from_settings(settings)
             pipeline = Pipeline(settings, embedder, open_index(settings, embedder))
             index = pipeline.index
             featurizer = Featurizer(index, embedder)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -26,7 +27,15 @@ from rag.settings import PROJECT_ROOT
 if TYPE_CHECKING:
     from rag.types import Document
 
-DEFAULT_GOLD = PROJECT_ROOT / "eval" / "gold.jsonl"
+def _default_gold() -> Path:
+    """eval/gold.jsonl of the checkout; installed from a wheel, the copy under <prefix>/share/rag-news/eval."""
+    checkout = PROJECT_ROOT / "eval" / "gold.jsonl"
+    if checkout.is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "rag-news" / "eval" / "gold.jsonl"
+
+
+DEFAULT_GOLD = _default_gold()
 GOLD_KEYS = ("id", "question", "answers", "evidence", "type")  # required in every JSONL line
 OPTIONAL_GOLD_KEYS = ("style", "document")
 STYLES = ("direct", "paraphrase", "two_step", "unanswerable")
