@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from rag.documents import load_corpus
 from rag.errors import IndexCorruptError, InputFileError, UsageError
 from rag.index import FORMAT_VERSION, SEGMENTER, Index
-from rag.segment import segment_document
+from rag.segment import Seen, segment_document
 from rag.text import content_terms
 from rag.types import Chunk, Document, Hit, Sentence
 
@@ -509,18 +509,24 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
 
 
 def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
+    """Sentences, chunks and per-document counts, as a local build makes them (rag.index._build_locked):
+    identical paragraphs and chunks are indexed once, at their first occurrence."""
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
+    seen = Seen()
     for doc in docs:
+        skipped = seen.skipped_paragraphs
         doc_sentences, doc_chunks = segment_document(doc, len(sentences), settings.chunk_sentences,
-                                                     settings.chunk_overlap)
-        if not doc_sentences:
+                                                     settings.chunk_overlap, seen)
+        duplicates = seen.skipped_paragraphs - skipped
+        if not doc_sentences and not duplicates:
             raise InputFileError(f"{doc.id}: no sentences found")
         sentences.extend(doc_sentences)
         chunks.extend(doc_chunks)
         per_doc.append({"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": doc.date, "format": doc.fmt,
-                        "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks)})
+                        "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks),
+                        "duplicate_paragraphs": duplicates})
     return sentences, chunks, per_doc
 
 

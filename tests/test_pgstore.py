@@ -280,3 +280,18 @@ def test_two_writers_and_readers_during_writes(tmp_path, pg_url, embedder):
     assert not errors, errors
     assert sorted(reader.index.documents) == sorted([ARTICLE.name, "extra-0.txt", "extra-1.txt"])
     assert seen_counts <= {1, 2, 3}
+
+
+def test_duplicate_paragraphs_are_indexed_once_as_locally(tmp_path, pg_url, embedder):
+    """The store segments as a local build does: a republished article's paragraphs are indexed once."""
+    from rag.stores import build_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    text = ARTICLE.read_text(encoding="utf-8")
+    (settings.corpus_dir / "2026-03-07-republished.txt").write_text(text + "\n\nOne new closing line here.\n",
+                                                                     encoding="utf-8")
+    local = build_index(settings.model_copy(update={"store": "local"}), embedder)
+    pg = build_index(settings, embedder)
+    assert pg.sentences == local.sentences and pg.chunks == local.chunks
+    assert pg.manifest["documents"] == local.manifest["documents"]
+    assert len(pg.chunks) < 2 * sum(1 for c in pg.chunks if c.source == ARTICLE.name)
