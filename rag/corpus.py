@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.documents import load_corpus, read_document
+from rag.documents import DocumentLimits, load_corpus, read_document
 from rag.errors import InputFileError, UsageError
 from rag.types import Document
 
@@ -47,10 +47,11 @@ def checked_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def read_new_documents(paths: list[Path], max_bytes: int | None, max_chars: int | None = None) -> list[Document]:
+def read_new_documents(paths: list[Path], max_bytes: int | None, max_chars: int | None = None,
+                       limits: DocumentLimits | None = None) -> list[Document]:
     """Check the names, then read every file (nothing is copied yet): the first problem is an InputFileError."""
     checked_names(paths)
-    return [read_document(Path(p), max_bytes=max_bytes, max_chars=max_chars) for p in paths]
+    return [read_document(Path(p), max_bytes=max_bytes, max_chars=max_chars, limits=limits) for p in paths]
 
 
 def _already_there(name: str) -> InputFileError:
@@ -68,6 +69,7 @@ class Staged:
     replace: bool
     max_bytes: int | None = None
     max_chars: int | None = None
+    limits: DocumentLimits | None = None
 
     def documents(self) -> list[Document]:
         """The corpus as it will be once the staged files are moved in, sorted by id (as a full build sorts it).
@@ -77,9 +79,11 @@ class Staged:
             for name in self.names:
                 if (self.corpus_dir / name).exists():
                     raise _already_there(name)
-        current = [d for d in load_corpus(self.corpus_dir, self.max_bytes, self.max_chars, allow_empty=True)
+        current = [d for d in load_corpus(self.corpus_dir, self.max_bytes, self.max_chars, allow_empty=True,
+                                          limits=self.limits)
                    if d.id not in self.names]
-        staged = [read_document(self.folder / name, max_bytes=self.max_bytes, max_chars=self.max_chars)
+        staged = [read_document(self.folder / name, max_bytes=self.max_bytes, max_chars=self.max_chars,
+                                limits=self.limits)
                   for name in self.names]
         return sorted(current + staged, key=lambda d: d.id)
 
@@ -105,7 +109,7 @@ def _move_in(folder: Path, corpus_dir: Path, names: list[str]) -> None:
 
 @contextmanager
 def staged_files(corpus_dir: Path, paths: list[Path], replace: bool, max_bytes: int | None = None,
-                 max_chars: int | None = None) -> Iterator[Staged]:
+                 max_chars: int | None = None, limits: DocumentLimits | None = None) -> Iterator[Staged]:
     """Copy the files into a new staging folder; it is removed on leaving (its files moved in or not)."""
     names = checked_names(paths)
     if not replace:
@@ -117,7 +121,7 @@ def staged_files(corpus_dir: Path, paths: list[Path], replace: bool, max_bytes: 
     try:
         for src, name in zip(paths, names, strict=True):
             shutil.copyfile(src, folder / name)
-        yield Staged(corpus_dir, folder, names, replace, max_bytes, max_chars)
+        yield Staged(corpus_dir, folder, names, replace, max_bytes, max_chars, limits)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import InputFileError
@@ -18,6 +20,46 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
 # The bundled article (and other exports of the same feed) begins with "date YYYY-MM-DD".
 DATE_PREFIX = re.compile(r"^\s*date\s+(\d{4}-\d{2}-\d{2})\b")
 log = logging.getLogger("rag")
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """What one document may cost besides its size and text length (RAG_MAX_FILE_MB, RAG_MAX_TEXT_CHARS): PDF
+    pages, lines in one paragraph (a block of non-blank lines), and wall time to extract its text and, again, to
+    split it into sentences. The defaults are the settings' defaults (rag.settings)."""
+
+    max_pages: int = 2000
+    max_block_lines: int = 50_000
+    max_seconds: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings) -> DocumentLimits:
+        return cls(settings.max_pdf_pages, settings.max_block_lines, settings.max_doc_seconds)
+
+    def deadline(self) -> float:
+        return time.monotonic() + self.max_seconds
+
+
+def too_slow(name: str, limits: DocumentLimits, step: str) -> InputFileError:
+    return InputFileError(f"{name}: refused: {step} took more than {limits.max_seconds:g} s (RAG_MAX_DOC_SECONDS); "
+                          "split it into smaller files")
+
+
+def _check_blocks(name: str, text: str, max_lines: int) -> None:
+    """Refuse a paragraph (run of non-blank lines) longer than ``max_lines`` lines."""
+    if text.count("\n") < max_lines:
+        return
+    run = first = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            if run == 0:
+                first = number
+            run += 1
+            if run > max_lines:
+                raise InputFileError(f"{name}: refused: a paragraph of more than {max_lines:,} lines without a blank "
+                                     f"line (from line {first:,}; RAG_MAX_BLOCK_LINES)")
+        else:
+            run = 0
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -64,7 +106,7 @@ def _too_long(path: Path, max_chars: int) -> InputFileError:
                           "(RAG_MAX_TEXT_CHARS)")
 
 
-def _pdf_text(path: Path, data: bytes, max_chars: int | None = None) -> str:
+def _pdf_text(path: Path, data: bytes, max_chars: int | None = None, limits: DocumentLimits | None = None) -> str:
     import io
     import logging
 
@@ -74,11 +116,18 @@ def _pdf_text(path: Path, data: bytes, max_chars: int | None = None) -> str:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     if not data.startswith(b"%PDF"):
         raise InputFileError(f"{path.name}: not a PDF file (missing %PDF header)")
+    limits = limits or DocumentLimits()
+    deadline = limits.deadline()
     pages: list[str] = []
     total = 0
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
+        if len(reader.pages) > limits.max_pages:
+            raise InputFileError(f"{path.name}: refused: {len(reader.pages):,} pages; the limit is "
+                                 f"{limits.max_pages:,} (RAG_MAX_PDF_PAGES)")
         for page in reader.pages:  # page by page, so a PDF whose pages expand to huge text stops early
+            if time.monotonic() > deadline:
+                raise too_slow(path.name, limits, "extracting its text")
             text = (page.extract_text() or "").strip()
             total += len(text)
             if max_chars is not None and total > max_chars:
@@ -104,10 +153,12 @@ def _megabytes(size: int) -> str:
 
 
 def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None = None,
-                  max_chars: int | None = None) -> Document:
+                  max_chars: int | None = None, limits: DocumentLimits | None = None) -> Document:
     """Read one file into a Document, or raise InputFileError naming the file and the problem.
 
-    ``max_bytes`` bounds the file, ``max_chars`` the text extracted from it (a small PDF can hold a lot)."""
+    ``max_bytes`` bounds the file, ``max_chars`` the text extracted from it (a small PDF can hold a lot),
+    ``limits`` its pages, paragraph lines and extraction time (default: the settings' defaults)."""
+    limits = limits or DocumentLimits()
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
@@ -130,7 +181,7 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
         raise InputFileError(f"{path.name}: file is empty")
     title = None
     if suffix == ".pdf":
-        text, fmt = _pdf_text(path, data, max_chars), "pdf"
+        text, fmt = _pdf_text(path, data, max_chars, limits), "pdf"
     else:
         if _looks_binary(data):
             raise InputFileError(f"{path.name}: looks binary, not text")
@@ -142,6 +193,7 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
         raise _too_long(path, max_chars)
     if not text.strip():
         raise InputFileError(f"{path.name}: no text could be extracted")
+    _check_blocks(path.name, text, limits.max_block_lines)
     match = DATE_PREFIX.match(text)
     date = match.group(1) if match else None
     return Document(
@@ -180,7 +232,7 @@ def ignored_files(corpus_dir: Path) -> list[Path]:
 
 
 def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
-                allow_empty: bool = False) -> list[Document]:
+                allow_empty: bool = False, limits: DocumentLimits | None = None) -> list[Document]:
     files = corpus_files(corpus_dir)
     for ignored in ignored_files(corpus_dir):
         name = ignored.name if ignored.name.isprintable() else repr(ignored.name)
@@ -188,4 +240,4 @@ def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int |
                     name, ignored.suffix or "(none)", ", ".join(SUPPORTED_SUFFIXES))
     if not files and not allow_empty:
         raise InputFileError(f"{corpus_dir}: corpus folder has no documents")
-    return [read_document(p, max_bytes=max_bytes, max_chars=max_chars) for p in files]
+    return [read_document(p, max_bytes=max_bytes, max_chars=max_chars, limits=limits) for p in files]

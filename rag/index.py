@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from rag import corpus
 from rag.bm25 import BM25Index
-from rag.documents import corpus_files, load_corpus, sha256_bytes
+from rag.documents import DocumentLimits, corpus_files, load_corpus, sha256_bytes
 from rag.embeddings import Embedder, ModelInfo
 from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
 from rag.segment import Seen, segment_document
@@ -198,12 +198,13 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
 
     started = time.perf_counter()
     max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+    limits = DocumentLimits.from_settings(settings)
     if staged is not None:
         docs = staged.documents()
     elif documents is not None:
         docs = documents
     else:
-        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars)
+        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
@@ -211,7 +212,7 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     for doc in docs:
         skipped = seen.skipped_paragraphs
         doc_sentences, doc_chunks = segment_document(
-            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen
+            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen, limits
         )
         duplicates = seen.skipped_paragraphs - skipped
         if not doc_sentences and not duplicates:

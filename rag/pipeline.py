@@ -25,7 +25,7 @@ from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
 from rag.claims import check_claim
-from rag.documents import SUPPORTED_SUFFIXES
+from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.inputs import clean_text_input
@@ -356,9 +356,10 @@ class Pipeline:
         committed (rag.corpus). On any error, or if the process is killed, nothing changes."""
         settings = self.settings
         max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
-        docs = corpus.read_new_documents(paths, max_bytes, max_chars)
+        limits = DocumentLimits.from_settings(settings)
+        docs = corpus.read_new_documents(paths, max_bytes, max_chars, limits)
         with self._write_lock:  # questions keep using the current snapshot while this builds
-            with corpus.staged_files(settings.corpus_dir, paths, replace, max_bytes, max_chars) as staged:
+            with corpus.staged_files(settings.corpus_dir, paths, replace, max_bytes, max_chars, limits) as staged:
                 new_snapshot = self._snapshot_of(build_index(settings, self.embedder, staged=staged))
             self._snapshot = new_snapshot  # one assignment: readers see the old or the new state, never a mix
         index = self.index

@@ -23,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rag.documents import DATE_PREFIX
+from rag.documents import DATE_PREFIX, DocumentLimits, too_slow
 from rag.types import Chunk, Document, Sentence
 
 _TERMINAL = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
@@ -65,6 +66,15 @@ class Seen:
             return False
         kind.add(key)
         return True
+
+
+class _Overtime(Exception):
+    """Splitting one document took longer than its limit (RAG_MAX_DOC_SECONDS)."""
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise _Overtime
 
 
 _per_thread = threading.local()
@@ -158,11 +168,12 @@ def _pysbd_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _windowed_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _windowed_spans(text: str, start: int, end: int, deadline: float | None = None) -> list[tuple[int, int]]:
     """pysbd's sentences of a block longer than ``WINDOW``, splitting it at most ``WINDOW`` characters at a time."""
     spans: list[tuple[int, int]] = []
     pos = start
     while pos < end:
+        _check(deadline)
         stop = min(pos + WINDOW, end)
         found = _pysbd_spans(text, pos, stop)
         if stop == end:
@@ -189,8 +200,8 @@ def _windowed_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans = _pysbd_spans(text, start, end) if end - start <= WINDOW else _windowed_spans(text, start, end)
+def _sentence_offsets(text: str, start: int, end: int, deadline: float | None = None) -> list[tuple[int, int]]:
+    spans = _pysbd_spans(text, start, end) if end - start <= WINDOW else _windowed_spans(text, start, end, deadline)
     merged: list[tuple[int, int]] = []
     for s, e in spans:
         first = text[s]
@@ -201,7 +212,7 @@ def _sentence_offsets(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return merged
 
 
-def sentence_spans(doc: Document, seen: Seen | None = None) -> list[Span]:
+def sentence_spans(doc: Document, seen: Seen | None = None, deadline: float | None = None) -> list[Span]:
     """Sentences of the document's paragraphs, skipping a paragraph identical to one in ``seen``."""
     seen = Seen() if seen is None else seen
     spans: list[Span] = []
@@ -213,7 +224,8 @@ def sentence_spans(doc: Document, seen: Seen | None = None) -> list[Span]:
         if not seen.first(seen.paragraphs, doc.text[start:end]):
             seen.skipped_paragraphs += 1
             continue
-        for s, e in _sentence_offsets(doc.text, start, end):
+        _check(deadline)
+        for s, e in _sentence_offsets(doc.text, start, end, deadline):
             spans.append(Span(s, e, number, section))
     return spans
 
@@ -223,18 +235,25 @@ def headings(doc: Document) -> list[tuple[int, int, str]]:
 
 
 def segment_document(
-    doc: Document, first_sentence_id: int, chunk_sentences: int, chunk_overlap: int, seen: Seen | None = None
+    doc: Document, first_sentence_id: int, chunk_sentences: int, chunk_overlap: int, seen: Seen | None = None,
+    limits: DocumentLimits | None = None,
 ) -> tuple[list[Sentence], list[Chunk]]:
     """Sentences (numbered from ``first_sentence_id``) and chunks of consecutive sentences of one paragraph.
 
     Paragraphs and chunks identical to earlier ones (in this document, and in ``seen``: the documents segmented
-    before it in the same build) are left out; the counts of what was skipped accumulate in ``seen``."""
+    before it in the same build) are left out; the counts of what was skipped accumulate in ``seen``. Splitting
+    that takes longer than ``limits.max_seconds`` is an InputFileError (RAG_MAX_DOC_SECONDS)."""
     seen = Seen() if seen is None else seen
+    limits = limits or DocumentLimits()
+    try:
+        spans = sentence_spans(doc, seen, limits.deadline())
+    except _Overtime:
+        raise too_slow(doc.id, limits, "splitting it into sentences") from None
     if chunk_overlap >= chunk_sentences:
         chunk_overlap = chunk_sentences - 1
     sentences = [
         Sentence(first_sentence_id + i, doc.id, sp.start, sp.end, doc.text[sp.start : sp.end], sp.paragraph, sp.section)
-        for i, sp in enumerate(sentence_spans(doc, seen))
+        for i, sp in enumerate(spans)
     ]
     chunks: list[Chunk] = []
     by_paragraph: dict[int, list[Sentence]] = {}

@@ -70,6 +70,23 @@ class Settings(BaseSettings):
             "hold far more text than its size; extraction stops at the limit)."
         ),
     )
+    max_pdf_pages: int = Field(2000, ge=1, description="Most pages a PDF may have; a longer one is refused.")
+    max_block_lines: int = Field(
+        50_000,
+        ge=10,
+        description=(
+            "Most lines one paragraph (a run of lines without a blank line) may have; a document with a longer one "
+            "is refused."
+        ),
+    )
+    max_doc_seconds: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Most seconds spent extracting one document's text (PDF), and again splitting it into sentences; a "
+            "document that takes longer is refused."
+        ),
+    )
     lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
     store: str = Field(
         "local",
@@ -173,8 +190,8 @@ class Settings(BaseSettings):
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "index": (
             "corpus_dir", "index_dir", "index_name", "embed_model", "embed_backend", "model_cache_dir",
-            "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "max_text_chars", "lock_timeout",
-            "store",
+            "index_type", "chunk_sentences", "chunk_overlap", "max_file_mb", "max_text_chars", "max_pdf_pages",
+            "max_block_lines", "max_doc_seconds", "lock_timeout", "store",
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_temperature", "max_question_chars", "min_confidence",

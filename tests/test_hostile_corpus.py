@@ -95,3 +95,113 @@ def test_a_corpus_of_duplicates_is_indexed_once_and_still_answers(tmp_path, embe
         assert article[citation.start : citation.end] == citation.text
     hits = pipeline.search("Esmail Ghaani Soleimani", k=10)
     assert len({h.chunk.text for h in hits}) == len(hits) == 10
+
+
+# ------------------------------------------------------------------ limits on what one document may cost
+
+
+def _probe_lines(n: int) -> str:
+    return "".join(f"w{i % 97}\n" for i in range(n))  # item 1's input: one block of n short lines
+
+
+def _distinct_paragraphs(n: int) -> str:
+    return "\n\n".join(f"Report {i} says the river rose near bridge {i}. Crews worked through night {i}."
+                       for i in range(n))
+
+
+def test_the_limits_default_to_the_settings_defaults():
+    from rag.documents import DocumentLimits
+    from rag.settings import Settings
+
+    assert DocumentLimits.from_settings(Settings(_env_file=None)) == DocumentLimits()
+
+
+def test_a_pdf_with_more_pages_than_the_limit_is_refused_before_extraction(tmp_path, monkeypatch):
+    from pypdf import PageObject
+
+    from rag.documents import DocumentLimits, read_document
+    from rag.errors import InputFileError
+    from tests.test_hostile_inputs import shared_stream_pdf
+
+    pdf = tmp_path / "pages.pdf"
+    pdf.write_bytes(shared_stream_pdf(50, lines=2))
+    extracted: list[int] = []
+    real = PageObject.extract_text
+    monkeypatch.setattr(PageObject, "extract_text", lambda page, *a, **k: extracted.append(1) or real(page, *a, **k))
+    with pytest.raises(InputFileError) as refused:
+        read_document(pdf, limits=DocumentLimits(max_pages=10))
+    assert str(refused.value) == "pages.pdf: refused: 50 pages; the limit is 10 (RAG_MAX_PDF_PAGES)"
+    assert extracted == []
+    assert read_document(pdf, limits=DocumentLimits(max_pages=50)).fmt == "pdf"
+
+
+def test_a_paragraph_of_more_lines_than_the_limit_is_refused(tmp_path):
+    from rag.documents import DocumentLimits, read_document
+    from rag.errors import InputFileError
+
+    text = tmp_path / "lines.txt"
+    text.write_text("Title\n\n" + _probe_lines(1_000_000), encoding="utf-8")  # the probe's 3.9 MB file
+    with pytest.raises(InputFileError) as refused:
+        read_document(text, limits=DocumentLimits())
+    assert str(refused.value) == ("lines.txt: refused: a paragraph of more than 50,000 lines without a blank line "
+                                  "(from line 3; RAG_MAX_BLOCK_LINES)")
+    short = tmp_path / "short.txt"
+    short.write_text("\n\n".join([_probe_lines(100)] * 1000), encoding="utf-8")  # 100,000 lines, short paragraphs
+    assert read_document(short, limits=DocumentLimits(max_block_lines=100)).text
+
+
+def test_splitting_that_takes_longer_than_the_limit_is_refused():
+    from rag.documents import DocumentLimits
+    from rag.errors import InputFileError
+    from rag.segment import segment_document
+    from rag.types import Document
+
+    doc = Document("slow.txt", _distinct_paragraphs(3000), "slow")
+    with pytest.raises(InputFileError) as refused:
+        segment_document(doc, 0, 3, 1, limits=DocumentLimits(max_seconds=0.05))
+    assert str(refused.value) == ("slow.txt: refused: splitting it into sentences took more than 0.05 s "
+                                  "(RAG_MAX_DOC_SECONDS); split it into smaller files")
+
+
+def test_pdf_extraction_that_takes_longer_than_the_limit_is_refused(tmp_path, monkeypatch):
+    import time as clock
+
+    from rag.documents import DocumentLimits, read_document
+    from rag.errors import InputFileError
+    from tests.test_hostile_inputs import shared_stream_pdf
+
+    pdf = tmp_path / "slow.pdf"
+    pdf.write_bytes(shared_stream_pdf(20, lines=2))
+    ticks = iter(range(0, 10_000, 10))  # every look at the clock: 10 s later
+    monkeypatch.setattr(clock, "monotonic", lambda: float(next(ticks)))
+    with pytest.raises(InputFileError, match=r"^slow\.pdf: refused: extracting its text took more than 25 s"):
+        read_document(pdf, limits=DocumentLimits(max_seconds=25))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["pages", "lines", "seconds"])
+def test_rag_index_add_refuses_a_costly_document_and_changes_nothing(home, case):  # noqa: F811
+    from tests.test_cli import assert_one_line_error
+    from tests.test_hostile_inputs import shared_stream_pdf
+    from tests.test_index import snapshot
+
+    if case == "pages":
+        path, env = home.folder / "pages.pdf", {"RAG_MAX_PDF_PAGES": "10"}
+        path.write_bytes(shared_stream_pdf(50, lines=2))
+        expected = "pages.pdf: refused: 50 pages; the limit is 10 (RAG_MAX_PDF_PAGES)"
+    elif case == "lines":
+        path, env = home.folder / "lines.txt", {}
+        path.write_text(_probe_lines(1_000_000), encoding="utf-8")
+        expected = ("lines.txt: refused: a paragraph of more than 50,000 lines without a blank line (from line 1; "
+                    "RAG_MAX_BLOCK_LINES)")
+    else:
+        # The limit is per document: the article (split again by the build) takes a fraction of it.
+        path, env = home.folder / "slow.txt", {"RAG_MAX_DOC_SECONDS": "3"}
+        path.write_text(_distinct_paragraphs(20_000), encoding="utf-8")
+        expected = ("slow.txt: refused: splitting it into sentences took more than 3 s (RAG_MAX_DOC_SECONDS); "
+                    "split it into smaller files")
+    before = snapshot(home.settings)
+    result = home.run("index", "add", str(path), env=env)
+    assert_one_line_error(result, 3)
+    assert result.stderr.strip() == f"rag: error: {expected}"
+    assert snapshot(home.settings) == before
