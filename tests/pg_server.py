@@ -81,9 +81,15 @@ def postgres_server(port: int):
 
 
 if __name__ == "__main__":
+    import signal
     import time
 
     from rag.net import free_port
+
+    def _stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops the server and removes its folder too
 
     with postgres_server(free_port()) as url:
         print(url, flush=True)
