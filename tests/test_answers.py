@@ -90,7 +90,7 @@ def test_answers_generalise_to_another_corpus(tmp_path, embedder):
     right = [question for question, answer in expected.items() if answer in storm.ask(question).answer]
     assert len(right) >= 5, right
     # Known miss (docs/answerer.md): "How many people died?" is answered with the schools "closed for two days"
-    # at 54 % confidence: a figure of the asked type is there, and nothing the model sees says it counts days.
+    # at 23 % confidence: a figure of the asked type is there, and nothing the model sees says it counts days.
 
 
 def test_short_answer_is_emphasisable_span(pipeline):

@@ -50,7 +50,7 @@ SENTENCE_FEATURES = (
 ANSWER_FEATURES = (
     "p_top", "logit_top", "p_second", "margin", "p_sum_top3",
     "dense_top", "dense_max", "lexical_top", "lexical_max", "entities_chosen", "typed_chosen",
-    "predicate_coverage", "soft_top", "soft_context_top", "absent_terms", "uncovered_idf_max", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
+    "predicate_coverage", "soft_top", "soft_context_top", "absent_terms", "absent_entities", "uncovered_idf_max", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
 )
 
 _REFERS_BACK = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two)\b"
@@ -305,6 +305,10 @@ class Featurizer:
         all_terms = {t: self.idf(t) for t in dict.fromkeys(info.terms) if "-" not in t}
         absent = sum(w for t, w in all_terms.items() if self.df.get(t, 0) == 0) / (sum(all_terms.values()) or 1.0)
         chosen_ids = [s.id for s in chosen_sentences]
+        # A name of the question that no sentence of the corpus contains ("Australia" asked of an article about
+        # Iraq): the corpus cannot be about it.
+        absent_entities = sum(bool(terms) and all(self.df.get(t, 0) == 0 for t in terms)
+                              for terms in (content_terms(e) for e in info.entities))
         uncovered = [w for t, w in predicate.items() if max(self.term_in(t, i) for i in chosen_ids) == 0.0]
         values = {
             "p_top": float(p[0]),
@@ -322,6 +326,7 @@ class Featurizer:
             "soft_top": float(candidates.matrix[top, col["soft"]]),
             "soft_context_top": float(candidates.matrix[top, col["soft_context"]]),
             "absent_terms": absent,
+            "absent_entities": min(absent_entities, 2) / 2,
             "uncovered_idf_max": max(uncovered, default=0.0) / math.log(1 + self.n_sentences + 1),
             "typed_question": float(group != "open"),
             **{f"kind_{g}": float(group == g) for g in GROUPS},

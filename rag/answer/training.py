@@ -71,6 +71,7 @@ class Example:
     candidates: Candidates
     labels: np.ndarray  # per candidate: overlaps gold evidence
     featurizer: Featurizer
+    borrowed_from: str | None = None  # a question of that document asked of this one (a training-only negative)
 
 
 def dataset_files() -> list[tuple[str, list[Path]]]:
@@ -85,6 +86,21 @@ def dataset_files() -> list[tuple[str, list[Path]]]:
     elif squad:
         groups.append((Path(squad).stem, [Path(squad)]))
     return groups
+
+
+BORROWED_PER_DOCUMENT = 20  # questions of other documents asked of each document, as training-only negatives
+
+
+def _borrowed_questions(name: str, loaded: list) -> list:
+    """Off-topic questions for a document: answerable questions of the other documents, taken in a fixed
+    order (every k-th), each with the document it came from. Users do ask a corpus things it never mentions
+    ("What is the capital of Australia?"); the question sets ask only on-topic questions, so without these the
+    confidence model never sees a question whose names are absent from the corpus."""
+    pool = [(q, other) for other, _, questions in loaded if other != name for q in questions if q.answers]
+    if not pool:
+        return []
+    step = max(len(pool) // BORROWED_PER_DOCUMENT, 1)
+    return pool[::step][:BORROWED_PER_DOCUMENT]
 
 
 def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
@@ -104,7 +120,7 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
     from rag.settings import Settings
 
     stand_in = ExtractiveBackend  # prepare() reads only its class attributes (passage_depth, nearest_sentences...)
-    examples: list[Example] = []
+    loaded = []
     for name, files in groups:
         documents: list[tuple[str, str]] = []
         questions = []
@@ -112,6 +128,10 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
             docs, qs = load_dataset(path)
             documents += docs
             questions += qs
+        loaded.append((name, documents, questions))
+    examples: list[Example] = []
+    for name, documents, questions in loaded:
+        borrowed = _borrowed_questions(name, loaded)
         with tempfile.TemporaryDirectory(prefix="rag-train-") as tmp:
             corpus = Path(tmp) / "corpus"
             corpus.mkdir()
@@ -130,9 +150,9 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
             featurizer = Featurizer(index, embedder)
             texts = {doc_id: doc.text for doc_id, doc in index.documents.items()}
             started = time.perf_counter()
-            for q in questions:
+            for q, origin in [(q, None) for q in questions] + borrowed:
                 spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
-                for evidence in q.evidence:
+                for evidence in q.evidence if origin is None else ():
                     for doc_id, text in texts.items():
                         at = text.find(evidence)
                         while at != -1:
@@ -143,10 +163,11 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print) -> l
                 candidates = featurizer.candidates(q.question, q_vec, request.passages, request.hits)
                 labels = np.array([_overlaps(s.start, s.end, spans.get(s.source, [])) for s in candidates.sentences],
                                   dtype=np.float32)
-                examples.append(Example(name, q.id, q.question, q.type, q.style, tuple(q.answers), candidates,
-                                        labels, featurizer))
-            log(f"  {name}: {len(index.sentences)} sentences, {len(questions)} questions "
-                f"({(time.perf_counter() - started) * 1000 / max(len(questions), 1):.1f} ms each)")
+                aliases = tuple(q.answers) if origin is None else ()
+                examples.append(Example(name, q.id, q.question, q.type if origin is None else "borrowed", q.style,
+                                        aliases, candidates, labels, featurizer, origin))
+            log(f"  {name}: {len(index.sentences)} sentences, {len(questions)} questions + {len(borrowed)} borrowed "
+                f"({(time.perf_counter() - started) * 1000 / max(len(questions) + len(borrowed), 1):.1f} ms each)")
     return examples
 
 
@@ -271,12 +292,19 @@ def best_threshold(confidence: np.ndarray, outcomes: list[Outcome], weights: np.
     return best
 
 
+def _within(examples: list[Example], documents: list[str]) -> list[Example]:
+    """The examples of these documents, borrowed negatives included only when their source is one of them."""
+    return [e for e in examples if e.document in documents and (e.borrowed_from is None or e.borrowed_from in documents)]
+
+
 def out_of_document_outcomes(examples: list[Example], documents: list[str]) -> list[Outcome]:
-    """For each document, answers chosen by a sentence model fitted on the other documents."""
+    """For each document, answers chosen by a sentence model fitted on the other documents (borrowed
+    negatives take part in the confidence model only: their candidates have no positive sentence)."""
     outcomes = []
+    usable = _within(examples, documents)
     for d in documents:
-        model = fit_sentence_model([e for e in examples if e.document != d and e.document in documents])
-        outcomes += [answer_with(e, model) for e in examples if e.document == d]
+        model = fit_sentence_model([e for e in usable if e.document != d and e.borrowed_from is None])
+        outcomes += [answer_with(e, model) for e in usable if e.document == d and e.borrowed_from != d]
     return outcomes
 
 
@@ -286,9 +314,10 @@ def leave_one_document_out(examples: list[Example], log=print) -> list[dict]:
     for d in documents:
         others = [x for x in documents if x != d]
         confidence_model, threshold = fit_confidence(out_of_document_outcomes(examples, others))
-        sentence_model = fit_sentence_model([e for e in examples if e.document != d])
-        span_model = fit_span_model([e for e in examples if e.document != d])
-        for e in (e for e in examples if e.document == d):
+        own = [e for e in examples if e.borrowed_from is None]
+        sentence_model = fit_sentence_model([e for e in own if e.document != d])
+        span_model = fit_span_model([e for e in own if e.document != d])
+        for e in (e for e in own if e.document == d):
             outcome = answer_with(e, sentence_model, span_model)
             confidence = float(confidence_model.predict(outcome.features[None, :])[0])
             rows.append(_row(outcome, confidence, threshold))
@@ -383,13 +412,15 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     log(format_report(summary))
     documents = list(dict.fromkeys(e.document for e in examples))
     confidence_model, threshold = fit_confidence(out_of_document_outcomes(examples, documents))
+    own = [e for e in examples if e.borrowed_from is None]
     model = AnswerModel(
-        fit_sentence_model(examples), confidence_model, threshold, SECOND_SENTENCE, span=fit_span_model(examples),
+        fit_sentence_model(own), confidence_model, threshold, SECOND_SENTENCE, span=fit_span_model(own),
         meta={
             "trained_by": "python -m rag.answer.training (make train)",
             "data": {str(p.relative_to(PROJECT_ROOT.parent) if p.is_relative_to(PROJECT_ROOT.parent) else p):
                      _sha256(p) for _, files in groups for p in files},
-            "questions": len(examples),
+            "questions": len(own),
+            "borrowed_negatives": len(examples) - len(own),
             "documents": documents,
             "lodo": summary["overall"],
         },
