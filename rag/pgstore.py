@@ -204,7 +204,9 @@ class PgStore:
                 except psycopg.errors.UndefinedTable:
                     raise FileNotFoundError(self.schema) from None
                 meta = dict(cur.fetchall())
-                if meta.get("schema_version") != SCHEMA_VERSION or "manifest" not in meta:
+                if "manifest" not in meta:  # only the embedding cache of a first build so far
+                    raise FileNotFoundError(self.schema)
+                if meta.get("schema_version") != SCHEMA_VERSION:
                     raise IndexCorruptError(
                         f"{redact(self.url)} schema {self.schema}: schema version {meta.get('schema_version')} is not "
                         f"{SCHEMA_VERSION}; rebuild with `rag index build`")
@@ -678,6 +680,7 @@ def follow(pipeline, interval: float = POLL_SECONDS) -> threading.Thread:
     ref = weakref.ref(pipeline)
 
     def run() -> None:
+        failing = None
         while True:
             time.sleep(interval)
             target = ref()
@@ -685,8 +688,12 @@ def follow(pipeline, interval: float = POLL_SECONDS) -> threading.Thread:
                 return
             try:
                 target.refresh()
+                failing = None
             except Exception as exc:  # a restart or fail-over of the server: try again next time
-                log.warning("following the PostgreSQL store: %s: %s", type(exc).__name__, exc)
+                message = f"{type(exc).__name__}: {exc}"
+                if message != failing:  # once per streak of the same failure, not every second
+                    log.warning("following the PostgreSQL store: %s", message)
+                failing = message
             del target
 
     thread = threading.Thread(target=run, name="rag-store-follow", daemon=True)

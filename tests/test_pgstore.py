@@ -295,3 +295,42 @@ def test_duplicate_paragraphs_are_indexed_once_as_locally(tmp_path, pg_url, embe
     assert pg.sentences == local.sentences and pg.chunks == local.chunks
     assert pg.manifest["documents"] == local.manifest["documents"]
     assert len(pg.chunks) < 2 * sum(1 for c in pg.chunks if c.source == ARTICLE.name)
+
+
+@pytest.mark.slow
+def test_readers_on_a_streaming_replica_through_a_multi_host_url(tmp_path, pg_url, embedder):
+    """A primary and a streaming replica (pg_basebackup); a reader whose URL lists both with
+    target_session_attrs=prefer-standby reads the replica, and follows a document added on the primary."""
+    import psycopg
+
+    from rag.net import free_port
+    from rag.pipeline import Pipeline
+    from tests.pg_server import primary_with_standby
+
+    with primary_with_standby(free_port(), free_port()) as (primary, standby):
+        settings = pg_settings(tmp_path, primary)
+        writer = Pipeline.load(settings)
+        hosts = f"{primary.split('@')[1].split('/')[0]},{standby.split('@')[1].split('/')[0]}"
+        multi = f"postgresql://postgres@{hosts}/rag?target_session_attrs=prefer-standby"
+        deadline = time.monotonic() + 30
+        while True:  # the replica replays the build
+            with psycopg.connect(standby, autocommit=True) as conn:
+                table = conn.execute("SELECT to_regclass(%s)", (f"rag_{settings.index_name}.meta",)).fetchone()[0]
+                if table and conn.execute(f"SELECT 1 FROM {table} WHERE key = 'manifest'").fetchone():
+                    break
+            assert time.monotonic() < deadline, "the replica never caught up"
+            time.sleep(0.2)
+        reader = Pipeline.load(settings.model_copy(update={"store": multi}))
+        with psycopg.connect(multi, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True  # the standby answers
+        assert reader.index.chunks == writer.index.chunks
+        new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+        new_file.write_text(SECOND, encoding="utf-8")
+        writer.add_documents([new_file])
+        added = time.monotonic()
+        while new_file.name not in reader.index.documents and time.monotonic() - added < 15:
+            time.sleep(0.1)
+        assert new_file.name in reader.index.documents, "the reader on the replica never saw the new document"
+        assert time.monotonic() - added < 5
+        hit = reader.search("How much did the Tigris flood barriers cost?", k=1)[0]
+        assert hit.chunk.source == new_file.name
