@@ -163,8 +163,13 @@ def _load_pipeline(args):
     return Pipeline.load(make_settings(args))
 
 
+# Line breaks to Python's str.splitlines (and to JavaScript, for U+2028/9) that JSON leaves unescaped: escaped,
+# so every record is one line to any reader (a question echoed with an error can hold them).
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKS) + "\n")
     sys.stdout.flush()
 
 
