@@ -144,3 +144,26 @@ def test_lockout_doubles_per_failure_is_per_client_and_a_success_resets_it():
     assert _attempt(throttle) == 200 and throttle.retry_after("10.0.0.1") == 0.0
     outcome["status"] = 400
     assert _attempt(throttle) == 400 and throttle.retry_after("10.0.0.1") == 0.0  # counting starts again
+
+
+# ------------------------------------------------------------------ the JSON API beside the app (ui/server.py)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('{"question": "Who?", "k": NaN}', "got nan"),
+    ('{"question": "Who?", "k": Infinity}', "got inf"),
+    ('{"question": "Who?", "k": -Infinity}', "got -inf"),
+    ('{"question": "Who?", "k": 2.5}', "got 2.5"),
+])
+def test_json_api_refuses_non_finite_k_in_one_line(tmp_path, fake_embedder, body, fragment, capfd, caplog):
+    from fastapi.testclient import TestClient
+
+    from ui.server import create_api
+
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    with TestClient(create_api(pipeline)) as client, caplog.at_level(logging.WARNING):
+        response = client.post("/api/v1/ask", content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"] and "k must be a whole number" in response.json()["error"]
+    assert "Traceback" not in "".join(capfd.readouterr())
+    assert all(r.exc_info is None for r in caplog.records)

@@ -17,6 +17,7 @@ when an LLM backend failed, 500 otherwise.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import threading
@@ -175,7 +176,8 @@ class _Unauthorised(Exception):
 
 
 def _whole(k: float) -> float | int:
-    return int(k) if k == int(k) else k
+    # NaN and ±Infinity (JSON allows them here) stay floats: api_top_k refuses them in one line.
+    return int(k) if math.isfinite(k) and k == int(k) else k
 
 
 def create_app(settings: Settings, ui: bool = True, pipeline: Pipeline | None = None) -> FastAPI:
