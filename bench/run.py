@@ -1,6 +1,7 @@
 """Performance benchmark: cold start, warm per-question latency, index build, embedding throughput, and
 search at scale (FAISS flat / HNSW / IVF, BM25) on synthetic corpora, side by side with the LangChain
-default path. A plain script, never part of the test suite:
+default path. A plain script, never part of the test suite (one file of this size because each section is
+a self-contained measurement sharing the machine description, timing helpers and the results table):
 
     .venv/bin/python bench/run.py                  # full run: synthetic sizes 10k, 100k and 1M chunks
     .venv/bin/python bench/run.py --quick          # a few minutes: fewer questions and runs, no 1M corpus

@@ -14,6 +14,9 @@ A build rewrites the three tables in one transaction (under an advisory lock, so
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
 corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
 two rankings of a query; ``follow`` polls the version row so several servers follow one store.
+
+Why one module of this size: the schema, the transactional build, the push from a local index and the
+queries share one set of table definitions and SQL; split, each part would restate them.
 """
 
 from __future__ import annotations

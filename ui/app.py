@@ -3,6 +3,10 @@
 ``build_app(pipeline)`` only constructs the Blocks (tests build it with the real pipeline);
 ``start(app, settings)`` serves it with the settings' host, port, login, upload limit and look;
 ``launch(settings)`` loads the pipeline once per process and does both (``rag serve``).
+
+Why one module of this size: Gradio wires every event handler to components created in the same
+``Blocks`` context, so the tabs and their handlers are laid out together here; what is not wiring lives
+elsewhere (HTML in ``ui.render``, CSS in ``ui.style``, login in ``ui.login``, the JSON API in ``ui.server``).
 """
 
 from __future__ import annotations
