@@ -2,7 +2,8 @@
 (the ``rag`` command on private copies of the corpus and index, the real model, FAISS and BM25).
 
 Items 4 and 5 (citation markers in document text, the passages fence) are tested with the answer backends;
-items 12 and 13 are not covered here.
+item 12 and the login rate limit in tests/test_hostile_api.py; item 13, file names with control characters and
+the per-document limits in tests/test_hostile_corpus.py; properties over any input in tests/test_properties.py.
 """
 
 from __future__ import annotations
