@@ -328,6 +328,7 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             from pgvector.psycopg import register_vector
 
             register_vector(conn)  # the extension may have just been created by this transaction
+            cur = conn.cursor()  # a cursor takes the connection's adapters when it is made: a new one has vector's
             cur.execute("SELECT value FROM meta WHERE key = 'manifest'")
             row = cur.fetchone()
             if row is not None and row[0]["embedding"]["dim"] != dim:  # another model: new vector columns
