@@ -229,7 +229,13 @@ def cmd_index(args) -> int:
                                               "index_type", "counts", "documents")} | {"path": str(settings.index_path)})
         return 0
     counts = manifest["counts"]
-    print(f"index {settings.index_name} at {settings.index_path}")
+    if manifest.get("store") == "postgresql":
+        from rag.pgstore import redact, schema_name
+
+        where = f"{redact(settings.store)} (schema {schema_name(settings.index_name)})"
+    else:
+        where = settings.index_path
+    print(f"index {settings.index_name} at {where}")
     print(f"  model     {manifest['embedding']['model_id']} (sha256 {manifest['embedding']['sha256'][:12]}…, "
           f"dim {manifest['embedding']['dim']})")
     print(f"  chunking  {manifest['chunking']['chunk_sentences']} sentences, overlap {manifest['chunking']['chunk_overlap']}; "

@@ -195,6 +195,10 @@ def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
                            capture_output=True, text=True, env={**env, "RAG_STORE": pg_url}, timeout=120)
     assert found.returncode == 0, found.stderr
     assert '"2026-03-06-iran-proxies-iraq.txt#38"' in found.stdout
+    info = subprocess.run([rag_executable, "index", "info", "--corpus-dir", str(tmp_path / "nothing")],
+                          capture_output=True, text=True, env={**env, "RAG_STORE": pg_url}, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "(schema rag_default)" in info.stdout and "PostgreSQL pgvector-hnsw" in info.stdout
     bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
                           str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
