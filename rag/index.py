@@ -192,19 +192,9 @@ def build_index(
         return _build_locked(settings, embedder, documents, staged)
 
 
-def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
-                  staged: corpus.Staged | None = None) -> Index:
-    import numpy as np
-
-    started = time.perf_counter()
-    max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
-    limits = DocumentLimits.from_settings(settings)
-    if staged is not None:
-        docs = staged.documents()
-    elif documents is not None:
-        docs = documents
-    else:
-        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
+def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLimits | None = None,
+                   ) -> tuple[list[Sentence], list[Chunk], list[dict]]:
+    """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it."""
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
@@ -227,6 +217,23 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     if seen.skipped_paragraphs or seen.skipped_chunks:
         log.info("indexed once: %d duplicate paragraphs and %d duplicate chunks skipped",
                  seen.skipped_paragraphs, seen.skipped_chunks)
+    return sentences, chunks, per_doc
+
+
+def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
+                  staged: corpus.Staged | None = None) -> Index:
+    import numpy as np
+
+    started = time.perf_counter()
+    max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+    limits = DocumentLimits.from_settings(settings)
+    if staged is not None:
+        docs = staged.documents()
+    elif documents is not None:
+        docs = documents
+    else:
+        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
+    sentences, chunks, per_doc = segment_corpus(settings, docs, limits)
     cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)

@@ -34,10 +34,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rag.documents import load_corpus
-from rag.errors import IndexCorruptError, InputFileError, UsageError
-from rag.index import FORMAT_VERSION, SEGMENTER, Index
-from rag.segment import Seen, segment_document
+from rag.documents import DocumentLimits, load_corpus
+from rag.errors import IndexCorruptError, UsageError
+from rag.index import FORMAT_VERSION, SEGMENTER, Index, segment_corpus
 from rag.text import content_terms
 from rag.types import Chunk, Document, Hit, Sentence
 
@@ -486,6 +485,7 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
 
     started = time.perf_counter()
     max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
+    limits = DocumentLimits.from_settings(settings)
     if staged is not None:
         from rag.corpus import _already_there
         from rag.documents import read_document
@@ -495,12 +495,13 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
             for d in current:
                 if d.id in staged.names:
                     raise _already_there(d.id)
-        new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars) for name in staged.names]
+        new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
+               for name in staged.names]
         docs = sorted([d for d in current if d.id not in staged.names] + new, key=lambda d: d.id)
     elif documents is not None:
         docs = documents
     else:
-        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars)
+        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
     sentences, chunks, per_doc = segment(settings, docs)
     store = PgStore(settings.store, settings.index_name)
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
@@ -515,25 +516,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
 
 
 def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
-    """Sentences, chunks and per-document counts, as a local build makes them (rag.index._build_locked):
-    identical paragraphs and chunks are indexed once, at their first occurrence."""
-    sentences: list[Sentence] = []
-    chunks: list[Chunk] = []
-    per_doc = []
-    seen = Seen()
-    for doc in docs:
-        skipped = seen.skipped_paragraphs
-        doc_sentences, doc_chunks = segment_document(doc, len(sentences), settings.chunk_sentences,
-                                                     settings.chunk_overlap, seen)
-        duplicates = seen.skipped_paragraphs - skipped
-        if not doc_sentences and not duplicates:
-            raise InputFileError(f"{doc.id}: no sentences found")
-        sentences.extend(doc_sentences)
-        chunks.extend(doc_chunks)
-        per_doc.append({"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": doc.date, "format": doc.fmt,
-                        "chars": len(doc.text), "sentences": len(doc_sentences), "chunks": len(doc_chunks),
-                        "duplicate_paragraphs": duplicates})
-    return sentences, chunks, per_doc
+    """As a local build segments (rag.index.segment_corpus), with the same limits."""
+    return segment_corpus(settings, docs, DocumentLimits.from_settings(settings))
 
 
 def make_manifest(settings, model_id, model_sha, dim, per_doc, docs, sentences, chunks, sentence_vectors,
