@@ -229,7 +229,7 @@ VALID_GOLD = {"id": "q1", "question": "Who replaced Qassem Soleimani?", "answers
     [
         ('{"id": "q2", "question": ', "not valid JSON (Expecting value at column 26)"),
         (json.dumps({k: v for k, v in VALID_GOLD.items() if k != "answers"} | {"id": "q2"}),
-         "keys must be exactly id, question, answers, evidence, type (missing answers)"),
+         "keys must be id, question, answers, evidence, type, optionally style, document (missing answers)"),
         (json.dumps(VALID_GOLD | {"id": "q2", "question": "   "}), "'question' must be a non-empty string"),
         (json.dumps(VALID_GOLD | {"id": "q2", "evidence": ["Not a sentence of the article"]}),
          'evidence "Not a sentence of the article" of q2 is not in any indexed document '
