@@ -147,22 +147,53 @@ def connect(url: str, autocommit: bool = True):
 
 
 class PgStore:
-    """One index's schema in one PostgreSQL database. Connections are per thread (psycopg connections are
-    thread-safe but run one statement at a time; the app answers several questions at once)."""
+    """One index's schema in one PostgreSQL database. Statements borrow a connection from a small pool: a process
+    holds about as many connections as it runs statements at once (the app's RAG_MAX_CONCURRENCY and Gradio's
+    queue bound that), not one per thread of a web server's thread pool."""
+
+    MAX_IDLE = 8  # idle connections kept for reuse; more are closed when returned
 
     def __init__(self, url: str, index_name: str):
         self.url, self.schema = url, schema_name(index_name)
-        self._local = threading.local()
+        self._idle: list = []
+        self._lock = threading.Lock()
 
-    def conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = connect(self.url)
-            with conn.cursor() as cur:
-                cur.execute(f"SET search_path TO {self.schema}, public")
-                cur.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
-            self._local.conn = conn
+    def _new_connection(self):
+        conn = connect(self.url)
+        with conn.cursor() as cur:
+            cur.execute(f"SET search_path TO {self.schema}, public")
+            cur.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
         return conn
+
+    @contextlib.contextmanager
+    def connection(self):
+        """A connection for one statement or transaction; a broken one is dropped, not returned."""
+        import psycopg
+
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed:
+            conn = self._new_connection()
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        finally:
+            if not conn.closed:
+                with self._lock:
+                    keep = len(self._idle) < self.MAX_IDLE
+                    if keep:
+                        self._idle.append(conn)
+                if not keep:
+                    conn.close()
+
+    def reset(self) -> None:
+        """Close the idle connections (the next statements connect again, e.g. to see a new type)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def _run(self, sql: str, params=None) -> list[tuple]:
         """One read statement; a broken connection (server restarted, fail-over) is replaced once."""
@@ -170,11 +201,10 @@ class PgStore:
 
         for attempt in (0, 1):
             try:
-                with self.conn().cursor() as cur:
+                with self.connection() as conn, conn.cursor() as cur:
                     cur.execute(sql, params)
                     return cur.fetchall()
             except psycopg.OperationalError:
-                self._local.conn = None
                 if attempt:
                     raise
         return []
@@ -268,8 +298,7 @@ class PgStore:
         return {digests[d]: _array(v) for d, v in rows}
 
     def cache_vectors(self, model_sha: str, texts: list[str], vectors: np.ndarray) -> None:
-        conn = self.conn()
-        with conn.transaction(), conn.cursor() as cur:
+        with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany("INSERT INTO embed_cache VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                             [(model_sha, _digest(t), v) for t, v in zip(texts, vectors, strict=True)])
 
@@ -575,7 +604,7 @@ def _ensure_cache_tables(store: PgStore) -> None:
         conn.commit()
     finally:
         conn.close()
-    store._local.conn = None  # reconnect: the vector type may have just been created
+    store.reset()  # reconnect: the vector type may have just been created
 
 
 def push(settings: Settings, url: str) -> PgIndex:

@@ -338,3 +338,32 @@ def test_readers_on_a_streaming_replica_through_a_multi_host_url(tmp_path, pg_ur
         assert time.monotonic() - added < 5
         hit = reader.search("How much did the Tigris flood barriers cost?", k=1)[0]
         assert hit.chunk.source == new_file.name
+
+
+def test_a_few_connections_serve_many_threads(local_and_pg):
+    """Statements borrow pooled connections: 32 threads searching hold about as many connections as run at
+    once, and keep at most MAX_IDLE afterwards."""
+    _, pg = local_and_pg
+    store = pg.index.store
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for _ in range(3):
+                assert pg.search("Who replaced Qassem Soleimani?", k=3)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(store._idle) <= store.MAX_IDLE
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        ours = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'rag' AND backend_type = "
+                            "'client backend'").fetchone()[0]
+    assert ours <= 32  # every other test's pipelines included: far fewer than one per thread ever started
