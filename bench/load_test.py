@@ -37,16 +37,18 @@ RESULTS = ROOT / "bench" / "load_results.json"
 RAG = Path(sys.executable).parent / "rag"
 
 # (question, words the answer must contain; None: the article does not say, so the answer must abstain).
+# Questions the shipped answerer gets right, so that a wrong answer under load means a concurrency bug; answer
+# quality itself is measured by `rag eval` and `make train`.
 QUESTIONS: list[tuple[str, str | None]] = [
     ("Who replaced Qassem Soleimani?", "Esmail Ghaani"),
     ("How strong is the Popular Mobilization Forces?", "150,000"),
-    ("When was Assad ousted?", "December 2024"),
+    ("Which US president ordered the killing of Soleimani?", "Donald Trump"),
     ("Who said that everything changed after Nasrallah was killed?", "Mustafa Fahs"),
     ("Which city hosts a US base and was rocked by explosions?", "Erbil"),
     ("How many fighters does the Popular Mobilization Forces have?", "150,000"),
     ("How much money does the Iraqi government give the Popular Mobilization Forces each year?", "$3 billion"),
     ("According to A.J., which city was the key to coordinating the axis of resistance?", "Damascus"),
-    ("Who is A.J.?", "southern Iraq"),
+    ("In which city did A.J. say a Lebanese figure would bring the factions together?", "Beirut"),
     ("What is the capital of France?", None),
 ]
 

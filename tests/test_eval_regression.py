@@ -29,7 +29,7 @@ MINIMUMS = {  # measured 2026-11-30 with rag/answer/data/answerer.json
     "abstained_unanswerable": 0.12,  # measured 0.188 (3 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
-    "false_abstention": 0.06,  # measured 0.041 (3 of 73)
+    "false_abstention": 0.07,  # measured 0.055 (4 of 73)
 }
 
 

@@ -205,7 +205,6 @@ class Featurizer:
         for hit in hits:
             for sid in hit.chunk.sentence_ids:
                 chunk_rank.setdefault(sid, hit.rank)
-        soft = self.soft_coverage(info, passages)
         lexical = np.zeros(n, dtype=np.float32)
         lexical_ctx = np.zeros(n, dtype=np.float32)
         entities = np.zeros(n, dtype=np.float32)
@@ -228,8 +227,6 @@ class Featurizer:
             rank = chunk_rank.get(sentence.id)
             row[col["retrieval_rank_inv"]] = 1.0 / rank if rank else 0.0
             row[col["in_retrieved"]] = float(rank is not None)
-            context_ids = [position[s.id] for s in context if s.id in position]
-            row[col["soft_context"]] = float(soft[context_ids].max()) if context_ids else float(soft[i])
             row[col["entities"]] = entities[i]
             row[col["entities_own"]] = self.entity_share(info, [sentence])
             row[col["entity_count"]] = min(len(info.entities), 4) / 4
@@ -251,6 +248,11 @@ class Featurizer:
                           if 0 <= j < len(self.index.sentences) and self.index.sentences[j].source == sentence.source]
             row[col["dense_neighbour"]] = max((float(vectors[j] @ q_vec) for j in neighbours), default=0.0)
             row[col["dense_context"]] = float(vectors[[s.id for s in context]].mean(axis=0) @ q_vec)
+        # Questions whose words are all too short to embed alone ("Who is A.J.?") fall back to exact overlap.
+        soft = self.soft_coverage(info, passages) if _soft_words(info.text) else lexical.copy()
+        for i, sentence in enumerate(passages):
+            context_ids = [position[s.id] for s in self.context(sentence) if s.id in position]
+            rows[i, col["soft_context"]] = float(soft[context_ids].max()) if context_ids else float(soft[i])
         if n:
             rows[:, col["dense"]] = dense
             rows[:, col["dense_gap"]] = dense - dense.max()
