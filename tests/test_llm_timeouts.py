@@ -35,6 +35,7 @@ def test_timeout_settings_map_the_former_single_timeout(monkeypatch):
     assert (Settings().first_token_timeout, Settings().idle_timeout) == (45.0, 10.0)
 
 
+@pytest.mark.slow  # waits for a 1 s limit to run out, by design
 def test_no_first_token_in_time_is_a_clear_error(pipeline):
     with OpenAIStub(ANSWER, first_token_delay=3.0) as server:
         spec = _backend(pipeline, server.url, "slow-first-token", llm_first_token_timeout=0.6, llm_idle_timeout=5.0)
@@ -43,6 +44,7 @@ def test_no_first_token_in_time_is_a_clear_error(pipeline):
             pipeline.ask("Who replaced Qassem Soleimani?", backend=spec)
 
 
+@pytest.mark.slow  # waits for a 1 s limit to run out, by design
 def test_a_stalled_stream_is_a_clear_error(pipeline):
     with OpenAIStub(ANSWER, chunk_delay=1.5) as server:
         spec = _backend(pipeline, server.url, "stalling", llm_first_token_timeout=5.0, llm_idle_timeout=0.5)
