@@ -273,6 +273,31 @@ def cmd_search(args) -> int:
     return 0
 
 
+def _stream_answer(pipeline, pieces, backend: str | None, quiet: bool):
+    """Show what ``ask_stream`` yields as it comes (the rewritten question, "the model is reading...", an LLM's
+    tokens) unless ``quiet``; returns the final Answer and whether tokens were printed."""
+    from rag.answer import Reading, Rewritten
+
+    answer, streamed = None, False
+    for piece in pieces:
+        if isinstance(piece, Rewritten):
+            if not quiet:
+                print(f"(searching for: {piece.question})")
+        elif isinstance(piece, Reading):
+            if not quiet:
+                _progress_line(f"(the model is reading {piece.passages} passages… {piece.elapsed_s:.0f} s)")
+        elif isinstance(piece, str):
+            if not quiet and pipeline.backend(backend).name != "extractive":
+                if not streamed:
+                    _progress_line("")
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+                streamed = True
+        else:
+            answer = piece
+    return answer, streamed
+
+
 def cmd_ask(args) -> int:
     pipeline = _load_pipeline(args)
     if args.question != "-":
@@ -280,22 +305,9 @@ def cmd_ask(args) -> int:
             answer = pipeline.ask(args.question, backend=args.backend, k=args.top_k)
             _print_json(answer.to_json())
         else:
-            answer = None
-            streamed = False
-            from rag.answer import Reading
-
-            for piece in pipeline.ask_stream(args.question, backend=args.backend, k=args.top_k, progress=True):
-                if isinstance(piece, Reading):
-                    _progress_line(f"(the model is reading {piece.passages} passages… {piece.elapsed_s:.0f} s)")
-                elif isinstance(piece, str):
-                    if pipeline.backend(args.backend).name != "extractive":
-                        if not streamed:
-                            _progress_line("")
-                        sys.stdout.write(piece)
-                        sys.stdout.flush()
-                        streamed = True
-                else:
-                    answer = piece
+            answer, streamed = _stream_answer(
+                pipeline, pipeline.ask_stream(args.question, backend=args.backend, k=args.top_k, progress=True),
+                args.backend, quiet=False)
             if streamed:
                 print("\n")
             _print_answer(answer)
@@ -331,7 +343,6 @@ def _progress_line(text: str) -> None:
 
 
 def cmd_chat(args) -> int:
-    from rag.answer import Reading, Rewritten
 
     pipeline = _load_pipeline(args)
     interactive = sys.stdin.isatty()
@@ -357,25 +368,11 @@ def cmd_chat(args) -> int:
             if not args.json:
                 print("(new conversation)")
             continue
-        answer, streamed = None, False
         try:
-            for piece in pipeline.ask_stream(question, backend=args.backend, k=args.top_k, history=history,
-                                             progress=True):
-                if isinstance(piece, Rewritten):
-                    if not args.json:
-                        print(f"(searching for: {piece.question})")
-                elif isinstance(piece, Reading):
-                    if not args.json:
-                        _progress_line(f"(the model is reading {piece.passages} passages… {piece.elapsed_s:.0f} s)")
-                elif isinstance(piece, str):
-                    if not args.json and pipeline.backend(args.backend).name != "extractive":
-                        if not streamed:
-                            _progress_line("")
-                        sys.stdout.write(piece)
-                        sys.stdout.flush()
-                        streamed = True
-                else:
-                    answer = piece
+            answer, streamed = _stream_answer(
+                pipeline, pipeline.ask_stream(question, backend=args.backend, k=args.top_k, history=history,
+                                              progress=True),
+                args.backend, quiet=args.json)
         except UsageError as exc:
             status = exc.exit_code
             if args.json:
