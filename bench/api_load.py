@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load_test import QUESTIONS  # noqa: E402
 from rag.eval.metrics import percentile  # noqa: E402
-from rag.net import free_port  # noqa: E402
+from rag.net import free_port, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RAG = Path(sys.executable).parent / "rag"
@@ -128,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if summary["errors"] == 0 and summary["mismatches"] == 0 else 1
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_process(server)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rag.eval.metrics import percentile
-from rag.net import free_port
+from rag.net import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "load_results.json"
@@ -204,12 +204,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
 
 
 def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop_process(server, timeout=20)
 
 
 def main(argv: list[str] | None = None) -> int:

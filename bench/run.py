@@ -49,7 +49,7 @@ from rag.eval import (  # noqa: E402  (cheap: no LangChain, no model)
     locate_evidence,
     retrieval_scores,
 )
-from rag.net import free_port  # noqa: E402
+from rag.net import free_port, stop_process  # noqa: E402
 
 BENCH_DIR = ROOT / "bench"
 CORPUS = ROOT / "data" / "corpus"
@@ -332,12 +332,7 @@ def serve_once(index_dir: Path, timeout_s: float) -> tuple[float | None, float, 
             return None, memory.stop(), f"no answer within {timeout_s:.0f}s: {last_error}; stderr: {stderr[-300:]}"
         finally:
             memory.stop()
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def cold_serve(index_dir: Path, runs: int, timeout_s: float = 180.0) -> dict:

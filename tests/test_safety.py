@@ -33,7 +33,7 @@ import pytest
 from rag.documents import sha256_bytes
 from rag.errors import IndexCorruptError
 from rag.index import load_index, open_index
-from rag.net import free_port
+from rag.net import free_port, stop_process
 from rag.pipeline import Pipeline
 from tests.conftest import ROOT, make_settings
 from tests.openai_stub import OpenAIStub
@@ -383,12 +383,7 @@ def served(tmp_path_factory, pipeline, rag_executable):
             time.sleep(0.25)
         yield port, url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=20)
         log.close()
 
 

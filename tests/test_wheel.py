@@ -173,7 +173,7 @@ def test_llm_backend_loads_its_prompts_from_the_package(venv, home):
 def test_rag_serve_answers_a_request(venv, home):
     from gradio_client import Client
 
-    from rag.net import free_port
+    from rag.net import free_port, stop_process
 
     port = free_port()
     log = home / "serve.log"
@@ -197,9 +197,4 @@ def test_rag_serve_answers_a_request(venv, home):
         found = client.predict("Popular Mobilization Forces budget", 2, api_name="/search")
         assert found["query"] == "Popular Mobilization Forces budget" and len(found["hits"]) == 2
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
