@@ -48,7 +48,6 @@ _CAUSE = re.compile(r"\b(" + _alternation("cause_cues.txt") + r")\b", re.IGNOREC
 _SPEECH = re.compile(r"\b(" + _alternation("speech_verbs.txt") + r")\b", re.IGNORECASE)
 
 # Capitalised words that are not entities even mid-sentence in a question.
-_GENERIC_COUNTED = {"people", "persons", "individuals", "men", "times", "of", "roughly", "approximately", "about"}
 _NUMBER_WORDS_SET = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "dozen"}
 
 
@@ -60,9 +59,6 @@ class QuestionInfo:
     entities: list[str] = field(default_factory=list)  # lower-cased capitalised words of the question
     quoted: list[str] = field(default_factory=list)  # quoted phrases in the question
     numbers: list[str] = field(default_factory=list)
-    counted: tuple[str, ...] = ()  # for "how many X": stems of X
-    initialisms: frozenset[str] = frozenset()
-    which_head: str | None = None  # "official" in "Which Kurdish official said...": a particular one is asked  # "aj" for "A.J.": names, tokenised as one word
     focus: str | None = None  # stemmed head noun of the asked-for thing ("spokesman" in "Who is the spokesman...")
 
 
@@ -120,16 +116,7 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
             focus = stem(word)
     if kind == "name":
         focus = _named_head(lowered) or focus
-    which_head = _which_head(lowered) if kind in ("who", "where") else None
-    counted: tuple[str, ...] = ()
-    counted_match = re.search(r"\bhow many (?:of the )?([\w'’-]+)(?: ([\w'’-]+))?", lowered)
-    if kind == "how_many" and counted_match and counted_match.group(1) not in _GENERIC_COUNTED:
-        # "how many Iran-backed militants": the counted thing (a generic head such as "people" says nothing)
-        counted = tuple(stem(w) for w in counted_match.groups() if w and w not in STOPWORDS and w not in _GENERIC_COUNTED)
     return QuestionInfo(
-        which_head=which_head,
-        initialisms=frozenset(m.group(0).replace(".", "").lower() for m in re.finditer(r"(?:[A-Za-z]\.){2,}", q)),
-        counted=counted,
         focus=focus,
         text=question,
         kind=kind,
@@ -142,16 +129,6 @@ def analyze(question: str, known_names: frozenset[str] = frozenset()) -> Questio
 
 _HEAD_STOP = {"who", "whom", "whose", "that", "which", "close", "in", "at", "of", "from", "with", "led", "run", "by",
               "called", "named", "is", "was", "a", "an", "the", "did", "does", "do", "to", "for", "on"}
-
-
-def _which_head(lowered: str) -> str | None:
-    """The noun a "which ..." question picks among: "official" in "Which Kurdish official said ...?"."""
-    match = re.search(r"\bwhich ((?:[\w'’-]+ ){0,4}?)([\w'’-]+) (?:said|says|told|is|was|are|were|did|does|do|has|have|"
-                      r"gave|led|leads|called|ignored|hosted|claimed|fired|took|declined|urged)\b", lowered)
-    if not match:
-        return None
-    head = match.group(2)
-    return None if head in _HEAD_STOP or head in STOPWORDS else stem(head)
 
 
 def _named_head(lowered: str) -> str | None:
