@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def _decode(path: Path, data: bytes) -> str:
         raise InputFileError(f"{path.name}: not valid UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
-def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
+def _html_text(path: Path, data: bytes, limits: DocumentLimits | None = None) -> tuple[str, str | None]:
     import logging
 
     import trafilatura
@@ -89,9 +90,14 @@ def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
     html = _decode(path, data)
     if "<" not in html:
         raise InputFileError(f"{path.name}: does not look like HTML")
-    text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True)
-    meta = trafilatura.extract_metadata(html)
-    title = meta.title if meta is not None and meta.title else None
+    limits = limits or DocumentLimits()
+
+    def extract() -> tuple[str | None, str | None]:
+        text = trafilatura.extract(html, include_comments=False, include_tables=True, favor_recall=True)
+        meta = trafilatura.extract_metadata(html)
+        return text, (meta.title if meta is not None and meta.title else None)
+
+    text, title = _within(extract, limits, path.name)
     if not text or not text.strip():
         raise InputFileError(f"{path.name}: no readable main text found in the HTML")
     # trafilatura puts each block element (heading, paragraph, list item) on one line; a blank line between
@@ -99,6 +105,30 @@ def _html_text(path: Path, data: bytes) -> tuple[str, str | None]:
     # onto the first sentence that follows it.
     text = "\n\n".join(line.strip() for line in text.splitlines() if line.strip())
     return text, title
+
+
+def _within(work, limits: DocumentLimits, name: str):
+    """``work()``'s result, or the RAG_MAX_DOC_SECONDS refusal once it has run longer than the limit.
+
+    For extractors that cannot stop midway (trafilatura parses and scores the whole page in one call): it runs in a
+    daemon thread that is left to finish on its own, its result unused; the caller is refused at the deadline. In the
+    app, documents are read in an indexing job's own process (rag.jobs), which ends with the refusal."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"extract {name}", daemon=True)
+    worker.start()
+    worker.join(limits.max_seconds)
+    if worker.is_alive():
+        raise too_slow(name, limits, "extracting its text")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _too_long(path: Path, max_chars: int) -> InputFileError:
@@ -186,7 +216,7 @@ def read_document(path: Path, max_bytes: int | None = None, doc_id: str | None =
         if _looks_binary(data):
             raise InputFileError(f"{path.name}: looks binary, not text")
         if suffix in (".html", ".htm"):
-            (text, title), fmt = _html_text(path, data), "html"
+            (text, title), fmt = _html_text(path, data, limits), "html"
         else:
             text, fmt = _decode(path, data), suffix.lstrip(".")
     if max_chars is not None and len(text) > max_chars:

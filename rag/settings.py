@@ -83,8 +83,8 @@ class Settings(BaseSettings):
         120.0,
         gt=0,
         description=(
-            "Most seconds spent extracting one document's text (PDF), and again splitting it into sentences; a "
-            "document that takes longer is refused."
+            "Most seconds spent extracting one document's text (PDF, HTML), and again splitting it into sentences; "
+            "a document that takes longer is refused."
         ),
     )
     lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")
