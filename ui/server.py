@@ -33,7 +33,7 @@ from rag.errors import RagError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import search_json
-from ui.login import LoginThrottle
+from ui.login import LoginThrottle, shared_failures
 
 log = logging.getLogger("rag.ui")
 MAX_BODY_BYTES = 1_000_000
@@ -95,8 +95,10 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     gate = Gate(settings.max_concurrency, settings.max_queue)
     basic = HTTPBasic(auto_error=False)
 
-    # Wrong credentials count as failed logins of the app (ui/login.py): the same lockout per client address.
-    throttle = LoginThrottle(None, max_failures=settings.login_max_failures, lockout_s=settings.login_lockout)
+    # Wrong credentials count as failed logins of the app (ui/login.py): the same lockout per client address, in
+    # the counts that every process serving these settings on this machine shares.
+    throttle = LoginThrottle(None, max_failures=settings.login_max_failures, lockout_s=settings.login_lockout,
+                             store=shared_failures(settings))
 
     def authorised(request: Request, credentials: HTTPBasicCredentials | None = Depends(basic)) -> None:  # noqa: B008
         if not settings.auth:
