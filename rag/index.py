@@ -193,16 +193,21 @@ def build_index(
 
 
 def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLimits | None = None,
+                   seen: Seen | None = None, first_sentence_id: int = 0,
                    ) -> tuple[list[Sentence], list[Chunk], list[dict]]:
-    """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it."""
+    """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it.
+
+    ``seen`` and ``first_sentence_id`` continue an indexed corpus (an incremental add: the paragraphs and chunks
+    already indexed, and the number of sentences), so documents appended to it are segmented as a build of
+    the whole would segment them after those."""
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
-    seen = Seen()  # identical paragraphs and chunks are indexed once, at their first occurrence (rag.segment)
+    seen = Seen() if seen is None else seen  # identical paragraphs and chunks are indexed once (rag.segment)
     for doc in docs:
         skipped = seen.skipped_paragraphs
         doc_sentences, doc_chunks = segment_document(
-            doc, len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen, limits
+            doc, first_sentence_id + len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen, limits
         )
         duplicates = seen.skipped_paragraphs - skipped
         if not doc_sentences and not duplicates:

@@ -10,7 +10,8 @@ One schema per index name (``rag_<name>``) holds:
 - ``embed_cache``: vectors by model and text digest, committed batch by batch while a build embeds, so a
   killed build resumes without embedding again what it had done.
 
-A build rewrites the three tables in one transaction (under an advisory lock, so two writers queue): readers
+A build rewrites the three tables in one transaction (under an advisory lock, so two writers queue); an add
+of new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
 corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
 two rankings of a query; ``follow`` polls the version row so several servers follow one store.
@@ -92,11 +93,25 @@ def tsquery_literal(query: str) -> str | None:
 # ---------------------------------------------------------------- checksums (the local index's serialisation)
 
 
-def _jsonl_sha(rows) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-    return digest.hexdigest()
+# Tables whose serialisation only grows at its end when documents are appended: their sha256 objects are kept
+# with a loaded index and extended by an incremental add instead of hashing every row again.
+APPENDABLE = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "chunk_vectors.f32", "keywords.tsvector")
+
+
+def _digests(docs, sentences, chunks, chunk_vectors, tsvectors, start: dict | None = None) -> dict:
+    """sha256 objects of the appendable tables (as the local index serialises them), fed these rows: new
+    ones, or copies of ``start``'s (the rows before these) extended."""
+    import numpy as np
+
+    digests = {name: start[name].copy() if start else hashlib.sha256() for name in APPENDABLE}
+    for name, rows in (("documents.jsonl", docs), ("sentences.jsonl", sentences), ("chunks.jsonl", chunks)):
+        update = digests[name].update
+        for row in rows:
+            update((json.dumps(asdict(row), ensure_ascii=False) + "\n").encode("utf-8"))
+    digests["chunk_vectors.f32"].update(np.ascontiguousarray(chunk_vectors, np.float32).tobytes())
+    for tsv in tsvectors:
+        digests["keywords.tsvector"].update((tsv + "\n").encode("utf-8"))
+    return digests
 
 
 def _npy_sha(array: np.ndarray) -> str:
@@ -108,15 +123,10 @@ def _npy_sha(array: np.ndarray) -> str:
 
 
 def _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors) -> dict[str, str]:
-    import numpy as np
-
-    return {
-        "documents.jsonl": _jsonl_sha(asdict(d) for d in docs),
-        "sentences.jsonl": _jsonl_sha(asdict(s) for s in sentences),
-        "chunks.jsonl": _jsonl_sha(asdict(c) for c in chunks),
-        "sentence_vectors.npy": _npy_sha(sentence_vectors),
-        "chunk_vectors.f32": hashlib.sha256(np.ascontiguousarray(chunk_vectors, np.float32).tobytes()).hexdigest(),
-    }
+    found = {name: d.hexdigest() for name, d in _digests(docs, sentences, chunks, chunk_vectors, ()).items()}
+    return {"documents.jsonl": found["documents.jsonl"], "sentences.jsonl": found["sentences.jsonl"],
+            "chunks.jsonl": found["chunks.jsonl"], "sentence_vectors.npy": _npy_sha(sentence_vectors),
+            "chunk_vectors.f32": found["chunk_vectors.f32"]}
 
 
 def _keywords_sha(tsvectors) -> str:
@@ -341,8 +351,6 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
                  progress: bool = False) -> int:
     """Replace the store's corpus with this one in ONE transaction (batched COPY inside it); returns the new
     version. Readers see the previous corpus until the commit, then all of this one."""
-    from tqdm import tqdm
-
     schema = schema_name(index_name)
     dim = manifest["embedding"]["dim"]
     conn = connect(url, autocommit=False)
@@ -366,47 +374,63 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             cur.execute("DELETE FROM documents")
             cur.execute("DELETE FROM sentences")
             cur.execute("DELETE FROM chunks")
-            bar = tqdm(total=len(docs) + len(sentences) + len(chunks), unit="row", desc="writing to PostgreSQL",
-                       disable=not progress, leave=False)
-            with cur.copy("COPY documents (ord, id, text, title, date, sha256, fmt) FROM STDIN") as copy:
-                for i, d in enumerate(docs):
-                    copy.write_row((i, d.id, d.text, d.title, d.date, d.sha256, d.fmt))
-            bar.update(len(docs))
-            for start in range(0, len(sentences), BATCH):
-                with cur.copy('COPY sentences (id, source, start, "end", text, paragraph, section, embedding) '
-                              "FROM STDIN") as copy:
-                    for s, vec in zip(sentences[start:start + BATCH], sentence_vectors[start:start + BATCH],
-                                      strict=True):
-                        copy.write_row((s.id, s.source, s.start, s.end, s.text, s.paragraph, s.section, vec))
-                bar.update(min(BATCH, len(sentences) - start))
-            for start in range(0, len(chunks), BATCH):
-                with cur.copy('COPY chunks (row, id, source, start, "end", text, sentence_ids, section, embedding, '
-                              "tsv) FROM STDIN") as copy:
-                    for row_id, (c, vec) in enumerate(zip(chunks[start:start + BATCH],
-                                                          chunk_vectors[start:start + BATCH], strict=True), start):
-                        copy.write_row((row_id, c.id, c.source, c.start, c.end, c.text, list(c.sentence_ids),
-                                        c.section, vec, tsvector_literal(c.text)))
-                bar.update(min(BATCH, len(chunks) - start))
-            bar.close()
+            _copy_rows(cur, docs, sentences, chunks, sentence_vectors, chunk_vectors, progress)
             cur.execute("SELECT tsv::text FROM chunks ORDER BY row")
             files = dict(manifest["files"], **{"keywords.tsvector": _keywords_sha(r[0] for r in cur)})
             manifest = dict(manifest, files=files)
-            cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
-            version = cur.fetchone()[0]
-            from psycopg.types.json import Jsonb
-
-            for key, value in (("schema_version", SCHEMA_VERSION), ("manifest", manifest), ("version", version)):
-                cur.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            (key, Jsonb(value)))
+            version = _commit_meta(cur, schema, manifest)
             # Keep the embedding cache to what this corpus uses.
             cur.execute("DELETE FROM embed_cache WHERE model <> %s OR NOT (digest = ANY(%s))",
                         (manifest["embedding"]["sha256"], [_digest(t) for t in
                                                            {*(s.text for s in sentences), *(c.text for c in chunks)}]))
-            cur.execute("SELECT pg_notify(%s, %s)", (schema, str(version)))
         conn.commit()
         return version
     finally:
         conn.close()
+
+
+def _copy_rows(cur, docs: list[Document], sentences: list[Sentence], chunks: list[Chunk],
+               sentence_vectors: np.ndarray, chunk_vectors: np.ndarray, progress: bool = False,
+               first_ord: int = 0, first_row: int = 0) -> None:
+    """COPY the rows in batches of BATCH; documents numbered from ``first_ord``, chunk rows from ``first_row``
+    (sentences carry their own ids)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(docs) + len(sentences) + len(chunks), unit="row", desc="writing to PostgreSQL",
+               disable=not progress, leave=False)
+    with cur.copy("COPY documents (ord, id, text, title, date, sha256, fmt) FROM STDIN") as copy:
+        for i, d in enumerate(docs, first_ord):
+            copy.write_row((i, d.id, d.text, d.title, d.date, d.sha256, d.fmt))
+    bar.update(len(docs))
+    for start in range(0, len(sentences), BATCH):
+        with cur.copy('COPY sentences (id, source, start, "end", text, paragraph, section, embedding) '
+                      "FROM STDIN") as copy:
+            for s, vec in zip(sentences[start:start + BATCH], sentence_vectors[start:start + BATCH], strict=True):
+                copy.write_row((s.id, s.source, s.start, s.end, s.text, s.paragraph, s.section, vec))
+        bar.update(min(BATCH, len(sentences) - start))
+    for start in range(0, len(chunks), BATCH):
+        with cur.copy('COPY chunks (row, id, source, start, "end", text, sentence_ids, section, embedding, '
+                      "tsv) FROM STDIN") as copy:
+            for row_id, (c, vec) in enumerate(zip(chunks[start:start + BATCH], chunk_vectors[start:start + BATCH],
+                                                  strict=True), first_row + start):
+                copy.write_row((row_id, c.id, c.source, c.start, c.end, c.text, list(c.sentence_ids), c.section,
+                                vec, tsvector_literal(c.text)))
+        bar.update(min(BATCH, len(chunks) - start))
+    bar.close()
+
+
+def _commit_meta(cur, schema: str, manifest: dict) -> int:
+    """Write the schema version, the manifest and the next version number, and notify the followers (delivered
+    at commit); returns the new version."""
+    from psycopg.types.json import Jsonb
+
+    cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
+    version = cur.fetchone()[0]
+    for key, value in (("schema_version", SCHEMA_VERSION), ("manifest", manifest), ("version", version)):
+        cur.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, Jsonb(value)))
+    cur.execute("SELECT pg_notify(%s, %s)", (schema, str(version)))
+    return version
 
 
 # ---------------------------------------------------------------- the index object
@@ -419,16 +443,20 @@ class PgIndex(Index):
 
     version: int = 0
     chunk_rows: dict[str, int] = field(default_factory=dict)
+    digests: dict = field(default_factory=dict, repr=False)  # APPENDABLE tables' sha256 objects, as verified
+
 
     def changed(self) -> bool:
         return self.store.version() != self.version
 
 
-def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str) -> None:
+def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str) -> dict:
+    """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests."""
     import numpy as np
 
-    found = _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors)
-    found["keywords.tsvector"] = _keywords_sha(tsvs)
+    digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs)
+    found = {name: d.hexdigest() for name, d in digests.items()}
+    found["sentence_vectors.npy"] = _npy_sha(sentence_vectors)
     for name, sha in manifest["files"].items():
         if found.get(name) != sha:
             raise IndexCorruptError(f"{where}: table contents for {name} do not match the manifest's checksum; "
@@ -441,14 +469,16 @@ def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vec
                                     "rebuild with `rag index build`")
     if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
         raise IndexCorruptError(f"{where}: vectors that are not finite; rebuild with `rag index build`")
+    return digests
 
 
 def load(settings: Settings) -> PgIndex:
     store = PgStore(settings.store, settings.index_name)
     manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs = store.read()
-    _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, f"{redact(settings.store)} schema {store.schema}")
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs,
+                      f"{redact(settings.store)} schema {store.schema}")
     return PgIndex(settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, svecs, None,
-                   version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)})
+                   version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)}, digests=digests)
 
 
 def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
@@ -484,32 +514,40 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
     return index
 
 
-def _stored_documents(settings: Settings) -> list[Document]:
-    try:
-        return list(load(settings).documents.values())
-    except FileNotFoundError:
-        return []
-
-
 def build_index(settings: Settings, embedder: Embedder, documents: list[Document] | None = None,
-                staged: Staged | None = None, only_if_stale: bool = False) -> PgIndex:
+                staged: Staged | None = None, only_if_stale: bool = False, current: Index | None = None) -> PgIndex:
     """Segment, embed (reusing vectors the store already has, batch by batch) and write in one transaction.
 
     Without documents: the corpus folder. With ``staged`` files (``rag index add``): the store's documents plus
-    those files (the store is the corpus: the files are not moved into the corpus folder)."""
+    those files (the store is the corpus: the files are not moved into the corpus folder). An add of new
+    documents only appends their rows (``_append``); ``current``, the caller's index of this store, spares
+    reading the store's rows when it is still the store's version."""
 
     # One build of this index at a time, across processes and machines: a second `rag index add` waits here,
     # then reads the store with the first one's documents in it (no lost update).
     lock = connect(settings.store)
     try:
         lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema_name(settings.index_name) + ":build",))
-        return _build_locked(settings, embedder, documents, staged)
+        return _build_locked(settings, embedder, documents, staged, current)
     finally:
         lock.close()  # releases the session's advisory lock
 
 
+def _current(settings: Settings, current: Index | None) -> PgIndex | None:
+    """The store's corpus as it is now: ``current`` when it is this store's latest version, else read (None when
+    the store has no corpus yet)."""
+    store = PgStore(settings.store, settings.index_name)
+    if (isinstance(current, PgIndex) and current.digests and current.store.url == store.url
+            and current.store.schema == store.schema and current.version == store.version()):
+        return current
+    try:
+        return load(settings)
+    except FileNotFoundError:
+        return None
+
+
 def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
-                  staged: Staged | None) -> PgIndex:
+                  staged: Staged | None, current: Index | None = None) -> PgIndex:
     import numpy as np
 
     started = time.perf_counter()
@@ -519,14 +557,19 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         from rag.corpus import _already_there
         from rag.documents import read_document
 
-        current = _stored_documents(settings)
-        if not staged.replace:
-            for d in current:
-                if d.id in staged.names:
-                    raise _already_there(d.id)
+        base = _current(settings, current)
+        present = [name for name in staged.names if base is not None and name in base.documents]
+        if present and not staged.replace:
+            raise _already_there(present[0])
         new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
                for name in staged.names]
-        docs = sorted([d for d in current if d.id not in staged.names] + new, key=lambda d: d.id)
+        if base is not None and not present and stale_reason(settings, base.manifest, embedder.info.sha256) is None:
+            appended = _append(settings, embedder, base, new, limits, started)
+            if appended is not None:
+                return appended
+            base = _current(settings, None)  # another writer (a push) committed meanwhile: rewrite from its corpus
+        stored = list(base.documents.values()) if base is not None else []
+        docs = sorted([d for d in stored if d.id not in staged.names] + new, key=lambda d: d.id)
     elif documents is not None:
         docs = documents
     else:
@@ -542,6 +585,68 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     write_corpus(settings.store, settings.index_name, manifest, docs, sentences, chunks, sentence_vectors,
                  chunk_vectors, progress=len(chunks) > 5000)
     return load(settings)
+
+
+def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: list[Document],
+            limits: DocumentLimits, started: float) -> PgIndex | None:
+    """Add documents to the store's corpus ``base`` by inserting only their rows, in one transaction.
+
+    The new documents are segmented as a build of the whole would segment them after ``base``'s (sentence ids
+    and chunk rows continue; paragraphs and chunks already indexed are not indexed again). The manifest's
+    checksums are extended from ``base.digests`` (every table serialises in id/row order, so appended rows
+    extend it at its end), the version row is bumped and followers notified in the same transaction; rows
+    of existing documents are not touched, and ts_rank has no corpus statistics to update. None when another
+    writer committed since ``base`` was read (the caller rewrites from the store)."""
+    import numpy as np
+
+    from rag.segment import Seen, paragraphs
+
+    seen = Seen()
+    for doc in base.documents.values():
+        seen.paragraphs.update(Seen.digest(doc.text[a:b]) for a, b, heading in paragraphs(doc) if not heading)
+    seen.chunks.update(Seen.digest(c.text) for c in base.chunks)
+    new_docs = sorted(new_docs, key=lambda d: d.id)
+    sentences, chunks, per_doc = segment_corpus(settings, new_docs, limits, seen=seen,
+                                                first_sentence_id=len(base.sentences))
+    store = base.store
+    sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
+                                                       [c.text for c in chunks])
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+        raise RuntimeError("the embedding model produced non-finite vectors")
+    all_sentence_vectors = np.concatenate([base.sentence_vectors, sentence_vectors])
+    conn = connect(settings.store, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store.schema,))  # as write_corpus
+            cur.execute(f"SET LOCAL search_path TO {store.schema}, public")
+            cur.execute("SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'")
+            row = cur.fetchone()
+            if row is None or row[0] != base.version:
+                conn.rollback()
+                return None
+            _copy_rows(cur, new_docs, sentences, chunks, sentence_vectors, chunk_vectors, len(chunks) > 5000,
+                       first_ord=len(base.documents), first_row=len(base.chunks))
+            cur.execute("SELECT tsv::text FROM chunks WHERE row >= %s ORDER BY row", (len(base.chunks),))
+            digests = _digests(new_docs, sentences, chunks, chunk_vectors, [r[0] for r in cur], start=base.digests)
+            found = {name: d.hexdigest() for name, d in digests.items()}
+            found["sentence_vectors.npy"] = _npy_sha(all_sentence_vectors)
+            counts = base.manifest["counts"]
+            manifest = dict(base.manifest, created=datetime.now(UTC).isoformat(timespec="seconds"),
+                            build_seconds=round(time.perf_counter() - started, 3),
+                            documents=[*base.manifest["documents"], *per_doc],
+                            counts={"documents": counts["documents"] + len(new_docs),
+                                    "sentences": counts["sentences"] + len(sentences),
+                                    "chunks": counts["chunks"] + len(chunks)},
+                            files={name: found[name] for name in base.manifest["files"]})
+            version = _commit_meta(cur, store.schema, manifest)
+        conn.commit()
+    finally:
+        conn.close()
+    chunk_rows = dict(base.chunk_rows)
+    chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
+    return PgIndex(settings.index_path, manifest, {**base.documents, **{d.id: d for d in new_docs}},
+                   [*base.sentences, *sentences], [*base.chunks, *chunks], store, all_sentence_vectors, None,
+                   version=version, chunk_rows=chunk_rows, digests=digests)
 
 
 def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:

@@ -346,6 +346,19 @@ class Pipeline:
             self._snapshot = self._snapshot_of(open_index(self.settings, self.embedder))
             return True
 
+    def reload(self) -> Index:
+        """Swap in the index as committed now, without building: after another process (an indexing job of the
+        app, rag.jobs, or `rag index add`) committed one. Questions keep the old snapshot until it is loaded."""
+        with self._write_lock:
+            if self.settings.store == "local":
+                from rag.index import load_index
+
+                index = load_index(self.settings.index_path)  # the committed build, whatever else changed since
+            else:
+                index = open_index(self.settings, self.embedder, rebuild_if_stale=False)
+            self._snapshot = self._snapshot_of(index)
+            return self.index
+
     def rebuild(self) -> Index:
         with self._write_lock:
             self._snapshot = self._snapshot_of(build_index(self.settings, self.embedder))
@@ -360,7 +373,8 @@ class Pipeline:
         docs = corpus.read_new_documents(paths, max_bytes, max_chars, limits)
         with self._write_lock:  # questions keep using the current snapshot while this builds
             with corpus.staged_files(settings.corpus_dir, paths, replace, max_bytes, max_chars, limits) as staged:
-                new_snapshot = self._snapshot_of(build_index(settings, self.embedder, staged=staged))
+                new_snapshot = self._snapshot_of(build_index(settings, self.embedder, staged=staged,
+                                                             current=self.index))
             self._snapshot = new_snapshot  # one assignment: readers see the old or the new state, never a mix
         index = self.index
         return [index.documents[d.id] for d in docs if d.id in index.documents]

@@ -26,11 +26,12 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
 
 
 def build_index(settings: Settings, embedder: Embedder, documents: list[Document] | None = None,
-                only_if_stale: bool = False, staged: Staged | None = None) -> Index:
+                only_if_stale: bool = False, staged: Staged | None = None, current: Index | None = None) -> Index:
     """Build the settings' index from the corpus folder (or the given documents, or the store's documents plus
-    ``staged`` files) and make it current for readers in one step."""
+    ``staged`` files) and make it current for readers in one step. ``current``: the caller's index of this
+    store, which a store that adds incrementally (PostgreSQL) extends when it is still the latest."""
     if settings.store != "local":
         from rag import pgstore
 
-        return pgstore.build_index(settings, embedder, documents, staged)
+        return pgstore.build_index(settings, embedder, documents, staged, current=current)
     return local.build_index(settings, embedder, documents, only_if_stale=only_if_stale, staged=staged)
