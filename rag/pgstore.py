@@ -53,6 +53,7 @@ log = logging.getLogger("rag")
 BATCH = 512  # rows per COPY batch and texts per embedding batch
 POLL_SECONDS = 1.0  # how often a following process reads the version row
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 64, 100
+KEYWORD_MAX_DF, KEYWORD_MIN_DF = 0.01, 1000  # keyword_query: when a question's term is too common to select rows
 _MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
 
 
@@ -88,6 +89,39 @@ def tsquery_literal(query: str) -> str | None:
     """The query's BM25 tokens OR-ed together (BM25 scores any term; PostgreSQL's plainto_tsquery ANDs)."""
     terms = list(dict.fromkeys(content_terms(query)))
     return " | ".join(_quote_lexeme(t) for t in terms) if terms else None
+
+
+def keyword_query(query: str, df: dict[str, int] | None, rows: int) -> tuple[str, str] | None:
+    """(match, rank) tsqueries of a question: the rows ranked are those holding one of its *selective* terms,
+    ranked by ts_rank over all its terms. A term in more than KEYWORD_MAX_DF of the chunks (and more than
+    KEYWORD_MIN_DF chunks) selects no rows by itself: BM25 gives such a term almost no weight (its IDF), while
+    ranking every chunk that holds it is what makes an OR query slow at scale (a question's terms match 13k of
+    100k sentences at the median). The two rarest terms always select. ``df``: chunks per term."""
+    terms = list(dict.fromkeys(content_terms(query)))
+    if not terms:
+        return None
+    rank = " | ".join(_quote_lexeme(t) for t in terms)
+    if df is None:
+        return rank, rank
+    cutoff = max(KEYWORD_MIN_DF, KEYWORD_MAX_DF * rows)
+    selective = [t for t in terms if df.get(t, 0) <= cutoff]
+    if len(selective) < 2:
+        rarest = sorted(terms, key=lambda t: df.get(t, 0))[:2]
+        selective = [t for t in terms if t in rarest]
+    return " | ".join(_quote_lexeme(t) for t in selective), rank
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+
+
+def term_frequencies(tsvectors, into: dict[str, int] | None = None) -> dict[str, int]:
+    """Chunks per term (document frequency), from the chunks' tsvectors as PostgreSQL prints them."""
+    df = {} if into is None else into
+    for tsv in tsvectors:
+        for lexeme in _LEXEME.findall(tsv):
+            term = lexeme.replace("''", "'").replace("\\\\", "\\")
+            df[term] = df.get(term, 0) + 1
+    return df
 
 
 # ---------------------------------------------------------------- checksums (the local index's serialisation)
@@ -278,20 +312,22 @@ class PgStore:
 
     # ------------------------------------------------------------ searching
 
-    def rankings(self, query_vector: np.ndarray, tsquery: str | None, depth: int) -> tuple[list, list]:
-        """(dense, keyword): lists of (chunk id, text, score), best first; one statement, one round trip."""
+    def rankings(self, query_vector: np.ndarray, tsquery: str | None, depth: int,
+                 match: str | None = None) -> tuple[list, list]:
+        """(dense, keyword): lists of (chunk id, text, score), best first; one statement, one round trip. The
+        keyword leg ranks by ``tsquery`` the rows that ``match`` (keyword_query; default: ``tsquery``) selects."""
         sql = ("(SELECT 0, id, text, -(embedding <#> %(q)s) FROM chunks ORDER BY embedding <#> %(q)s LIMIT %(n)s)")
         if tsquery is not None:
             sql += (" UNION ALL (SELECT 1, id, text, ts_rank(tsv, %(t)s::tsquery, 1) FROM chunks "
-                    "WHERE tsv @@ %(t)s::tsquery ORDER BY 4 DESC, row LIMIT %(n)s)")
-        rows = self._run(sql, {"q": query_vector, "t": tsquery, "n": depth})
+                    "WHERE tsv @@ %(m)s::tsquery ORDER BY 4 DESC, row LIMIT %(n)s)")
+        rows = self._run(sql, {"q": query_vector, "t": tsquery, "m": match or tsquery, "n": depth})
         dense = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 0]
         keyword = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 1]
         return dense, keyword
 
-    def keyword_ranking(self, tsquery: str, depth: int) -> list:
-        rows = self._run("SELECT id, text, ts_rank(tsv, %(t)s::tsquery, 1) FROM chunks WHERE tsv @@ %(t)s::tsquery "
-                         "ORDER BY 3 DESC, row LIMIT %(n)s", {"t": tsquery, "n": depth})
+    def keyword_ranking(self, tsquery: str, depth: int, match: str | None = None) -> list:
+        rows = self._run("SELECT id, text, ts_rank(tsv, %(t)s::tsquery, 1) FROM chunks WHERE tsv @@ %(m)s::tsquery "
+                         "ORDER BY 3 DESC, row LIMIT %(n)s", {"t": tsquery, "m": match or tsquery, "n": depth})
         return [(cid, text, float(score)) for cid, text, score in rows]
 
     # ------------------------------------------------------------ writing
@@ -444,6 +480,7 @@ class PgIndex(Index):
     version: int = 0
     chunk_rows: dict[str, int] = field(default_factory=dict)
     digests: dict = field(default_factory=dict, repr=False)  # APPENDABLE tables' sha256 objects, as verified
+    keyword_df: dict[str, int] = field(default_factory=dict, repr=False)  # chunks per term (keyword_query)
 
 
     def changed(self) -> bool:
@@ -478,7 +515,8 @@ def load(settings: Settings) -> PgIndex:
     digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs,
                       f"{redact(settings.store)} schema {store.schema}")
     return PgIndex(settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, svecs, None,
-                   version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)}, digests=digests)
+                   version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)}, digests=digests,
+                   keyword_df=term_frequencies(tsvs))
 
 
 def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
@@ -627,7 +665,8 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
             _copy_rows(cur, new_docs, sentences, chunks, sentence_vectors, chunk_vectors, len(chunks) > 5000,
                        first_ord=len(base.documents), first_row=len(base.chunks))
             cur.execute("SELECT tsv::text FROM chunks WHERE row >= %s ORDER BY row", (len(base.chunks),))
-            digests = _digests(new_docs, sentences, chunks, chunk_vectors, [r[0] for r in cur], start=base.digests)
+            tsvs = [r[0] for r in cur]
+            digests = _digests(new_docs, sentences, chunks, chunk_vectors, tsvs, start=base.digests)
             found = {name: d.hexdigest() for name, d in digests.items()}
             found["sentence_vectors.npy"] = _npy_sha(all_sentence_vectors)
             counts = base.manifest["counts"]
@@ -646,7 +685,8 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
     chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
     return PgIndex(settings.index_path, manifest, {**base.documents, **{d.id: d for d in new_docs}},
                    [*base.sentences, *sentences], [*base.chunks, *chunks], store, all_sentence_vectors, None,
-                   version=version, chunk_rows=chunk_rows, digests=digests)
+                   version=version, chunk_rows=chunk_rows, digests=digests,
+                   keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
 
 
 def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
@@ -777,8 +817,8 @@ class PgRetriever:
         if n_chunks == 0 or k <= 0:
             return []
         depth = min(n_chunks, max(self.candidates, 4 * k))
-        dense_raw, keyword_raw = self.index.store.rankings(self.embedder.encode_query(query), tsquery_literal(query),
-                                                           depth)
+        match, rank = keyword_query(query, self.index.keyword_df, n_chunks) or (None, None)
+        dense_raw, keyword_raw = self.index.store.rankings(self.embedder.encode_query(query), rank, depth, match)
         dense = sorted(self._rows(dense_raw), key=lambda rs: (-rs[1], rs[0]))
         keyword = sorted(self._rows(keyword_raw), key=lambda rs: (-rs[1], rs[0]))
         order, fused = fuse(dense, keyword, self.rrf_k, k)
@@ -787,10 +827,11 @@ class PgRetriever:
                     bm25_score=keyword_score.get(row, 0.0)) for rank, row in enumerate(order)]
 
     def lexical_search(self, query: str, k: int) -> list[Hit]:
-        tsquery = tsquery_literal(query)
-        if tsquery is None or k <= 0:
+        queries = keyword_query(query, self.index.keyword_df, len(self.index.chunks))
+        if queries is None or k <= 0:
             return []
-        rows = sorted(self._rows(self.index.store.keyword_ranking(tsquery, k)), key=lambda rs: (-rs[1], rs[0]))
+        match, rank = queries
+        rows = sorted(self._rows(self.index.store.keyword_ranking(rank, k, match)), key=lambda rs: (-rs[1], rs[0]))
         return [Hit(rank=r + 1, score=s, chunk=self.index.chunks[row], bm25_score=s)
                 for r, (row, s) in enumerate(rows) if s > 0]
 

@@ -434,6 +434,13 @@ def test_add_appends_only_the_new_rows_and_answers_as_a_full_rebuild(tmp_path, p
         assert writer.ask(q).answer == full.ask(q).answer, q
     assert [h.chunk.id for h in writer.retriever.lexical_search("Tigris barriers militia", 5)] == \
         [h.chunk.id for h in full.retriever.lexical_search("Tigris barriers militia", 5)]
+    # The keyword statistics (chunks per term, which decide the selective terms of a question) follow the add.
+    assert writer.index.keyword_df == full.index.keyword_df == reread.keyword_df
+    from collections import Counter
+
+    from rag.text import content_terms
+
+    assert writer.index.keyword_df == Counter(t for c in added.chunks for t in set(content_terms(c.text)))
 
     # A second add of a document that sorts before the others: appended all the same, answered as a build would.
     early = tmp_path / "2026-01-15-basra-port.txt"
@@ -455,3 +462,21 @@ def test_add_appends_only_the_new_rows_and_answers_as_a_full_rebuild(tmp_path, p
         writer.add_documents([early])
     writer.add_documents([early], replace=True)
     assert writer.index.version == version + 3
+
+
+def test_common_terms_rank_but_do_not_select_rows():
+    """keyword_query: a question's term held by more than 1% of the chunks (and more than 1000) ranks the rows
+    its selective terms select, as BM25 gives it little weight; the two rarest terms always select."""
+    from rag.pgstore import keyword_query
+
+    df = {"militia": 30_000, "iraq": 5_000, "ghaani": 12, "replac": 900}
+    match, rank = keyword_query("Which militia in Iraq replaced Ghaani?", df, 100_000)
+    assert rank == "'militia' | 'iraq' | 'replac' | 'ghaani'"
+    assert match == "'replac' | 'ghaani'"
+    assert keyword_query("militia Iraq", df, 100_000) == ("'militia' | 'iraq'", "'militia' | 'iraq'")
+    assert keyword_query("Which militia in Iraq?", df, 100_000)[0] == "'militia' | 'iraq'"  # the two rarest
+    assert keyword_query("Which militia in Iraq replaced Ghaani?", df, 1_000_000)[0] == \
+        "'iraq' | 'replac' | 'ghaani'"  # 1% of a million
+    small = {"militia": 40, "iraq": 30, "ghaani": 2, "replac": 5}
+    assert keyword_query("Which militia in Iraq replaced Ghaani?", small, 100)[0] == rank  # never below 1000
+    assert keyword_query("the of and", df, 10) is None
