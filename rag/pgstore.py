@@ -14,7 +14,8 @@ A build rewrites the three tables in one transaction (under an advisory lock, so
 of new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
 corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
-two rankings of a query; ``follow`` polls the version row so several servers follow one store.
+two rankings of a query; ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as
+well, so several servers follow one store.
 
 Why one module of this size: the schema, the transactional build, the push from a local index and the
 queries share one set of table definitions and SQL; split, each part would restate them.
@@ -836,28 +837,70 @@ class PgRetriever:
                 for r, (row, s) in enumerate(rows) if s > 0]
 
 
-def follow(pipeline, interval: float = POLL_SECONDS) -> threading.Thread:
-    """Poll the store's version row in a daemon thread and have the pipeline swap in a new snapshot when another
-    process committed a change (the thread ends with the pipeline). Polling, not LISTEN/NOTIFY: it also works
-    through read replicas and connection poolers, where notifications do not arrive."""
+def _listener(url: str, channel: str):
+    """A connection LISTENing on the store's channel (every commit notifies it), or None where notifications
+    cannot arrive: a standby refuses LISTEN, and an unreachable server is polled until it is back."""
+    conn = None
+    try:
+        conn = connect(url)
+        conn.execute(f'LISTEN "{channel}"')
+        return conn
+    except Exception as exc:  # noqa: BLE001 - polling goes on without notifications
+        log.debug("no LISTEN on %s (%s): polling only", redact(url), exc)
+        if conn is not None:
+            conn.close()
+        return None
+
+
+def follow(pipeline, interval: float | None = None) -> threading.Thread:
+    """Follow the store in a daemon thread: have the pipeline swap in a new snapshot when another process
+    committed a change (the thread ends with the pipeline). A commit's NOTIFY (LISTEN on the schema's channel)
+    wakes it at once; the version row is polled every ``interval`` (POLL_SECONDS) as well, which is what works
+    through read replicas and transaction-mode poolers, where notifications do not arrive."""
+    import psycopg
+
+    interval = POLL_SECONDS if interval is None else interval
     ref = weakref.ref(pipeline)
+    store = pipeline.index.store
+    url, channel = store.url, store.schema
+
+    def wait(listener):
+        """Until a notification or ``interval``; the listener, or None once its connection broke."""
+        if listener is None:
+            time.sleep(interval)
+            return None
+        try:
+            for _ in listener.notifies(timeout=interval, stop_after=1):
+                pass
+            return listener
+        except psycopg.Error:
+            listener.close()
+            time.sleep(interval)
+            return None
 
     def run() -> None:
-        failing = None
-        while True:
-            time.sleep(interval)
-            target = ref()
-            if target is None:
-                return
-            try:
-                target.refresh()
-                failing = None
-            except Exception as exc:  # a restart or fail-over of the server: try again next time
-                message = f"{type(exc).__name__}: {exc}"
-                if message != failing:  # once per streak of the same failure, not every second
-                    log.warning("following the PostgreSQL store: %s", message)
-                failing = message
-            del target
+        failing, listener, listen_tried = None, None, -1e9
+        try:
+            while True:
+                if listener is None and time.monotonic() - listen_tried > 30 * interval:
+                    listen_tried = time.monotonic()
+                    listener = _listener(url, channel)
+                listener = wait(listener)
+                target = ref()
+                if target is None:
+                    return
+                try:
+                    target.refresh()
+                    failing = None
+                except Exception as exc:  # a restart or fail-over of the server: try again next time
+                    message = f"{type(exc).__name__}: {exc}"
+                    if message != failing:  # once per streak of the same failure, not every second
+                        log.warning("following the PostgreSQL store: %s", message)
+                    failing = message
+                del target
+        finally:
+            if listener is not None:
+                listener.close()
 
     thread = threading.Thread(target=run, name="rag-store-follow", daemon=True)
     thread.start()

@@ -480,3 +480,32 @@ def test_common_terms_rank_but_do_not_select_rows():
     small = {"militia": 40, "iraq": 30, "ghaani": 2, "replac": 5}
     assert keyword_query("Which militia in Iraq replaced Ghaani?", small, 100)[0] == rank  # never below 1000
     assert keyword_query("the of and", df, 10) is None
+
+
+def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, monkeypatch):
+    """A commit NOTIFYs the schema's channel and following processes LISTEN: with polling slowed to a minute, a
+    reader still answers from an added document within a second or two."""
+    import psycopg
+
+    from rag import pgstore
+    from rag.pipeline import Pipeline
+
+    settings = pg_settings(tmp_path, pg_url)
+    writer = Pipeline.load(settings)
+    monkeypatch.setattr(pgstore, "POLL_SECONDS", 60.0)
+    reader = Pipeline(settings, embedder, pgstore.load(settings))
+    listen = f'LISTEN "rag_{settings.index_name}"'
+    deadline = time.monotonic() + 10
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listen,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the follower never listened"
+            time.sleep(0.05)
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    writer.add_documents([new_file])
+    added = time.monotonic()
+    while new_file.name not in reader.index.documents and time.monotonic() - added < 20:
+        time.sleep(0.05)
+    assert new_file.name in reader.index.documents, "the follower was not woken"
+    assert time.monotonic() - added < 2
+    assert reader.search("How much did the Tigris flood barriers cost?", k=1)[0].chunk.source == new_file.name
