@@ -108,8 +108,33 @@ def machine(url: str) -> dict:
             "load_average_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def timed_add(url: str, name: str, embedder) -> dict:
+    """`rag index add` of one news article (data/corpus, about 100 chunks) to the store: the time to read and
+    verify the whole store (what a following process does on a new version), and of the incremental add itself
+    (its vectors already in the embedding cache: the insert, checksums and commit), then the store verified."""
+    from rag import pgstore
+    from rag.documents import DocumentLimits, read_document
+    from rag.settings import Settings
+
+    settings = Settings(store=url, index_name=name)
+    article = read_document(Path(__file__).resolve().parent.parent / "data" / "corpus" /
+                            "2026-03-06-iran-proxies-iraq.txt")
+    t = time.perf_counter()
+    base = pgstore.load(settings)
+    reload_s = time.perf_counter() - t
+    sentences, chunks, _ = pgstore.segment(settings, [article])
+    pgstore._embed_resumably(base.store, embedder, [s.text for s in sentences], [c.text for c in chunks])
+    t = time.perf_counter()
+    added = pgstore._append(settings, embedder, base, [article], DocumentLimits.from_settings(settings), t)
+    add_s = time.perf_counter() - t
+    after = pgstore.load(settings)
+    assert added is not None and after.version == added.version and after.chunks == added.chunks
+    return {"pg_read_and_verify_s": round(reload_s, 1), "pg_incremental_add_s": round(add_s, 2),
+            "pg_incremental_add_chunks": len(after.chunks) - len(base.chunks)}
+
+
 def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries: list[str],
-        query_vectors: np.ndarray, ef_sweep: list[int], hnsw_variants: list[tuple[int, int]]) -> dict:
+        query_vectors: np.ndarray, ef_sweep: list[int], hnsw_variants: list[tuple[int, int]], embedder) -> dict:
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -127,8 +152,14 @@ def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries:
     doc = Document("bench.txt", text, "bench")
     sents = [Sentence(i, doc.id, s, e, t, i) for i, s, e, t in spans]
     chunks = [Chunk(f"bench.txt#{i}", doc.id, s, e, t, (i,)) for i, s, e, t in spans]
-    manifest = {"embedding": {"model_id": "bench", "sha256": "bench", "dim": int(vecs.shape[1])}, "files": {}}
     name = f"bench{size}"
+    from rag.settings import Settings
+
+    per_doc = [{"id": doc.id, "sha256": doc.sha256, "title": doc.title, "date": None, "format": doc.fmt,
+                "chars": len(text), "sentences": size, "chunks": size, "duplicate_paragraphs": 0}]
+    manifest = pgstore.make_manifest(Settings(store=url, index_name=name), embedder.info.model_id,
+                                     embedder.info.sha256, int(vecs.shape[1]), per_doc, [doc], sents, chunks, vecs,
+                                     vecs, 0.0)
     out: dict = {"chunks": size}
     # The store's own write: one transaction, COPY in batches, the HNSW and GIN indexes maintained as rows arrive.
     started = time.perf_counter()
@@ -219,6 +250,7 @@ def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries:
         np.argpartition(-scores, 49)[:50]
         local_ms.append((time.perf_counter() - t) * 1000)
     out["faiss_flat_plus_bm25_p50_ms"], out["faiss_flat_plus_bm25_p99_ms"] = _p(local_ms, 50), _p(local_ms, 99)
+    out.update(timed_add(url, name, embedder))
     with psycopg.connect(url, autocommit=True) as drop:  # free the disk for the next size
         drop.execute(f"DROP SCHEMA {store.schema} CASCADE")
     store.reset()
@@ -255,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     with postgres_server(free_port()) as url:
         report["machine"] = machine(url)
         for size in sizes:
-            result = run(size, url, sentences, vectors, queries, query_vectors, ef_sweep, variants)
+            result = run(size, url, sentences, vectors, queries, query_vectors, ef_sweep, variants, embedder)
             print(json.dumps(result), flush=True)
             report["results"].append(result)
             report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -54,6 +54,7 @@ log = logging.getLogger("rag")
 BATCH = 512  # rows per COPY batch and texts per embedding batch
 POLL_SECONDS = 1.0  # how often a following process reads the version row
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 64, 100
+HNSW_BUILD_MEMORY = "512MB"  # maintenance_work_mem of a first build's HNSW (raised to it, never lowered)
 KEYWORD_MAX_DF, KEYWORD_MIN_DF = 0.01, 1000  # keyword_query: when a question's term is too common to select rows
 _MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
 
@@ -408,10 +409,22 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
                 cur.execute("DROP TABLE sentences, chunks")
                 for statement in _ddl(schema, dim)[3:]:
                     cur.execute(statement)
+            # A first build has no readers of these tables yet: it builds the HNSW and GIN indexes in bulk once
+            # the rows are in, several times faster than maintaining them row by row (bench/pg_bench.py). A
+            # rebuild keeps them, so that readers are never blocked by the lock dropping an index takes.
+            first = row is None
+            if first:
+                cur.execute("DROP INDEX chunks_embedding, chunks_tsv")
             cur.execute("DELETE FROM documents")
             cur.execute("DELETE FROM sentences")
             cur.execute("DELETE FROM chunks")
             _copy_rows(cur, docs, sentences, chunks, sentence_vectors, chunk_vectors, progress)
+            if first:
+                cur.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE "
+                            "pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                            (HNSW_BUILD_MEMORY, HNSW_BUILD_MEMORY))
+                for statement in _ddl(schema, dim)[-2:]:
+                    cur.execute(statement)
             cur.execute("SELECT tsv::text FROM chunks ORDER BY row")
             files = dict(manifest["files"], **{"keywords.tsvector": _keywords_sha(r[0] for r in cur)})
             manifest = dict(manifest, files=files)
@@ -575,9 +588,9 @@ def build_index(settings: Settings, embedder: Embedder, documents: list[Document
 def _current(settings: Settings, current: Index | None) -> PgIndex | None:
     """The store's corpus as it is now: ``current`` when it is this store's latest version, else read (None when
     the store has no corpus yet)."""
-    store = PgStore(settings.store, settings.index_name)
-    if (isinstance(current, PgIndex) and current.digests and current.store.url == store.url
-            and current.store.schema == store.schema and current.version == store.version()):
+    if (isinstance(current, PgIndex) and current.digests and current.store.url == settings.store
+            and current.store.schema == schema_name(settings.index_name)
+            and current.version == current.store.version()):
         return current
     try:
         return load(settings)
