@@ -12,8 +12,10 @@ and GIN indexes maintained as rows arrive); the latency of one hybrid query as t
 in one statement, depth 50; the keyword leg selecting rows by the question's selective terms, ``keyword_query``)
 and, for comparison, with every term selecting rows (the form before); each leg alone; the recall@10 of the
 HNSW leg against the exact inner-product top 10, over an ``hnsw.ef_search`` sweep; the agreement of the keyword
-leg's top 10 with BM25's (bm25s, the local store's); FAISS flat + BM25 in memory; and, with --hnsw, the same
-index built in bulk after the rows (CREATE INDEX) with other m/ef_construction. Prints JSON lines and writes
+leg's top 10 with BM25's (bm25s, the local store's), and over a sweep of the frequency above which a term does
+not select rows; a one-article ``rag index add`` (incremental) and a full read-and-verify of the store (what a
+following process does); FAISS flat + BM25 in memory; and, with --hnsw, the same index built in bulk after the
+rows (CREATE INDEX) with other m/ef_construction. Prints JSON lines and writes
 bench/pg_results.json (with the machine and its load average, which matters on a shared one).
 """
 
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import sysconfig
 import time
@@ -72,13 +75,19 @@ def cached_vectors(embedder, texts: list[str], n: int, folder: Path) -> np.ndarr
             digest.update(t.encode() + b"\n")
         return digest.hexdigest()
 
+    best = np.zeros((0, embedder.dim), dtype=np.float32)
     for path in sorted(folder.glob("pg_bench-*.npy")) if folder.is_dir() else []:
         count, sha = path.stem.split("-")[1:3]
-        if n <= int(count) <= len(texts) and prefix_sha(int(count))[:16] == sha:
-            return np.load(path, mmap_mode="r")[:n].astype(np.float32)
+        if int(count) <= len(texts) and prefix_sha(int(count))[:16] == sha:
+            if int(count) >= n:
+                return np.load(path, mmap_mode="r")[:n].astype(np.float32)
+            if int(count) > len(best):  # a shorter prefix: embed only the rest
+                best = np.load(path)
     t = time.perf_counter()
-    vectors = np.asarray(embedder.encode(texts[:n], batch_size=128, progress=True), dtype=np.float32)
-    print(json.dumps({"embedded": len(vectors), "seconds": round(time.perf_counter() - t, 1)}), flush=True)
+    start = len(best)
+    vectors = np.concatenate([best, np.asarray(embedder.encode(texts[start:n], batch_size=128, progress=True),
+                                                    dtype=np.float32)])
+    print(json.dumps({"embedded": n - start, "seconds": round(time.perf_counter() - t, 1)}), flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / f"pg_bench-{n}-{prefix_sha(n)[:16]}.npy", vectors)
     return vectors
@@ -134,7 +143,8 @@ def timed_add(url: str, name: str, embedder) -> dict:
 
 
 def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries: list[str],
-        query_vectors: np.ndarray, ef_sweep: list[int], hnsw_variants: list[tuple[int, int]], embedder) -> dict:
+        query_vectors: np.ndarray, ef_sweep: list[int], hnsw_variants: list[tuple[int, int]], embedder,
+        keyword_cutoffs: list[int] = ()) -> dict:
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -214,6 +224,24 @@ def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries:
             ms.append((time.perf_counter() - t) * 1000)
         out[f"{label}_p50_ms"], out[f"{label}_p99_ms"] = _p(ms, 50), _p(ms, 99)
 
+    out["keyword_cutoff_sweep"] = {}
+    saved = pgstore.KEYWORD_MAX_DF, pgstore.KEYWORD_MIN_DF
+    for cutoff in keyword_cutoffs:  # the keyword leg alone, selecting by terms in at most `cutoff` chunks
+        pgstore.KEYWORD_MAX_DF, pgstore.KEYWORD_MIN_DF = 0.0, cutoff
+        ms, agree = [], []
+        for q, ref in zip(queries, bm25_top, strict=True):
+            match, rank = pgstore.keyword_query(q, df, size) or (None, None)
+            if rank is None:
+                continue
+            t = time.perf_counter()
+            rows = store.keyword_ranking(rank, 50, match)
+            ms.append((time.perf_counter() - t) * 1000)
+            if ref:
+                agree.append(agreement([cid for cid, _, _ in rows], ref))
+        out["keyword_cutoff_sweep"][f"df<={cutoff}"] = {"p50_ms": _p(ms, 50), "p99_ms": _p(ms, 99),
+                                                        "top10_vs_bm25": round(float(np.mean(agree)), 3)}
+    pgstore.KEYWORD_MAX_DF, pgstore.KEYWORD_MIN_DF = saved
+
     def sweep(label: str) -> dict:
         found = {}
         for ef in ef_sweep:
@@ -229,7 +257,7 @@ def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries:
         print(json.dumps({"chunks": size, "hnsw": label, **found}), flush=True)
         return found
 
-    out["hnsw_sweep"] = {f"m={pgstore.HNSW_M},ef_construction={pgstore.HNSW_EF_CONSTRUCTION} (built during COPY)":
+    out["hnsw_sweep"] = {f"m={pgstore.HNSW_M},ef_construction={pgstore.HNSW_EF_CONSTRUCTION} (the store's build)":
                          sweep("store default")}
     for m, ef_construction in hnsw_variants:  # the same index built in bulk after the rows (CREATE INDEX)
         conn.execute("DROP INDEX chunks_embedding")
@@ -264,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values to sweep")
     parser.add_argument("--hnsw", default="", help="m:ef_construction pairs to build in bulk afterwards, "
                                                     "e.g. 16:64,24:100")
+    parser.add_argument("--keyword-cutoffs", default="500,1000,2000,5000",
+                        help="document frequencies above which a term does not select rows, to sweep")
     parser.add_argument("--out", default=str(Path(__file__).with_name("pg_results.json")))
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -274,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     from rag.settings import Settings
     from tests.pg_server import postgres_server
 
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill PID` stops the throwaway server and removes its folder too
     embedder = Embedder.from_settings(Settings())
     pool = distinct_sentences()
     queries, sentences = pool[:200], pool[200:]
@@ -287,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     with postgres_server(free_port()) as url:
         report["machine"] = machine(url)
         for size in sizes:
-            result = run(size, url, sentences, vectors, queries, query_vectors, ef_sweep, variants, embedder)
+            result = run(size, url, sentences, vectors, queries, query_vectors, ef_sweep, variants, embedder,
+                         [int(x) for x in args.keyword_cutoffs.split(",") if x])
             print(json.dumps(result), flush=True)
             report["results"].append(result)
             report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
