@@ -266,8 +266,12 @@ class PgStore:
 
     # ------------------------------------------------------------ reading
 
-    def read(self) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str]]:
-        """A consistent copy of the corpus (one REPEATABLE READ transaction), or IndexCorruptError."""
+    def read(self, after: dict | None = None,
+             ) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str]] | None:
+        """A consistent copy of the corpus (one REPEATABLE READ transaction), or IndexCorruptError.
+
+        With ``after`` (the version and row counts the caller holds, as ``appended_to`` gives them): only the
+        rows appended since, when the store's version is an add to exactly that one; else None."""
         import numpy as np
         import psycopg
 
@@ -288,24 +292,27 @@ class PgStore:
                     raise IndexCorruptError(
                         f"{redact(self.url)} schema {self.schema}: schema version {meta.get('schema_version')} is not "
                         f"{SCHEMA_VERSION}; rebuild with `rag index build`")
-                cur.execute("SELECT id, text, title, date, sha256, fmt FROM documents ORDER BY ord")
+                if after is not None and meta["manifest"].get("appended_to") != after:
+                    return None  # a build, or an add to another version than the caller's: read it all
+                skip = after or {"documents": 0, "sentences": 0, "chunks": 0}
+                cur.execute("SELECT id, text, title, date, sha256, fmt FROM documents WHERE ord >= %s ORDER BY ord",
+                            (skip["documents"],))
                 docs = [Document(*row) for row in cur]
                 cur.execute('SELECT id, source, start, "end", text, paragraph, section, embedding FROM sentences '
-                            "ORDER BY id")
+                            "WHERE id >= %s ORDER BY id", (skip["sentences"],))
                 sentences, svecs = [], []
                 for *row, vec in cur:
                     sentences.append(Sentence(*row))
                     svecs.append(_array(vec))
                 cur.execute('SELECT id, source, start, "end", text, sentence_ids, section, embedding, tsv::text '
-                            "FROM chunks ORDER BY row")
+                            "FROM chunks WHERE row >= %s ORDER BY row", (skip["chunks"],))
                 chunks, cvecs, tsvs = [], [], []
                 for cid, source, start, end, text, sids, section, vec, tsv in cur:
                     chunks.append(Chunk(cid, source, start, end, text, tuple(sids), section))
                     cvecs.append(_array(vec))
                     tsvs.append(tsv)
-            conn.rollback()
         finally:
-            conn.close()
+            conn.close()  # read only: nothing to commit
         manifest = meta["manifest"]
         dim = manifest["embedding"]["dim"]
         sentence_vectors = np.array(svecs, dtype=np.float32).reshape(len(svecs), dim)
@@ -501,18 +508,21 @@ class PgIndex(Index):
         return self.store.version() != self.version
 
 
-def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str) -> dict:
-    """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests."""
+def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str,
+            base: PgIndex | None = None) -> dict:
+    """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests.
+    With ``base``, the rows are those appended to it (its digests are extended, its vectors stacked on)."""
     import numpy as np
 
-    digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs)
+    digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs, start=base.digests if base else None)
     found = {name: d.hexdigest() for name, d in digests.items()}
-    found["sentence_vectors.npy"] = _npy_sha(sentence_vectors)
+    found["sentence_vectors.npy"] = _npy_sha(sentence_vectors if base is None else
+                                             np.concatenate([base.sentence_vectors, sentence_vectors]))
     for name, sha in manifest["files"].items():
         if found.get(name) != sha:
             raise IndexCorruptError(f"{where}: table contents for {name} do not match the manifest's checksum; "
                                     "rebuild with `rag index build`")
-    documents = {d.id: d for d in docs}
+    documents = {**(base.documents if base else {}), **{d.id: d for d in docs}}
     for span in (*sentences, *chunks):
         doc = documents.get(span.source)
         if doc is None or doc.text[span.start : span.end] != span.text:
@@ -533,6 +543,33 @@ def load(settings: Settings) -> PgIndex:
                    keyword_df=term_frequencies(tsvs))
 
 
+def appended_to(index: PgIndex) -> dict:
+    """What an add to ``index`` records in its manifest, and what a follower holding ``index`` reads after."""
+    return {"version": index.version, "documents": len(index.documents), "sentences": len(index.sentences),
+            "chunks": len(index.chunks)}
+
+
+def load_appended(settings: Settings, base: PgIndex) -> PgIndex | None:
+    """The store's new version read as ``base`` plus the rows an add appended to it (verified against the
+    manifest's checksums, extended from ``base``'s), or None when the new version is not such an add."""
+    import numpy as np
+
+    if not base.digests or base.store.url != settings.store or base.store.schema != schema_name(settings.index_name):
+        return None
+    read = base.store.read(after=appended_to(base))
+    if read is None:
+        return None
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs = read
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs,
+                      f"{redact(settings.store)} schema {base.store.schema}", base=base)
+    chunk_rows = dict(base.chunk_rows)
+    chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
+    return PgIndex(settings.index_path, manifest, {**base.documents, **{d.id: d for d in docs}},
+                   [*base.sentences, *sentences], [*base.chunks, *chunks], base.store,
+                   np.concatenate([base.sentence_vectors, svecs]), None, version=version, chunk_rows=chunk_rows,
+                   digests=digests, keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
+
+
 def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
     if manifest.get("format_version") != FORMAT_VERSION:
         return f"index format {manifest.get('format_version')} != {FORMAT_VERSION}"
@@ -548,11 +585,13 @@ def _chunking(settings: Settings) -> dict:
             "segmenter": SEGMENTER}
 
 
-def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> PgIndex:
+def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True,
+               current: Index | None = None) -> PgIndex:
     """Load the store's corpus; build it from the corpus folder when the store has none, and rebuild it from
-    its own documents when the model or chunking changed."""
+    its own documents when the model or chunking changed. ``current``: the caller's index of this store (a
+    following process), extended by the rows of an add instead of reading the whole store again."""
     try:
-        index = load(settings)
+        index = (load_appended(settings, current) if isinstance(current, PgIndex) else None) or load(settings)
     except FileNotFoundError:
         log.warning("index '%s' not found in %s: building it from %s", settings.index_name, redact(settings.store),
                     settings.corpus_dir)
@@ -684,7 +723,8 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
             found = {name: d.hexdigest() for name, d in digests.items()}
             found["sentence_vectors.npy"] = _npy_sha(all_sentence_vectors)
             counts = base.manifest["counts"]
-            manifest = dict(base.manifest, created=datetime.now(UTC).isoformat(timespec="seconds"),
+            manifest = dict(base.manifest, appended_to=appended_to(base),
+                            created=datetime.now(UTC).isoformat(timespec="seconds"),
                             build_seconds=round(time.perf_counter() - started, 3),
                             documents=[*base.manifest["documents"], *per_doc],
                             counts={"documents": counts["documents"] + len(new_docs),

@@ -343,7 +343,8 @@ class Pipeline:
         with self._write_lock:
             if not self.index.changed():
                 return False
-            self._snapshot = self._snapshot_of(open_index(self.settings, self.embedder))
+            # current: an add since this index is read as its rows only (rag.pgstore.load_appended)
+            self._snapshot = self._snapshot_of(open_index(self.settings, self.embedder, current=self.index))
             return True
 
     def rebuild(self) -> Index:

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     from rag.types import Document
 
 
-def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> Index:
-    """The settings' index: built when missing, rebuilt (with a message) when stale."""
+def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True,
+               current: Index | None = None) -> Index:
+    """The settings' index: built when missing, rebuilt (with a message) when stale. ``current``: the caller's
+    index of this store, which a store that can (PostgreSQL) extends by what was added since."""
     if settings.store != "local":
         from rag import pgstore
 
-        return pgstore.open_index(settings, embedder, rebuild_if_stale)
+        return pgstore.open_index(settings, embedder, rebuild_if_stale, current=current)
     return local.open_index(settings, embedder, rebuild_if_stale)
 
 

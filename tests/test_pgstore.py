@@ -484,7 +484,7 @@ def test_common_terms_rank_but_do_not_select_rows():
 
 def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, monkeypatch):
     """A commit NOTIFYs the schema's channel and following processes LISTEN: with polling slowed to a minute, a
-    reader still answers from an added document within a second or two."""
+    reader still answers from an added document within a second or two, having read only the added rows."""
     import psycopg
 
     from rag import pgstore
@@ -502,6 +502,9 @@ def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, 
             time.sleep(0.05)
     new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
     new_file.write_text(SECOND, encoding="utf-8")
+    loads = []
+    real_load = pgstore.load
+    monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
     writer.add_documents([new_file])
     added = time.monotonic()
     while new_file.name not in reader.index.documents and time.monotonic() - added < 20:
@@ -509,3 +512,12 @@ def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, 
     assert new_file.name in reader.index.documents, "the follower was not woken"
     assert time.monotonic() - added < 2
     assert reader.search("How much did the Tigris flood barriers cost?", k=1)[0].chunk.source == new_file.name
+    # Neither process read the whole store: the writer extended its index, the reader read the new rows only
+    # (load_appended), verified against the extended checksums; the result is what a full read gives.
+    assert loads == []
+    full = real_load(settings)
+    got = reader.index
+    assert (got.version, got.manifest, got.sentences, got.chunks, got.chunk_rows, got.keyword_df) == \
+        (full.version, full.manifest, full.sentences, full.chunks, full.chunk_rows, full.keyword_df)
+    np.testing.assert_array_equal(got.sentence_vectors, full.sentence_vectors)
+    assert {k: d.hexdigest() for k, d in got.digests.items()} == {k: d.hexdigest() for k, d in full.digests.items()}
