@@ -142,7 +142,17 @@ def _owner_alive(folder: Path) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """A process that has exited but is not reaped (a zombie): an add whose parent died (an app's indexing job,
+    rag.jobs) is re-parented to init, and the init of a container may never reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (macOS): os.kill's answer stands
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 def stale_staging(corpus_dir: Path) -> list[Path]:

@@ -347,6 +347,19 @@ class Pipeline:
             self._snapshot = self._snapshot_of(open_index(self.settings, self.embedder, current=self.index))
             return True
 
+    def reload(self) -> Index:
+        """Swap in the index as committed now, without building: after another process (an indexing job of the
+        app, rag.jobs, or `rag index add`) committed one. Questions keep the old snapshot until it is loaded."""
+        with self._write_lock:
+            if self.settings.store == "local":
+                from rag.index import load_index
+
+                index = load_index(self.settings.index_path)  # the committed build, whatever else changed since
+            else:
+                index = open_index(self.settings, self.embedder, rebuild_if_stale=False)
+            self._snapshot = self._snapshot_of(index)
+            return self.index
+
     def rebuild(self) -> Index:
         with self._write_lock:
             self._snapshot = self._snapshot_of(build_index(self.settings, self.embedder))
