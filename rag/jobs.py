@@ -55,7 +55,7 @@ STAGES = {  # stage -> how the status line names it
     "loading": "loading the embedding model",
     "building": "reading the corpus and splitting it into sentences",
     "embedding": "embedding new passages",
-    "committing": "writing and committing the index",
+    "reloading": "loading the new index into the server",
     "done": "done",
 }
 
@@ -196,6 +196,7 @@ class IndexJob:
 
     def _committed(self, documents: tuple[str, ...]) -> None:
         if self.on_commit is not None:
+            self._update(stage="reloading", done=0, total=0, stages=(*self._status.stages, "reloading"))
             try:
                 self.on_commit()
             except Exception as exc:  # the index is committed on disk; this server could not load it
@@ -208,7 +209,8 @@ class IndexJob:
                   documents=documents, exit_code=0)
 
     def _end(self, state: str, message: str, **changes: Any) -> None:
-        self._update(state=state, message=" ".join(message.split()), ended=time.monotonic(), stage="done", **changes)
+        self._update(state=state, message=" ".join(message.split()), ended=time.monotonic(), stage="done",
+                     stages=(*self._status.stages, "done"), **changes)
         self._finished.set()
 
     # ------------------------------------------------------------ asking, waiting, cancelling
@@ -330,7 +332,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class _ReportingEmbedder:
-    """The embedder, reporting each batch it is asked to embed (only texts the index has not seen)."""
+    """The embedder, reporting how many of the texts it is asked to embed (only those the index has not seen) are
+    done, batch by batch."""
+
+    BATCH = 256
 
     def __init__(self, embedder: Any):
         self._embedder = embedder
@@ -339,10 +344,16 @@ class _ReportingEmbedder:
         return getattr(self._embedder, name)
 
     def encode(self, texts: list[str], *args: Any, **kwargs: Any):
-        _emit(stage="embedding", done=0, total=len(texts))
-        vectors = self._embedder.encode(texts, *args, **kwargs)
-        _emit(stage="committing", done=0, total=0)
-        return vectors
+        import numpy as np
+
+        if len(texts) <= self.BATCH:
+            _emit(stage="embedding", done=0, total=len(texts))
+            return self._embedder.encode(texts, *args, **kwargs)
+        parts = []
+        for start in range(0, len(texts), self.BATCH):
+            _emit(stage="embedding", done=start, total=len(texts))
+            parts.append(self._embedder.encode(texts[start : start + self.BATCH], *args, **kwargs))
+        return np.concatenate(parts)
 
 
 def _make_embedder(spec: str | None, settings: Settings, sys_path: list[str]) -> Any:

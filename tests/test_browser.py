@@ -194,7 +194,8 @@ def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_set
         page.set_input_files("#rag-upload input[type=file]", [str(upload)])
         page.wait_for_selector("#rag-upload :text('ferry-note.txt')")
         page.get_by_role("button", name="Add to index").click()
-        status = page.locator("#rag-documents-status .rag-status")
+        # Indexed by a background job (rag.jobs): the status shows its progress, then the committed result.
+        status = page.locator("#rag-documents-status .rag-status-ok")
         status.wait_for()
         assert "Indexed 1 document: ferry-note.txt" in status.inner_text()
         assert "ferry-note.txt" in private.index.documents

@@ -293,7 +293,7 @@ def test_hidden_file_name_is_refused_by_index_add(home, tmp_path, name):
 
 
 def test_hidden_file_name_is_refused_by_the_library(indexed_settings, embedder, tmp_path):
-    """The app's uploads go through Pipeline.add_documents."""
+    """The library's add (the app's indexing jobs run the same checks: tests/test_jobs.py)."""
     pipeline = Pipeline(indexed_settings, embedder, open_index(indexed_settings, embedder))
     hidden = tmp_path / ".hidden_notes.txt"
     hidden.write_text("Talks resumed in Muscat on Tuesday.", encoding="utf-8")

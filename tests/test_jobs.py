@@ -56,7 +56,7 @@ def test_a_job_adds_documents_reports_its_stages_and_the_pipeline_reloads(tmp_pa
     assert status.state == "committed", status
     assert status.message == "Indexed 1 document: ferry-note.txt" and status.documents == ("ferry-note.txt",)
     assert status.exit_code == 0 and status.finished and status.elapsed > 0
-    assert [s for s in status.stages if s != "committing"][:4] == ["reading", "loading", "building", "embedding"]
+    assert status.stages == ("reading", "loading", "building", "embedding", "reloading", "done")
     # Reloaded before "committed" was reported: the running pipeline answers from the new document at once.
     assert "ferry-note.txt" in pipeline.index.documents
     assert pipeline.search("ferry ticket Springfield", k=1)[0].chunk.source == "ferry-note.txt"
@@ -118,6 +118,21 @@ def test_a_refused_document_fails_the_job_with_the_cli_message_and_changes_nothi
     assert indexer_for(pipeline) is indexer_for(pipeline)
 
 
+def test_the_job_refuses_what_rag_index_add_refuses(tmp_path, fake_embedder):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    before = state_of(pipeline.settings)
+    hidden = tmp_path / ".hidden_notes.txt"
+    hidden.write_text(NOTE, encoding="utf-8")
+    status = Indexer(pipeline).start([hidden]).wait(120)
+    assert (status.state, status.exit_code) == ("failed", 3)
+    assert status.message.startswith(".hidden_notes.txt: a file name starting with '.' is hidden")
+    same = tmp_path / "2026-03-06-iran-proxies-iraq.txt"  # already in the corpus, without replace
+    same.write_text(NOTE, encoding="utf-8")
+    status = Indexer(pipeline).start([same]).wait(120)
+    assert status.state == "failed" and "already in the corpus" in status.message
+    assert state_of(pipeline.settings) == before
+
+
 PARENT = """
 import sys, time
 from pathlib import Path
@@ -145,7 +160,6 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-@pytest.mark.slow
 def test_a_job_whose_server_dies_ends_and_a_restarted_server_opens_the_last_good_index(tmp_path, fake_embedder):
     """The server (here a Python process running a job stuck in its build) is killed with SIGKILL: the job exits
     within a second, and a new pipeline over the same folders opens the last committed index."""
@@ -172,3 +186,17 @@ def test_a_job_whose_server_dies_ends_and_a_restarted_server_opens_the_last_good
     assert settings.index_path.resolve() == before["live build"]
     assert sorted(p.name for p in settings.corpus_dir.iterdir()) == sorted(before["corpus"])  # staging removed
     assert state_of(settings) == before
+
+
+def test_the_job_reports_embedding_progress_batch_by_batch(capsys, fake_embedder):
+    import numpy as np
+
+    from rag.jobs import _ReportingEmbedder
+
+    texts = [f"Sentence number {i} about the council budget." for i in range(600)]
+    reporting = _ReportingEmbedder(fake_embedder)
+    vectors = reporting.encode(texts)
+    assert np.array_equal(vectors, fake_embedder.encode(texts)) and reporting.dim == fake_embedder.dim
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ['{"stage": "embedding", "done": 0, "total": 600}', '{"stage": "embedding", "done": 256, "total": 600}',
+                     '{"stage": "embedding", "done": 512, "total": 600}']

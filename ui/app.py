@@ -335,7 +335,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Tab("Evaluate", id="evaluate"):
                 _evaluate_tab(pipeline)
             with gr.Tab("Documents", id="documents"):
-                _documents_tab(pipeline, settings, header)
+                _documents_tab(pipeline, settings, header, app)
         register_api(pipeline)
     lenient_api_inputs(app)
     app.queue(default_concurrency_limit=settings.max_concurrency, max_size=settings.max_queue)
@@ -533,7 +533,10 @@ def _existing(path: Path) -> str | None:
     return str(path) if path.exists() else None
 
 
-def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> None:
+def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app: gr.Blocks) -> None:
+    from rag.jobs import indexer_for
+
+    indexer = indexer_for(pipeline)  # one indexing job at a time per pipeline, whichever page started it
     headers = ["id", "title", "date", "chunks", "sentences", "characters"]
     table = gr.Dataframe(documents_table(pipeline), headers=headers, label="Indexed documents", interactive=False,
                          wrap=True, column_widths=["26%", "38%", "10%", "8%", "9%", "9%"])
@@ -544,24 +547,54 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML) -> N
         with gr.Column(scale=2):
             replace = gr.Checkbox(False, label="Replace documents with the same file name")
             add_button = gr.Button("Add to index", variant="primary")
+            cancel_button = gr.Button("Cancel indexing", variant="stop", visible=False, elem_id="rag-cancel-indexing")
             status = gr.HTML(elem_id="rag-documents-status", elem_classes="rag-status-slot")
-    gr.Markdown("The new index replaces the current one only once it is built; if any file is rejected, nothing "
-                "changes. A document's id is its file name.")
+    gr.Markdown("Documents are indexed in the background, one upload at a time: questions are answered from the "
+                "current index meanwhile, and the new index replaces it in one step once it is built. If any file is "
+                "rejected, or you cancel, nothing changes. A document's id is its file name.")
+    timer = gr.Timer(1.0, active=False)  # polls the running job's progress
 
-    def add_documents(files: list[str] | None, replace_existing: bool,
-                      progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+    def job_line(job_status) -> str:
+        kind = {"running": "info", "committed": "ok", "cancelled": "info"}.get(job_status.state, "error")
+        return render.status_line(job_status.describe(), kind)
+
+    def add_documents(files: list[str] | None, replace_existing: bool):
         try:
-            paths = _checked_uploads(files, settings)
-            progress(0.1, desc=f"Indexing {len(paths)} document{'s' if len(paths) != 1 else ''}")
-            added = pipeline.add_documents(paths, replace=replace_existing)
-        except Exception as exc:  # add_documents leaves the index as it was on any error
-            return render.status_line(_message(exc)), gr.skip(), gr.skip(), gr.skip()
-        names = ", ".join(doc.id for doc in added)
-        return (render.status_line(f"Indexed {len(added)} document{'s' if len(added) != 1 else ''}: {names}", "ok"),
-                documents_table(pipeline), header_html(pipeline), None)
+            job = indexer.start(_checked_uploads(files, settings), replace_existing)
+        except Exception as exc:  # refused before any job started (a job is running, too many files...)
+            return render.status_line(_message(exc)), gr.skip(), gr.skip()
+        return job_line(job.status()), gr.update(visible=True), gr.Timer(active=True)
 
-    add_button.click(add_documents, [uploads, replace], [status, table, header, uploads], api_visibility="private",
+    def show_progress():
+        """The job's stage while it runs; once it ended, its outcome, the (reloaded) documents, and the poll off."""
+        job_status = indexer.status()
+        if job_status is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False), gr.Timer(active=False)
+        if not job_status.finished:
+            return job_line(job_status), gr.skip(), gr.skip(), gr.skip(), gr.update(visible=True), gr.skip()
+        cleared = None if job_status.state == "committed" else gr.skip()
+        return (job_line(job_status), documents_table(pipeline), header_html(pipeline), cleared,
+                gr.update(visible=False), gr.Timer(active=False))
+
+    def cancel_indexing():
+        indexer.cancel()
+        return show_progress()
+
+    def on_page_load():
+        """A page opened while a job runs follows it too."""
+        job_status = indexer.status()
+        if job_status is None or job_status.finished:
+            return gr.skip(), gr.skip(), gr.skip()
+        return job_line(job_status), gr.update(visible=True), gr.Timer(active=True)
+
+    progress_outputs = [status, table, header, uploads, cancel_button, timer]
+    add_button.click(add_documents, [uploads, replace], [status, cancel_button, timer], api_visibility="private",
                      concurrency_limit=1, concurrency_id="index-write")
+    timer.tick(show_progress, None, progress_outputs, api_visibility="private", concurrency_limit=None,
+               show_progress="hidden")
+    cancel_button.click(cancel_indexing, None, progress_outputs, api_visibility="private", concurrency_limit=None)
+    app.load(on_page_load, None, [status, cancel_button, timer], api_visibility="private", concurrency_limit=None,
+             show_progress="hidden")
 
 
 def _checked_uploads(files: list[str] | None, settings: Settings) -> list[Path]:
