@@ -411,4 +411,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter shutdown: an extraction refused at RAG_MAX_DOC_SECONDS may still run in its thread
+    # (rag.documents._within), and the job is over once its outcome is written.
+    os._exit(code)

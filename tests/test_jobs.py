@@ -200,3 +200,20 @@ def test_the_job_reports_embedding_progress_batch_by_batch(capsys, fake_embedder
     lines = capsys.readouterr().out.splitlines()
     assert lines == ['{"stage": "embedding", "done": 0, "total": 600}', '{"stage": "embedding", "done": 256, "total": 600}',
                      '{"stage": "embedding", "done": 512, "total": 600}']
+
+
+def test_a_job_refuses_a_page_slower_than_the_limit_and_ends_at_once(tmp_path, fake_embedder):
+    """RAG_MAX_DOC_SECONDS in a job: the refused extraction's thread is left behind, but the job process ends as
+    soon as its outcome is written (os._exit), not when trafilatura finishes."""
+    from tests.test_html_limit import generated_page
+
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder, max_doc_seconds=0.2)
+    before = state_of(pipeline.settings)
+    page = tmp_path / "long.html"
+    page.write_text(generated_page(40_000), encoding="utf-8")  # 3.3 MB: about 2 s of trafilatura alone
+    job = Indexer(pipeline).start([page])
+    status = job.wait(120)
+    assert (status.state, status.exit_code) == ("failed", 3)
+    assert status.message == ("long.html: refused: extracting its text took more than 0.2 s (RAG_MAX_DOC_SECONDS); "
+                              "split it into smaller files")
+    assert state_of(pipeline.settings) == before
