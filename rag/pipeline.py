@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag import corpus
-from rag.answer.base import AnswerBackend, AnswerNote, AnswerRequest, Reading, Rewritten
+from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading, Rewritten
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
@@ -299,6 +299,10 @@ class Pipeline:
         """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence and attribute
         LLM sentences to the passages that support them (see ``rag.answer.citations``); the short answer and
         confidence come from the backend's note when it has one."""
+        if note is not None and note.withdrawn:
+            # The text was already streamed; the final answer says it was taken back, and why.
+            return Answer(question, NO_ANSWER, True, [], backend_name, 0.0, warnings=[note.withdrawn],
+                          confidence=note.confidence, prompt_tokens=note.prompt_tokens)
         answer = assemble(question, raw, passages, backend_name, index or self.index, self.embedder.encode_query,
                           unsupported=self.settings.llm_unsupported)
         if note is not None:

@@ -145,6 +145,23 @@ class Settings(BaseSettings):
             "'flag' (keep it, marked unsupported, with a warning) or 'drop' (remove it from the answer)."
         ),
     )
+    llm_answer_check: bool = Field(
+        True,
+        description=(
+            "After an LLM answers, ask it once more (a one-token reply) whether the passages it cited say what the "
+            "question asks; its probability of 'yes' is the answer's confidence. Small models rarely abstain by "
+            "themselves: this check is what makes them say the article does not answer."
+        ),
+    )
+    llm_min_check: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description=(
+            "Below this probability of 'yes' from the answer check, an LLM answer is withdrawn and the reply is "
+            "an abstention (measured on questions of four documents with Qwen2.5-Coder-1.5B: docs/llm-check.md)."
+        ),
+    )
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for LLM backends.")
     max_question_chars: int = Field(2000, ge=10, description="Longest question (in characters) accepted.")
     min_confidence: float | None = Field(
@@ -194,8 +211,8 @@ class Settings(BaseSettings):
             "max_block_lines", "max_doc_seconds", "lock_timeout", "store",
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
-                   "llm_sentences", "llm_unsupported", "llm_temperature", "max_question_chars", "min_confidence",
-                   "answer_model"),
+                   "llm_sentences", "llm_unsupported", "llm_answer_check", "llm_min_check", "llm_temperature",
+                   "max_question_chars", "min_confidence", "answer_model"),
         "server": ("host", "port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
                    "max_queue", "server_backends"),
     }

@@ -8,6 +8,7 @@ exercised end to end. It records the requests it received.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -17,13 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class OpenAIStub:
     """``delay``: seconds before the response starts; ``first_token_delay``: seconds between the response's
     headers and its first chunk (a model reading its prompt); ``chunk_delay``: seconds between chunks;
-    ``prompt_tokens``: reported in a final usage chunk when the client asks for it (stream_options)."""
+    ``prompt_tokens``: reported in a final usage chunk when the client asks for it (stream_options);
+    ``check``: the probability of "yes" the answer check (a one-token, non-streamed request) gets."""
 
     def __init__(self, reply: str | Callable[[dict], str] = "", delay: float = 0.0, *, first_token_delay: float = 0.0,
-                 chunk_delay: float = 0.0, prompt_tokens: int = 0):
-        self.reply, self.delay = reply, delay
+                 chunk_delay: float = 0.0, prompt_tokens: int = 0, check: float | None = None):
+        self.reply, self.delay, self.check = reply, delay, check
         self.first_token_delay, self.chunk_delay, self.prompt_tokens = first_token_delay, chunk_delay, prompt_tokens
         self.requests: list[dict] = []
+        self.checks: list[dict] = []  # the answer-check requests (one-token replies), apart from ``requests``
         self.tokenized: list[str] = []  # texts sent to /extras/tokenize/count (counted as words)
         stub = self
 
@@ -41,6 +44,10 @@ class OpenAIStub:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    return
+                if 1 in (body.get("max_tokens"), body.get("max_completion_tokens")) and not body.get("stream"):
+                    stub.checks.append(body)
+                    self._check_reply(body)
                     return
                 stub.requests.append(body)
                 if stub.delay:
@@ -67,10 +74,28 @@ class OpenAIStub:
                     except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                         pass
                     return
+                self._completion(body, {"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop"})
+
+            def _check_reply(self, body: dict) -> None:
+                """The one-token answer check: "yes" or "no" with log-probabilities of both when ``check`` is
+                set, else a token that is neither (the backend then keeps its answer unchecked)."""
+                if stub.check is None:
+                    message = {"role": "assistant", "content": "?"}
+                    self._completion(body, {"index": 0, "message": message, "finish_reason": "length"})
+                    return
+                yes = min(max(stub.check, 1e-6), 1 - 1e-6)
+                tops = [{"token": "yes", "logprob": math.log(yes), "bytes": None},
+                        {"token": "no", "logprob": math.log(1 - yes), "bytes": None}]
+                word = 0 if yes >= 0.5 else 1
+                self._completion(body, {"index": 0, "finish_reason": "length",
+                                        "message": {"role": "assistant", "content": tops[word]["token"]},
+                                        "logprobs": {"content": [{**tops[word], "top_logprobs": tops}]}})
+
+            def _completion(self, body: dict, choice: dict) -> None:
                 payload = json.dumps({
                     "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
+                    "choices": [choice],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }).encode()
                 self.send_response(200)

@@ -4,6 +4,7 @@ the LLM path (with LangChain's FAKE chat model: no LLM runs here), and the JSON 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -276,3 +277,19 @@ def test_markers_inside_quoted_document_text_are_not_citations(pipeline):
     assert [c.n for c in answer.citations] == [1] and answer.citations[0].start == tricky.start
     assert answer.warnings == []
     assert answer.answer == f"{tricky.text} [1]"
+
+
+def test_yes_probability_reads_log_probabilities_or_the_token():
+    from types import SimpleNamespace
+
+    from rag.answer.llm import yes_probability
+
+    def reply(content, tops=None):
+        logprobs = {"content": [{"token": content, "top_logprobs": tops}]} if tops else None
+        return SimpleNamespace(content=content, response_metadata={"logprobs": logprobs})
+
+    tops = [{"token": "Yes", "logprob": math.log(0.6)}, {"token": " no", "logprob": math.log(0.2)},
+            {"token": "yes", "logprob": math.log(0.1)}, {"token": "maybe", "logprob": math.log(0.1)}]
+    assert yes_probability(reply("Yes", tops)) == pytest.approx(0.7 / 0.9)
+    assert yes_probability(reply("no")) == 0.0 and yes_probability(reply("Yes.")) == 1.0
+    assert yes_probability(reply("The")) is None

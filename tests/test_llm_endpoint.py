@@ -80,3 +80,50 @@ def test_ollama_backend_streams_from_ollama_host(pipeline, monkeypatch):
         answer = pipeline.ask("How old is A.J.?", backend="ollama:llama3.1")
     assert answer.backend == "ollama:llama3.1" and answer.abstained
     assert server.requests[0]["model"] == "llama3.1"
+
+
+def test_an_answer_the_models_own_check_rejects_is_withdrawn(pipeline):
+    """The answer streams, then a one-token check request asks whether the cited passage says what the
+    question asks; below RAG_LLM_MIN_CHECK the final answer is an abstention that says why."""
+    reply = answer_citing("Esmail Ghaani", "Esmail Ghaani leads the Quds Force [{n}].")
+    with OpenAIStub(reply, check=0.2) as server:
+        pieces = list(pipeline.ask_stream("How old is Esmail Ghaani?", backend=f"openai-compatible:{server.url}"))
+    answer = pieces[-1]
+    assert "".join(p for p in pieces if isinstance(p, str)).startswith("Esmail Ghaani leads")  # it was streamed
+    assert answer.abstained and answer.answer == NO_ANSWER and answer.citations == []
+    assert answer.confidence == pytest.approx(0.2, abs=1e-6)
+    assert any("withdrawn" in w and "RAG_LLM_MIN_CHECK" in w for w in answer.warnings)
+    (check,) = server.checks
+    user = check["messages"][-1]["content"]
+    assert "Esmail Ghaani" in user and "Question: How old is Esmail Ghaani?" in user and "<passages-" in user
+    assert check["max_tokens"] == 1 and check["logprobs"] is True
+
+
+def test_an_answer_the_check_accepts_keeps_its_citations_and_gets_the_checks_confidence(pipeline):
+    reply = answer_citing("Esmail Ghaani", "Soleimani was replaced by Esmail Ghaani [{n}].")
+    with OpenAIStub(reply, check=0.9) as server:
+        answer = pipeline.ask("Who replaced Qassem Soleimani?", backend=f"openai-compatible:{server.url}")
+    assert not answer.abstained and answer.checks[0].verdict == "supported"
+    assert answer.confidence == pytest.approx(0.9, abs=1e-6)
+
+
+def test_no_check_for_an_abstention_or_when_switched_off(pipeline):
+    with OpenAIStub(NO_ANSWER, check=0.9) as server:
+        assert pipeline.ask("How old is A.J.?", backend=f"openai-compatible:{server.url}").abstained
+    assert server.checks == []
+    from rag.answer import create_backend
+
+    settings = pipeline.settings.model_copy(update={"llm_answer_check": False})
+    reply = answer_citing("Esmail Ghaani", "Esmail Ghaani leads the Quds Force [{n}].")
+    with OpenAIStub(reply, check=0.1) as server:
+        backend = create_backend(f"openai-compatible:{server.url}", settings, pipeline.index, pipeline.embedder)
+        pipeline.use_backend(backend, spec="unchecked-endpoint")
+        answer = pipeline.ask("Who replaced Qassem Soleimani?", backend="unchecked-endpoint")
+    assert not answer.abstained and answer.confidence is None and server.checks == []
+
+
+def test_a_check_that_gets_no_yes_or_no_keeps_the_answer_unchecked(pipeline):
+    reply = answer_citing("Esmail Ghaani", "Soleimani was replaced by Esmail Ghaani [{n}].")
+    with OpenAIStub(reply) as server:  # the stub answers the check with "?"
+        answer = pipeline.ask("Who replaced Qassem Soleimani?", backend=f"openai-compatible:{server.url}")
+    assert len(server.checks) == 1 and not answer.abstained and answer.confidence is None

@@ -36,6 +36,9 @@ class AnswerNote:
     confidence: float | None = None  # probability that the answer answers the question
     short_answer: str | None = None  # the span inside the cited sentences that answers it, when known
     prompt_tokens: int | None = None  # tokens of the prompt, as the model's server counted them
+    # The backend takes back the answer it streamed (its own check found that the cited passages do not answer
+    # the question): the final answer is an abstention, and this says why.
+    withdrawn: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import queue
 import threading
@@ -10,11 +12,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading
+from rag.answer.citations import MARKER
 from rag.answer.prompts import fence, fence_tag, render
 from rag.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
     from rag.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FALLBACK_HINT = "answer offline with --backend extractive (RAG_BACKEND=extractive)"
 
@@ -62,6 +67,49 @@ def build_messages(request: AnswerRequest) -> list[Any]:
         AIMessage(example["answer"]),
         HumanMessage(render("answer_user", passages=passages, question=request.question, fence=tag)),
     ]
+
+
+def cited_passages(answer: str, request: AnswerRequest) -> list[str]:
+    """The texts of the passages an answer's ``[n]`` markers cite, in the order first cited."""
+    numbers = dict.fromkeys(int(m.group(1)) for m in MARKER.finditer(answer))
+    return [request.passages[n - 1].text for n in numbers if 1 <= n <= len(request.passages)]
+
+
+def yes_probability(reply: Any) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from a one-token chat reply: its top log-probabilities when the server sent
+    them, else 1.0 or 0.0 from the token itself; None when the reply is neither yes nor no."""
+    logprobs = (getattr(reply, "response_metadata", None) or {}).get("logprobs") or {}
+    first = (logprobs.get("content") or [None])[0] or {}
+    yes = no = 0.0
+    for candidate in first.get("top_logprobs") or []:
+        word = str(candidate.get("token", "")).strip().lower()
+        if word in ("yes", "no"):
+            p = math.exp(float(candidate.get("logprob", -math.inf)))
+            yes, no = (yes + p, no) if word == "yes" else (yes, no + p)
+    if yes + no > 0:
+        return yes / (yes + no)
+    word = _text_of(getattr(reply, "content", "")).strip().lower().strip(".!")
+    return 1.0 if word.startswith("yes") else 0.0 if word.startswith("no") else None
+
+
+def _call_with_limit(call: Any, limit_s: float) -> Any:
+    """``call()`` in a worker thread; TimeoutError when it takes longer than ``limit_s``."""
+    result: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            result.put((True, call()))
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller)
+            result.put((False, exc))
+
+    threading.Thread(target=work, name="rag-llm-check", daemon=True).start()
+    try:
+        ok, value = result.get(timeout=limit_s)
+    except queue.Empty:
+        raise TimeoutError(f"no reply within {limit_s:g} s") from None
+    if not ok:
+        raise value
+    return value
 
 
 def _text_of(content: Any) -> str:
@@ -113,18 +161,21 @@ class LangChainBackend(AnswerBackend):
     focused_sentences = 6
 
     def __init__(self, chat_model: Any, name: str, endpoint: str | None = None, *,
-                 first_token_timeout: float = 120.0, idle_timeout: float = 30.0, focused_sentences: int = 6):
+                 first_token_timeout: float = 120.0, idle_timeout: float = 30.0, focused_sentences: int = 6,
+                 answer_check: bool = True, min_check: float = 0.7):
         self.chat_model, self.name, self.endpoint = chat_model, name, endpoint
         self.kind = name.partition(":")[0]
         self.first_token_timeout, self.idle_timeout = first_token_timeout, idle_timeout
         self.focused_sentences = focused_sentences
+        self.answer_check, self.min_check = answer_check, min_check
 
     @classmethod
     def from_spec(cls, kind: str, arg: str, settings: Settings) -> LangChainBackend:
         first, idle = settings.first_token_timeout, settings.idle_timeout
         # The HTTP client's own read timeout is only a backstop behind the two limits enforced while streaming.
         http_timeout = max(first, idle) + 5.0
-        limits = {"first_token_timeout": first, "idle_timeout": idle, "focused_sentences": settings.llm_sentences}
+        limits = {"first_token_timeout": first, "idle_timeout": idle, "focused_sentences": settings.llm_sentences,
+                  "answer_check": settings.llm_answer_check, "min_check": settings.llm_min_check}
         common = {"temperature": settings.llm_temperature, "timeout": http_timeout, "max_retries": 1}
         try:
             if kind == "openai":
@@ -166,11 +217,47 @@ class LangChainBackend(AnswerBackend):
     def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote | Reading]:
         usage: dict[str, int] = {}
         messages = build_messages(request)
-        yield from self._stream(messages, len(request.passages), usage)
+        pieces: list[str] = []
+        for piece in self._stream(messages, len(request.passages), usage):
+            if isinstance(piece, str):
+                pieces.append(piece)
+            yield piece
         prompt_tokens = usage.get("input_tokens")
         if prompt_tokens is None and self.kind == "openai-compatible":
             prompt_tokens = count_prompt_tokens(self.endpoint, getattr(self.chat_model, "model_name", ""), messages)
-        yield AnswerNote(prompt_tokens=prompt_tokens)
+        confidence, withdrawn = None, None
+        cited = cited_passages("".join(pieces), request)
+        if self.answer_check and cited:
+            confidence = self.check_answer(request.question, cited)
+            if confidence is not None and confidence < self.min_check:
+                withdrawn = (f"the model's own check gives {confidence:.0%} that the cited passages say what the "
+                             f"question asks (below RAG_LLM_MIN_CHECK={self.min_check:g}): answer withdrawn")
+        yield AnswerNote(confidence=confidence, prompt_tokens=prompt_tokens, withdrawn=withdrawn)
+
+    def check_answer(self, question: str, cited: list[str]) -> float | None:
+        """The model's probability that ``cited`` (the passages its answer cites) says what the question asks:
+        one more request, a one-token reply. From the server's log-probabilities of "yes" and "no" when it
+        reports them (OpenAI-compatible servers), else 1 or 0 from the token it wrote. None when the check
+        fails or times out: the answer is then kept, unchecked, rather than lost."""
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        text = "\n".join(fence(t) for t in cited)
+        tag = fence_tag(text, question)
+        messages = [SystemMessage(render("answer_check_system")),
+                    HumanMessage(render("answer_check_user", text=text, question=question, fence=tag))]
+        try:
+            if self.kind == "ollama":
+                model = self.chat_model.bind(num_predict=1)
+            elif self.kind == "openai":
+                model = self.chat_model.bind(max_tokens=1, logprobs=True, top_logprobs=10)
+            else:  # llama.cpp-style servers read max_tokens; LangChain would send max_completion_tokens
+                model = self.chat_model.bind(extra_body={"max_tokens": 1}, logprobs=True, top_logprobs=10)
+            reply = _call_with_limit(lambda: model.invoke(messages), self.first_token_timeout)
+        except Exception as exc:  # noqa: BLE001 (a failed check keeps the answer; it is only not checked)
+            log.warning("LLM answer check failed (%s: %s); the answer is kept unchecked",
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
+        return yes_probability(reply)
 
     def complete(self, system: str, user: str) -> str:
         """One short completion (the follow-up condenser), under the same two limits."""
