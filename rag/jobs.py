@@ -252,8 +252,8 @@ class IndexJob:
         from rag.index import build_lock
 
         assert self.process is not None
-        try:
-            with build_lock(self.settings):
+        try:  # a few seconds at most: cancel() answers a click (the next build cleans up otherwise)
+            with build_lock(self.settings.model_copy(update={"lock_timeout": min(self.settings.lock_timeout, 5.0)})):
                 corpus.recover(self.settings.corpus_dir)
                 live = self._live_build()
                 builds = self.settings.index_dir / ".builds"

@@ -217,3 +217,17 @@ def test_a_job_refuses_a_page_slower_than_the_limit_and_ends_at_once(tmp_path, f
     assert status.message == ("long.html: refused: extracting its text took more than 0.2 s (RAG_MAX_DOC_SECONDS); "
                               "split it into smaller files")
     assert state_of(pipeline.settings) == before
+
+
+def test_a_job_killed_from_outside_fails_and_is_cleaned_up(tmp_path, stuck):
+    """Killed by something else than cancel (the out-of-memory killer, an operator): reported, and undone."""
+    note = tmp_path / "ferry-note.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    before = state_of(stuck.settings)
+    job = Indexer(stuck).start([note])
+    wait_for(lambda: job.status().stage == "embedding", what="the job to reach its (stuck) build")
+    os.kill(job.process.pid, signal.SIGKILL)
+    status = job.wait(30)
+    assert (status.state, status.exit_code) == ("failed", -9)
+    assert status.message == "the indexing process ended unexpectedly (signal 9); nothing changed"
+    assert state_of(stuck.settings) == before
