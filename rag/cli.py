@@ -184,8 +184,11 @@ def _print_answer(answer) -> None:
     print(text)
     if answer.abstained:
         print("(no answer: the retrieved passages do not contain it)")
-    elif answer.confidence is not None:
+    elif answer.confidence is not None and answer.backend == "extractive":
         print(f"(confidence {answer.confidence:.0%}: estimated probability that this answer is right)")
+    elif answer.confidence is not None:
+        print(f"(confidence {answer.confidence:.0%}: the model's own check that the passages it cites answer "
+              "the question)")
     if answer.prompt_tokens:
         print(f"(prompt: {answer.prompt_tokens} tokens)")
     for c in answer.citations:

@@ -225,6 +225,12 @@ def test_answer_shows_its_confidence_as_words_and_a_number(confidence, label):
     assert "Confidence" not in render.answer_message(_answer("Esmail Ghaani replaced him [1]."), turn=0)
 
 
+def test_an_llm_answers_confidence_is_labelled_as_the_models_own_check():
+    answer = {**_answer("Esmail Ghaani replaced him [1]."), "confidence": 0.8, "backend": "openai-compatible:x"}
+    html = render.answer_message(answer, turn=0)
+    assert "Confidence: high (80%)" in html and "model's own check" in html and "calibrated on documents" not in html
+
+
 def test_sources_panel_says_supported_is_not_correct():
     answer = {**_answer("Esmail Ghaani replaced him [1]."),
               "checks": [{"sentence": "Esmail Ghaani replaced him [1].", "cited": [1], "verdict": "supported",

@@ -55,14 +55,18 @@ def _chip(turn: int, n: int, verdict: str, origin: str = "model") -> str:
             f'title="Citation {n} ({escape(verdict)}{how}): show it in the article">{n}</span>')
 
 
-def confidence_label(confidence: float | None) -> str:
+def confidence_label(confidence: float | None, backend: str = "extractive") -> str:
     """The answer's confidence in words and as a percentage: how likely the answer is to be right. It is a
-    different thing from the verdict badges, which only say whether a sentence is backed by its span."""
+    different thing from the verdict badges, which only say whether a sentence is backed by its span. For an
+    LLM backend it is the model's own check, which nothing calibrated."""
     if confidence is None:
         return ""
     level = "high" if confidence >= 0.75 else "medium" if confidence >= 0.5 else "low"
-    return (f'<span class="rag-confidence rag-confidence-{level}" title="Estimated probability that this answer '
-            f'is right (calibrated on documents the model was not fitted on)">Confidence: {level} '
+    what = ("Estimated probability that this answer is right (calibrated on documents the model was not fitted on)"
+            if backend == "extractive" else
+            "The model's own check: its probability that the passages it cites say what the question asks "
+            "(not calibrated)")
+    return (f'<span class="rag-confidence rag-confidence-{level}" title="{what}">Confidence: {level} '
             f"({round(confidence * 100)}%)</span>")
 
 
@@ -90,7 +94,7 @@ def answer_message(answer: dict, turn: int) -> str:
     if short:
         body = (f'<div class="rag-short"><span class="rag-short-label">Answer</span>'
                 f"<strong>{_inline(short)}</strong></div>{body}")
-    label = confidence_label(answer.get("confidence"))
+    label = confidence_label(answer.get("confidence"), answer.get("backend") or "extractive")
     if label:
         body = f'<div class="rag-confidence-row">{label}</div>{body}'
 
