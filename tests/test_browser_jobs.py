@@ -89,3 +89,91 @@ def test_a_stuck_upload_shows_progress_keeps_answering_refuses_another_and_cance
     assert state_of(pipeline.settings) == before
     assert "ferry-note.txt" not in pipeline.index.documents
     assert page.locator("table :text('ferry-note.txt')").count() == 0
+
+
+def _wait_ready(url: str, server, log_path) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/documents", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.3)
+
+
+def test_rag_serve_killed_mid_upload_restarts_on_the_last_good_index(browser, tmp_path, pipeline,  # noqa: F811
+                                                                      rag_executable):
+    """The real `rag serve` (real model): an upload big enough to take a while is started from the page, the server
+    is killed with SIGKILL while the job embeds, and a new `rag serve` over the same folders lists the documents
+    of before; the corpus and the index are as they were."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+
+    from rag.net import free_port, stop_process
+    from tests.conftest import make_settings
+    from tests.test_jobs import _gone
+
+    shutil.copytree(pipeline.settings.corpus_dir, tmp_path / "corpus")
+    shutil.copytree(pipeline.settings.index_dir, tmp_path / "index", symlinks=True)
+    settings = make_settings(tmp_path)
+    before = state_of(settings)
+    report = tmp_path / "uploads" / "long-report.txt"
+    report.parent.mkdir()
+    report.write_text("\n\n".join(f"Report {i}: the council of town {i} met on day {i % 28 + 1} and approved budget "
+                                  f"item {i * 7}. Officials said project {i} would start soon." for i in range(2500)),
+                      encoding="utf-8")
+    env = {**os.environ, "RAG_CORPUS_DIR": str(settings.corpus_dir), "RAG_INDEX_DIR": str(settings.index_dir)}
+
+    def serve(port: int, log_path):
+        log = log_path.open("wb")
+        return subprocess.Popen([rag_executable, "serve", "--port", str(port)], env=env, cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+    port = free_port()
+    server = serve(port, tmp_path / "serve-1.log")
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        _wait_ready(url, server, tmp_path / "serve-1.log")
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url)
+        page.get_by_role("tab", name="Documents").click()
+        _upload(page, report)
+        page.wait_for_selector(f"{STATUS}:text('Indexing long-report.txt: embedding new passages')",
+                               timeout=120_000)
+        jobs = [int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(server.pid), "rag.jobs"],
+                                               capture_output=True, text=True).stdout.split()]
+        assert len(jobs) == 1
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(jobs[0]):  # the job notices its server is gone
+            assert time.monotonic() < deadline, "the job outlived its server"
+            time.sleep(0.1)
+    finally:
+        context.close()
+        if server.poll() is None:
+            stop_process(server)
+
+    port = free_port()
+    restarted = serve(port, tmp_path / "serve-2.log")
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", restarted, tmp_path / "serve-2.log")
+        documents = httpx.get(f"http://127.0.0.1:{port}/api/v1/documents", timeout=10).json()
+        assert [d["id"] for d in documents] == [d["id"] for d in pipeline.documents()]
+    finally:
+        stop_process(restarted)
+    assert state_of(settings) == before
+    assert "rebuilding" not in (tmp_path / "serve-2.log").read_text(errors="replace")  # opened, not rebuilt
