@@ -66,6 +66,7 @@ def test_a_job_adds_documents_reports_its_stages_and_the_pipeline_reloads(tmp_pa
     assert job.process.returncode == 0
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_cancel_kills_a_stuck_job_and_leaves_the_corpus_and_index_as_they_were(tmp_path, stuck):
     note = tmp_path / "ferry-note.txt"
     note.write_text(NOTE, encoding="utf-8")
@@ -118,6 +119,7 @@ def test_a_refused_document_fails_the_job_with_the_cli_message_and_changes_nothi
     assert indexer_for(pipeline) is indexer_for(pipeline)
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_the_job_refuses_what_rag_index_add_refuses(tmp_path, fake_embedder):
     pipeline = make_fake_pipeline(tmp_path, fake_embedder)
     before = state_of(pipeline.settings)
@@ -160,6 +162,7 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_a_job_whose_server_dies_ends_and_a_restarted_server_opens_the_last_good_index(tmp_path, fake_embedder):
     """The server (here a Python process running a job stuck in its build) is killed with SIGKILL: the job exits
     within a second, and a new pipeline over the same folders opens the last committed index."""
@@ -219,6 +222,7 @@ def test_a_job_refuses_a_page_slower_than_the_limit_and_ends_at_once(tmp_path, f
     assert state_of(pipeline.settings) == before
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_a_job_killed_from_outside_fails_and_is_cleaned_up(tmp_path, stuck):
     """Killed by something else than cancel (the out-of-memory killer, an operator): reported, and undone."""
     note = tmp_path / "ferry-note.txt"

@@ -50,6 +50,7 @@ def test_two_throttles_on_one_file_count_together(tmp_path):
     assert (tmp_path / "failures.sqlite3").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_failures_from_another_process_count(tmp_path):
     """A failure recorded by another Python process (a second worker) locks the client out here."""
     path = tmp_path / "failures.sqlite3"
@@ -89,6 +90,7 @@ def _login(url: str, password: str) -> int:
     return httpx.post(f"{url}login", data={"username": "editor", "password": password}, timeout=30).status_code
 
 
+@pytest.mark.slow  # starts processes that import the app or load an index
 def test_two_app_instances_sharing_the_index_folder_share_the_lockout(tmp_path, fake_embedder):
     """Two Gradio apps (as two workers would be), each with its own middleware, on two loopback ports: failures
     at either count toward one lockout of the client."""
