@@ -279,7 +279,7 @@ class PgStore:
         try:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            with conn.cursor() as cur:
+            with conn.cursor(binary=True) as cur:  # vectors as float32 bytes, not text to parse
                 cur.execute(f"SET search_path TO {self.schema}, public")
                 try:
                     cur.execute("SELECT key, value FROM meta")
@@ -685,9 +685,11 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
     The new documents are segmented as a build of the whole would segment them after ``base``'s (sentence ids
     and chunk rows continue; paragraphs and chunks already indexed are not indexed again). The manifest's
     checksums are extended from ``base.digests`` (every table serialises in id/row order, so appended rows
-    extend it at its end), the version row is bumped and followers notified in the same transaction; rows
-    of existing documents are not touched, and ts_rank has no corpus statistics to update. None when another
-    writer committed since ``base`` was read (the caller rewrites from the store)."""
+    extend it at its end), the version row is bumped and followers notified in the same transaction, and the
+    manifest records what the add appended to (``load_appended``). Rows of existing documents are not touched:
+    ts_rank scores a row from its own tsvector, and the only corpus statistic, the chunks per term that
+    ``keyword_query`` reads, is held in memory and extended here. None when another writer committed since
+    ``base`` was read (the caller rewrites from the store)."""
     import numpy as np
 
     from rag.segment import Seen, paragraphs
