@@ -95,7 +95,7 @@ def test_an_answer_the_models_own_check_rejects_is_withdrawn(pipeline):
     assert any("withdrawn" in w and "RAG_LLM_MIN_CHECK" in w for w in answer.warnings)
     (check,) = server.checks
     user = check["messages"][-1]["content"]
-    assert "Esmail Ghaani" in user and "Question: How old is Esmail Ghaani?" in user and "<passages-" in user
+    assert "Esmail Ghaani" in user and "Question: How old is Esmail Ghaani?" in user
     assert check["max_tokens"] == 1 and check["logprobs"] is True
 
 

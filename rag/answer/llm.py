@@ -241,10 +241,13 @@ class LangChainBackend(AnswerBackend):
         fails or times out: the answer is then kept, unchecked, rather than lost."""
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        text = "\n".join(fence(t) for t in cited)
-        tag = fence_tag(text, question)
+        # Unfenced, unlike the answer prompt: on 44 answers of four documents a fence around the text lowered
+        # P(yes) for right answers more than for wrong ones (false withdrawals 10 % -> 31 %), and this request
+        # can only keep or withdraw the answer, never add to it: a document that talks the check into "yes"
+        # gets what no check gives, one that talks it into "no" withdraws answers from itself.
+        text = " ".join(cited)
         messages = [SystemMessage(render("answer_check_system")),
-                    HumanMessage(render("answer_check_user", text=text, question=question, fence=tag))]
+                    HumanMessage(render("answer_check_user", text=text, question=question))]
         try:
             if self.kind == "ollama":
                 model = self.chat_model.bind(num_predict=1)
