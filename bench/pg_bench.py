@@ -185,8 +185,8 @@ def run(size: int, url: str, sentences: list[str], vectors: np.ndarray, queries:
     conn = psycopg.connect(url, autocommit=True)
     register_vector(conn)
     conn.execute(f"SET search_path TO {store.schema}, public")
-    conn.execute("VACUUM ANALYZE chunks")
-    df = pgstore.term_frequencies(r[0] for r in conn.execute("SELECT tsv::text FROM chunks"))
+    conn.execute("VACUUM ANALYZE chunks, keywords")
+    df = pgstore.term_frequencies(r[0] for r in conn.execute("SELECT tsv::text FROM keywords"))
     exact = np.argsort(-(query_vectors @ vecs.T), axis=1)[:, :10]
     t = time.perf_counter()
     bm25 = BM25Index.build(texts)

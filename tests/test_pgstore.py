@@ -120,7 +120,7 @@ def test_tables_are_verified_against_the_manifest(tmp_path, pg_url, embedder):
     build_index(settings, embedder)  # a build repairs it
     assert open_index(settings, embedder).sentences[3].text != "edited"
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"UPDATE rag_{settings.index_name}.chunks SET tsv = 'x'::tsvector WHERE row = 0")
+        conn.execute(f"UPDATE rag_{settings.index_name}.keywords SET tsv = 'x'::tsvector WHERE row = 0")
     with pytest.raises(IndexCorruptError, match="keywords.tsvector"):
         open_index(settings, embedder)
 
@@ -521,3 +521,24 @@ def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, 
         (full.version, full.manifest, full.sentences, full.chunks, full.chunk_rows, full.keyword_df)
     np.testing.assert_array_equal(got.sentence_vectors, full.sentence_vectors)
     assert {k: d.hexdigest() for k, d in got.digests.items()} == {k: d.hexdigest() for k, d in full.digests.items()}
+
+
+def test_a_store_of_an_older_schema_is_refused_then_rebuilt(tmp_path, pg_url, embedder):
+    """A schema-1 store (tsvectors in the chunks table) is refused with the advice to rebuild, and a build
+    replaces its tables."""
+    import psycopg
+
+    from rag.errors import IndexCorruptError
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    build_index(settings, embedder)
+    schema = f"rag_{settings.index_name}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as schema 1 left it
+        conn.execute(f"UPDATE {schema}.meta SET value = '1' WHERE key = 'schema_version'")
+        conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN tsv tsvector NOT NULL DEFAULT ''")
+        conn.execute(f"DROP TABLE {schema}.keywords")
+    with pytest.raises(IndexCorruptError, match="schema version 1 is not 2; rebuild"):
+        open_index(settings, embedder)
+    rebuilt = build_index(settings, embedder)
+    assert rebuilt.manifest["schema_version"] == 2 and open_index(settings, embedder).chunks == rebuilt.chunks
