@@ -154,7 +154,7 @@ class Settings(BaseSettings):
         ),
     )
     llm_min_check: float = Field(
-        0.7,
+        0.55,
         ge=0,
         le=1,
         description=(

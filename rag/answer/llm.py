@@ -162,7 +162,7 @@ class LangChainBackend(AnswerBackend):
 
     def __init__(self, chat_model: Any, name: str, endpoint: str | None = None, *,
                  first_token_timeout: float = 120.0, idle_timeout: float = 30.0, focused_sentences: int = 6,
-                 answer_check: bool = True, min_check: float = 0.7):
+                 answer_check: bool = True, min_check: float = 0.55):
         self.chat_model, self.name, self.endpoint = chat_model, name, endpoint
         self.kind = name.partition(":")[0]
         self.first_token_timeout, self.idle_timeout = first_token_timeout, idle_timeout
