@@ -217,13 +217,9 @@ def test_added_documents_reach_another_process_within_seconds(tmp_path, pg_url, 
     new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
     new_file.write_text(SECOND, encoding="utf-8")
     writer.add_documents([new_file])
-    added_at = time.monotonic()
-    while time.monotonic() - added_at < 10:
-        if "2026-04-02-baghdad-floods.txt" in reader.index.documents:
-            break
-        time.sleep(0.1)
-    assert "2026-04-02-baghdad-floods.txt" in reader.index.documents, "the follower never saw the new document"
-    assert time.monotonic() - added_at < 3
+    waited = _wait_for_document(reader, "2026-04-02-baghdad-floods.txt", give_up_s=10, poll_s=0.1)
+    assert waited is not None, "the follower never saw the new document"
+    assert waited < 3
     assert reader.search(question, k=1)[0].chunk.source == "2026-04-02-baghdad-floods.txt"
     # The store is the corpus: the file is not copied into the local corpus folder.
     assert not (settings.corpus_dir / new_file.name).exists()
@@ -331,11 +327,9 @@ def test_readers_on_a_streaming_replica_through_a_multi_host_url(tmp_path, pg_ur
         new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
         new_file.write_text(SECOND, encoding="utf-8")
         writer.add_documents([new_file])
-        added = time.monotonic()
-        while new_file.name not in reader.index.documents and time.monotonic() - added < 15:
-            time.sleep(0.1)
-        assert new_file.name in reader.index.documents, "the reader on the replica never saw the new document"
-        assert time.monotonic() - added < 5
+        waited = _wait_for_document(reader, new_file.name, give_up_s=15, poll_s=0.1)
+        assert waited is not None, "the reader on the replica never saw the new document"
+        assert waited < 5
         hit = reader.search("How much did the Tigris flood barriers cost?", k=1)[0]
         assert hit.chunk.source == new_file.name
 
@@ -367,6 +361,17 @@ def test_a_few_connections_serve_many_threads(local_and_pg):
         ours = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'rag' AND backend_type = "
                             "'client backend'").fetchone()[0]
     assert ours <= 32  # every other test's pipelines included: far fewer than one per thread ever started
+
+
+def _wait_for_document(reader, name: str, give_up_s: float, poll_s: float) -> float | None:
+    """Seconds until ``reader``'s index holds document ``name`` (called right after the writer's add), or None
+    when it still does not after ``give_up_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < give_up_s:
+        if name in reader.index.documents:
+            return time.monotonic() - started
+        time.sleep(poll_s)
+    return time.monotonic() - started if name in reader.index.documents else None
 
 
 def _row_versions(url: str, schema: str) -> dict[str, dict]:
@@ -506,11 +511,9 @@ def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, 
     real_load = pgstore.load
     monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
     writer.add_documents([new_file])
-    added = time.monotonic()
-    while new_file.name not in reader.index.documents and time.monotonic() - added < 20:
-        time.sleep(0.05)
-    assert new_file.name in reader.index.documents, "the follower was not woken"
-    assert time.monotonic() - added < 2
+    waited = _wait_for_document(reader, new_file.name, give_up_s=20, poll_s=0.05)
+    assert waited is not None, "the follower was not woken"
+    assert waited < 2
     assert reader.search("How much did the Tigris flood barriers cost?", k=1)[0].chunk.source == new_file.name
     # Neither process read the whole store: the writer extended its index, the reader read the new rows only
     # (load_appended), verified against the extended checksums; the result is what a full read gives.
