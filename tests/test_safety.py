@@ -310,6 +310,8 @@ def code_only(source: str) -> str:
 
 
 def unsafe_uses(source: str) -> list[str]:
+    if not UNSAFE.search(source):  # blanking comments and docstrings only removes matches: most files stop here,
+        return []  # and tokenising all of rag/ took 0.7 s of the fast suite
     return [line.strip() for line in SAFE_USES.sub("", code_only(source)).splitlines() if UNSAFE.search(line)]
 
 
