@@ -545,3 +545,56 @@ def test_a_store_of_an_older_schema_is_refused_then_rebuilt(tmp_path, pg_url, em
         open_index(settings, embedder)
     rebuilt = build_index(settings, embedder)
     assert rebuilt.manifest["schema_version"] == 2 and open_index(settings, embedder).chunks == rebuilt.chunks
+
+
+def test_an_indexing_job_adds_a_document_to_the_postgres_store(tmp_path, pg_url, embedder):
+    """The app's uploads run as a job in a process of its own (rag/jobs.py); on a PostgreSQL store it appends
+    the document in one transaction, the serving pipeline follows, and another server on the store sees it."""
+    from rag.jobs import Indexer
+    from rag.pipeline import Pipeline
+
+    settings = pg_settings(tmp_path, pg_url)
+    serving = Pipeline.load(settings)
+    other = Pipeline.load(settings)
+    note = tmp_path / "upload" / "baghdad-flood-barriers.txt"
+    note.parent.mkdir()
+    note.write_text(SECOND, encoding="utf-8")
+    status = Indexer(serving).start([note]).wait(300)
+    assert status.state == "committed", status
+    assert status.documents == ("baghdad-flood-barriers.txt",)
+    assert "baghdad-flood-barriers.txt" in serving.index.documents
+    answer = serving.ask("How much did the Tigris flood barriers cost?")
+    assert "40 million dollars" in answer.answer and answer.citations[0].source == "baghdad-flood-barriers.txt"
+    assert _wait_for_document(other, "baghdad-flood-barriers.txt", give_up_s=30, poll_s=0.2) is not None
+    assert set(Pipeline.load(settings).index.documents) == set(serving.index.documents)
+
+
+def test_a_cancelled_indexing_job_leaves_the_postgres_store_as_it_was(tmp_path, pg_url):
+    """Cancel kills the job's process mid-build (stuck embedding the new passages; the rows are written later, in
+    one transaction that a killed process would never commit): the store keeps exactly the documents, rows and
+    version it had, and the serving pipeline answers from it throughout."""
+    from rag.jobs import Indexer
+    from rag.pipeline import Pipeline
+    from rag.stores import open_index
+    from tests.fakes import HashingEmbedder
+    from tests.job_helpers import StuckEmbedder
+
+    settings = pg_settings(tmp_path, pg_url)
+    before = open_index(settings, HashingEmbedder())
+    stuck = Pipeline(settings, StuckEmbedder(), before)
+    note = tmp_path / "upload" / "baghdad-flood-barriers.txt"
+    note.parent.mkdir()
+    note.write_text(SECOND, encoding="utf-8")
+    indexer = Indexer(stuck)
+    job = indexer.start([note])
+    deadline = time.monotonic() + 120
+    while job.status().stage != "embedding":
+        assert time.monotonic() < deadline and not job.status().finished, job.status()
+        time.sleep(0.05)
+    assert stuck.ask("Who replaced Qassem Soleimani?").answer  # answered from the store meanwhile
+    status = indexer.cancel()
+    assert status.state == "cancelled", status
+    after = open_index(settings, HashingEmbedder())
+    assert after.version == before.version and set(after.documents) == set(before.documents)
+    assert after.chunks == before.chunks and stuck.index.documents == before.documents
+    assert not [p for p in settings.corpus_dir.iterdir() if p.name.startswith(".")]  # no staging folder left
