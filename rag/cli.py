@@ -99,12 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help=_settings_help("port"))
     serve.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="worker processes (each loads the model and index; more than 1 serves the JSON API only)")
+                       help="processes answering the JSON API (each loads the model and index); with more than 1, "
+                            "the web app runs in a process of its own on --ui-port")
+    serve.add_argument("--ui-port", type=int, dest="ui_port", help=_settings_help("ui_port"))
     _common(serve, backend=True, json_flag=False)
     return parser
 
 
-_SETTING_FLAGS = ("corpus_dir", "index_dir", "index_name", "embed_model", "top_k", "backend", "index_type", "host", "port")
+_SETTING_FLAGS = ("corpus_dir", "index_dir", "index_name", "embed_model", "top_k", "backend", "index_type", "host", "port",
+                  "ui_port")
 
 
 def make_settings(args: argparse.Namespace):

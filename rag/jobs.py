@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError, UsageError
+from rag.net import exit_with_parent
 
 if TYPE_CHECKING:
     from rag.pipeline import Pipeline
@@ -319,18 +320,6 @@ def _emit(**event: Any) -> None:
     sys.stdout.flush()
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this process when the server that started it is gone (it would otherwise commit behind the back of a
-    restarted server). Killed before the commit, nothing changes; after it, the next command completes it."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
-
-
 class _ReportingEmbedder:
     """The embedder, reporting how many of the texts it is asked to embed (only those the index has not seen) are
     done, batch by batch."""
@@ -395,7 +384,9 @@ def run(spec: dict) -> list[str]:
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     spec = json.loads(sys.stdin.read())
-    _exit_with_parent(int(spec["parent"]))
+    # A job whose server is gone ends (it would otherwise commit behind the back of a restarted server). Killed
+    # before the commit, nothing changes; after it, the next command completes it.
+    exit_with_parent(int(spec["parent"]), PARENT_POLL_S)
     try:
         documents = run(spec)
     except RagError as exc:

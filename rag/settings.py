@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     # ---- server: the web app and its API (rag serve)
     host: str = Field("127.0.0.1", description="Address the app binds to (localhost only by default).")
     port: int = Field(7860, ge=0, le=65535, description="Port the app listens on.")
+    ui_port: int = Field(
+        0, ge=0, le=65535,
+        description="Port of the web app when `rag serve --workers N` (N > 1) runs the JSON API in N processes on "
+        "RAG_PORT: the app then runs in one process of its own on this port (0: the first free port after RAG_PORT).",
+    )
     auth: str | None = Field(None, description="Enable login for the app: 'user:password'.")
     login_max_failures: int = Field(
         5, ge=1, description="Failed logins in a row a client (IP address) may make before it is locked out."
@@ -213,7 +218,7 @@ class Settings(BaseSettings):
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_answer_check", "llm_min_check", "llm_temperature",
                    "max_question_chars", "min_confidence", "answer_model"),
-        "server": ("host", "port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
+        "server": ("host", "port", "ui_port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
                    "max_queue", "server_backends"),
     }
 

@@ -150,28 +150,48 @@ def test_login_and_busy(pipeline, tmp_path):
 
 @pytest.mark.slow
 def test_rag_serve_with_two_workers(tmp_path, pipeline, rag_executable):
+    """Two API workers on one port, and the web app in a process of its own on --ui-port: a browser's Gradio
+    calls work there, and the app's process ends with the server."""
     import shutil
+
+    from gradio_client import Client
 
     from rag.net import free_port
 
     shutil.copytree(pipeline.settings.corpus_dir, tmp_path / "corpus")
     shutil.copytree(pipeline.settings.index_dir, tmp_path / "index", symlinks=True)
-    port = free_port()
+    port, ui_port = free_port(), free_port()
     env = {**os.environ, "RAG_CORPUS_DIR": str(tmp_path / "corpus"), "RAG_INDEX_DIR": str(tmp_path / "index")}
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([rag_executable, "serve", "--port", str(port), "--workers", "2"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([rag_executable, "serve", "--port", str(port), "--workers", "2", "--ui-port",
+                               str(ui_port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url, app_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
     try:
         _wait(url, server, tmp_path / "serve.log")
         answers = {json.dumps(call(url, "/api/v1/ask", {"question": "Who replaced Qassem Soleimani?"})[1]["citations"])
                    for _ in range(8)}
         assert len(answers) == 1
-        assert "the web app needs --workers 1" in (tmp_path / "serve.log").read_text()
+        assert f"the web app at {app_url}/" in (tmp_path / "serve.log").read_text()
+        with pytest.raises(urllib.error.HTTPError):  # the workers serve the API only
+            urllib.request.urlopen(url + "/", timeout=10)
+        _wait(app_url, server, tmp_path / "serve.log")
+        with urllib.request.urlopen(app_url + "/", timeout=10) as page:
+            assert b"gradio" in page.read().lower()
+        answer = Client(app_url + "/", verbose=False, download_files=False).predict(
+            "Who replaced Qassem Soleimani?", api_name="/ask")
+        assert json.dumps(answer["citations"]) in answers
     finally:
         server.terminate()
         server.wait(30)
         log.close()
+    deadline = time.monotonic() + 15
+    while True:  # the app's process is gone with the server: its port refuses connections
+        try:
+            urllib.request.urlopen(app_url + "/", timeout=2).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "the web app's process outlived the server"
+        time.sleep(0.2)
 
 
 def _wait(url, server, log_file, timeout: float = 120) -> None:

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from rag.errors import RagError
+from rag.errors import RagError, UsageError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import search_json
@@ -204,27 +204,63 @@ def create_app(settings: Settings, ui: bool = True, pipeline: Pipeline | None = 
 
 
 def app_from_environment() -> FastAPI:
-    """uvicorn's factory in each worker process: the settings come from RAG_* (``serve`` puts the command
-    line's flags there); the web UI only with one worker."""
+    """uvicorn's factory in each API worker process: the settings come from RAG_* (``serve`` puts the command
+    line's flags there); no web app in these processes (RAG_SERVE_UI=0), it runs in one of its own."""
     return create_app(Settings(), ui=os.environ.get("RAG_SERVE_UI", "1") == "1")
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
-    """Serve the API and the app with uvicorn. Several workers are several processes on one port (the kernel
-    spreads connections): each loads the model and index once. Gradio's queue keeps its jobs in the process that
-    took them, so with more than one worker only the JSON API is served."""
+    """Serve the API and the app with uvicorn.
+
+    One worker: one process, the app at ``/`` and the API beside it. More: the JSON API runs in ``workers``
+    processes on one port (the kernel spreads the connections; each loads the model and index once), and the web
+    app in one process of its own on ``ui_port``, because Gradio keeps a queued job in the process that took it: a
+    browser's next request, landing on another worker, would not find it. Both read the same index and count
+    failed logins in the same file (ui/login.py); the app's process ends with the server."""
+    import subprocess
+    import sys
+
     import uvicorn
 
-    from rag.net import free_port
+    from rag.net import free_port, free_port_from, stop_process
 
     port = settings.port or free_port(settings.host)
     if workers <= 1:
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning")
         return
-    log.warning("%d workers: serving the JSON API (%s/...) only; the web app needs --workers 1", workers, API_PREFIX)
+    ui_port = settings.ui_port or free_port_from(settings.host, port + 1)
+    if ui_port == port:
+        raise UsageError(f"the web app's port (--ui-port {ui_port}) is the JSON API's port: choose another")
+    env = dict(os.environ)
     for name, value in settings.model_dump(exclude_unset=True).items():
         if value is not None:
-            os.environ[f"RAG_{name.upper()}"] = str(value)
-    os.environ["RAG_SERVE_UI"] = "0"
-    uvicorn.run("ui.server:app_from_environment", factory=True, host=settings.host, port=port, workers=workers,
-                log_level="warning")
+            env[f"RAG_{name.upper()}"] = str(value)
+    ui = subprocess.Popen([sys.executable, "-m", "ui.server", str(os.getpid())],
+                          env={**env, "RAG_HOST": settings.host, "RAG_PORT": str(ui_port), "RAG_SERVE_UI": "1"})
+    log.warning("%d workers: the JSON API at http://%s:%d%s/; the web app at http://%s:%d/ (a process of its own)",
+                workers, settings.host, port, API_PREFIX, settings.host, ui_port)
+    os.environ.update({**env, "RAG_SERVE_UI": "0"})
+    try:
+        uvicorn.run("ui.server:app_from_environment", factory=True, host=settings.host, port=port, workers=workers,
+                    log_level="warning")
+    finally:
+        stop_process(ui, timeout=10)
+
+
+def serve_web_app_from_environment(parent: int) -> None:
+    """``python -m ui.server PARENT``: the web app (with the API beside it) in one process, for ``serve`` with
+    several API workers; settings from RAG_*, and it ends when the server that started it does."""
+    import uvicorn
+
+    from rag.net import exit_with_parent
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    exit_with_parent(parent)
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_web_app_from_environment(int(sys.argv[1]))
