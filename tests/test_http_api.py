@@ -250,3 +250,17 @@ def test_two_servers_on_one_postgres_store(tmp_path, pg_url, rag_executable):  #
 
 
 from tests.test_pgstore import pg_url  # noqa: E402,F401 - the session's PostgreSQL server fixture
+
+
+def test_the_web_apps_port_is_the_first_free_one_after_the_apis():
+    import socket
+
+    from rag.net import free_port_from
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        chosen = free_port_from("127.0.0.1", port)  # the taken port is skipped; the next free one is chosen
+        assert port < chosen <= port + 100
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", chosen))
