@@ -239,11 +239,20 @@ def serve(settings: Settings, workers: int = 1) -> None:
                           env={**env, "RAG_HOST": settings.host, "RAG_PORT": str(ui_port), "RAG_SERVE_UI": "1"})
     log.warning("%d workers: the JSON API at http://%s:%d%s/; the web app at http://%s:%d/ (a process of its own)",
                 workers, settings.host, port, API_PREFIX, settings.host, ui_port)
+    stopping = threading.Event()
+
+    def report_an_early_end() -> None:  # e.g. --ui-port already taken: say so once; the API keeps serving
+        code = ui.wait()
+        if not stopping.is_set():
+            log.error("the web app's process ended (exit code %s); the JSON API keeps running on port %d", code, port)
+
+    threading.Thread(target=report_an_early_end, name="web app watch", daemon=True).start()
     os.environ.update({**env, "RAG_SERVE_UI": "0"})
     try:
         uvicorn.run("ui.server:app_from_environment", factory=True, host=settings.host, port=port, workers=workers,
                     log_level="warning")
     finally:
+        stopping.set()
         stop_process(ui, timeout=10)
 
 
