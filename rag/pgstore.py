@@ -384,6 +384,16 @@ def _ddl(schema: str, dim: int) -> list[str]:
         "embedding vector NOT NULL, PRIMARY KEY (model, digest))",
         "CREATE TABLE IF NOT EXISTS documents (ord int PRIMARY KEY, id text NOT NULL UNIQUE, text text NOT NULL, "
         "title text NOT NULL, date text, sha256 text NOT NULL, fmt text NOT NULL)",
+        *_row_tables(dim),
+        *_row_indexes(),
+    ]
+
+
+ROW_TABLES = ("sentences", "chunks", "keywords")  # a build rewrites these whole; meta, documents, embed_cache stay
+
+
+def _row_tables(dim: int) -> list[str]:
+    return [
         f"CREATE TABLE IF NOT EXISTS sentences (id int PRIMARY KEY, source text NOT NULL, start int NOT NULL, "
         f'"end" int NOT NULL, text text NOT NULL, paragraph int NOT NULL, section text, '
         f"embedding vector({dim}) NOT NULL)",
@@ -391,6 +401,11 @@ def _ddl(schema: str, dim: int) -> list[str]:
         f'start int NOT NULL, "end" int NOT NULL, text text NOT NULL, sentence_ids int[] NOT NULL, section text, '
         f"embedding vector({dim}) NOT NULL)",
         "CREATE TABLE IF NOT EXISTS keywords (row int PRIMARY KEY, tsv tsvector NOT NULL)",
+    ]
+
+
+def _row_indexes() -> list[str]:
+    return [
         f"CREATE INDEX IF NOT EXISTS chunks_embedding ON chunks USING hnsw (embedding vector_ip_ops) "
         f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
         "CREATE INDEX IF NOT EXISTS keywords_tsv ON keywords USING gin (tsv)",
@@ -418,35 +433,45 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             cur = conn.cursor()  # a cursor takes the connection's adapters when it is made: a new one has vector's
             cur.execute("SELECT key, value FROM meta WHERE key IN ('manifest', 'schema_version')")
             meta = dict(cur.fetchall())
-            # A first build (or one replacing tables of another model's dimension or of an older schema, which
-            # no reader can use) creates the tables afresh and the HNSW and GIN indexes in bulk once the rows
-            # are in: several times faster than maintaining them row by row (bench/pg_bench.py). A rebuild keeps
-            # them, so that readers are never blocked by the lock dropping an index takes.
+            # The rows go into new tables, and the HNSW and GIN indexes are built in bulk once the rows are in:
+            # several times faster than maintaining them row by row (100k chunks: 30 s against 252 s,
+            # bench/pg_bench.py). A first build (or one replacing tables of another model's dimension or of an
+            # older schema, which no reader can use) makes them in place. A rebuild makes them in a staging
+            # schema and swaps them in at the end, so readers keep reading the live tables throughout and wait
+            # only for the swap (dropping the old tables, moving the new ones: milliseconds) and the commit.
             first = ("manifest" not in meta or meta["manifest"]["embedding"]["dim"] != dim
                      or meta.get("schema_version") != SCHEMA_VERSION)
+            # Quoted, with a hyphen no schema_name() has: it can never be (or, cut to 63 bytes, become) a live schema.
+            staging = f'"rag-next-{hashlib.sha256(schema.encode()).hexdigest()[:16]}"'
             if first:
-                cur.execute("DROP TABLE sentences, chunks, keywords")
-                for statement in _ddl(schema, dim)[3:-2]:
-                    cur.execute(statement)
+                cur.execute(f"DROP TABLE {', '.join(ROW_TABLES)}")
+            else:
+                cur.execute(f"DROP SCHEMA IF EXISTS {staging} CASCADE")
+                cur.execute(f"CREATE SCHEMA {staging}")
+                cur.execute(f"SET LOCAL search_path TO {staging}, {schema}, public")  # documents: still the live one
+            for statement in _row_tables(dim):
+                cur.execute(statement)
             cur.execute("DELETE FROM documents")
-            cur.execute("DELETE FROM sentences")
-            cur.execute("DELETE FROM chunks")
-            cur.execute("DELETE FROM keywords")
             _copy_rows(cur, docs, sentences, chunks, sentence_vectors, chunk_vectors, progress)
-            if first:
-                cur.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE "
-                            "pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
-                            (HNSW_BUILD_MEMORY, HNSW_BUILD_MEMORY))
-                for statement in _ddl(schema, dim)[-2:]:
-                    cur.execute(statement)
+            cur.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE "
+                        "pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                        (HNSW_BUILD_MEMORY, HNSW_BUILD_MEMORY))
+            for statement in _row_indexes():
+                cur.execute(statement)
             cur.execute("SELECT tsv::text FROM keywords ORDER BY row")
             files = dict(manifest["files"], **{"keywords.tsvector": _keywords_sha(r[0] for r in cur)})
             manifest = dict(manifest, files=files)
-            version = _commit_meta(cur, schema, manifest)
             # Keep the embedding cache to what this corpus uses.
             cur.execute("DELETE FROM embed_cache WHERE model <> %s OR NOT (digest = ANY(%s))",
                         (manifest["embedding"]["sha256"], [_digest(t) for t in
                                                            {*(s.text for s in sentences), *(c.text for c in chunks)}]))
+            if not first:  # the swap: from here to the commit, readers of the row tables wait
+                cur.execute(f"DROP TABLE {', '.join(f'{schema}.{table}' for table in ROW_TABLES)}")
+                for table in ROW_TABLES:
+                    cur.execute(f"ALTER TABLE {staging}.{table} SET SCHEMA {schema}")
+                cur.execute(f"DROP SCHEMA {staging}")
+                cur.execute(f"SET LOCAL search_path TO {schema}, public")
+            version = _commit_meta(cur, schema, manifest)
         conn.commit()
         return version
     finally:

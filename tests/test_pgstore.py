@@ -598,3 +598,51 @@ def test_a_cancelled_indexing_job_leaves_the_postgres_store_as_it_was(tmp_path, 
     assert after.version == before.version and set(after.documents) == set(before.documents)
     assert after.chunks == before.chunks and stuck.index.documents == before.documents
     assert not [p for p in settings.corpus_dir.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_a_rebuild_swaps_in_new_tables_while_readers_keep_reading(tmp_path, pg_url, embedder):
+    """A rebuild (not an append: here the chunking changed) writes its rows and builds its HNSW and GIN indexes
+    in a staging schema, then swaps the tables in at the commit: a reader searching all along never fails, and
+    afterwards the live schema has the new rows, both indexes, and no staging schema is left."""
+    import psycopg
+
+    from rag import pgstore
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    first = build_index(settings, embedder)
+    store = pgstore.PgStore(pg_url, settings.index_name)
+    query = embedder.encode_query("Who replaced Qassem Soleimani?")
+    errors: list[BaseException] = []
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                dense, _ = store.rankings(query, None, 10)
+                assert len(dense) == 10
+                seen.add(len(dense))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        rebuilt = build_index(settings.model_copy(update={"chunk_sentences": settings.chunk_sentences + 1}), embedder)
+    finally:
+        stop.set()
+        reader.join(30)
+    assert not errors, errors
+    assert rebuilt.version > first.version and len(rebuilt.chunks) < len(first.chunks)
+    with psycopg.connect(pg_url) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s",
+                                               (store.schema,))}
+        assert {"chunks_embedding", "keywords_tsv", "chunks_pkey", "sentences_pkey", "keywords_pkey"} <= indexes
+        assert not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname LIKE 'rag-next-%'").fetchall()
+        rows = conn.execute(f"SELECT count(*) FROM {store.schema}.chunks").fetchone()[0]
+    assert rows == len(rebuilt.chunks)
+    reopened = open_index(settings.model_copy(update={"chunk_sentences": settings.chunk_sentences + 1}), embedder,
+                          rebuild_if_stale=False)
+    assert reopened.version == rebuilt.version and reopened.chunks == rebuilt.chunks
