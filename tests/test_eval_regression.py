@@ -16,17 +16,17 @@ from rag.eval import DEFAULT_GOLD, evaluate, format_table
 # docs/answerer-lodo.json and the README. The hand-written rules it replaced scored higher here (alias 0.918,
 # unanswerable abstained 0.750) and far lower on documents and paraphrases they had not been tuned on.
 # The run is deterministic; raise these when the answerer improves.
-MINIMUMS = {  # measured 2026-12-01 with rag/answer/data/answerer.json (fitted on 26 documents)
+MINIMUMS = {  # measured 2026-12-01 with rag/answer/data/answerer.json (26 documents, statement view)
     "hit_at_1": 0.92,  # measured 0.945
     "recall_at_5": 0.93,  # measured 0.952
     "mrr_at_10": 0.95,  # measured 0.964
-    "accuracy": 0.68,  # measured 0.697 (alias in answer, or abstained when unanswerable)
+    "accuracy": 0.69,  # measured 0.708 (alias in answer, or abstained when unanswerable)
     "answer_contains_alias": 0.78,  # measured 0.794 (58 of 73; one question is 0.0137)
-    "has_ans_f1": 0.47,  # measured 0.483 (0.521 with the model fitted on 10 documents)
+    "has_ans_f1": 0.48,  # measured 0.494 (0.521 with the model fitted on 10 documents)
     "citation_recall": 0.97,  # measured 1.000
     "citation_precision": 0.98,  # measured 1.000
     "evidence_cited": 0.765,  # measured 0.781
-    "abstained_unanswerable": 0.18,  # measured 0.250 (4 of 16; one question is 0.0625)
+    "abstained_unanswerable": 0.25,  # measured 0.3125 (5 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
     "false_abstention": 0.07,  # measured 0.055 (4 of 73)

@@ -38,6 +38,7 @@ GROUPS = ("person", "time", "place", "number", "cause", "quote", "open")
 
 SENTENCE_FEATURES = (
     "dense", "dense_gap", "dense_rank_inv", "dense_context", "dense_neighbour",
+    "statement_dense", "statement_dense_gap", "statement_dense_rank_inv",
     "lexical", "lexical_gap", "lexical_rank_inv", "lexical_context", "bigram",
     "retrieval_rank_inv", "in_retrieved",
     "soft", "soft_gap", "soft_rank_inv", "soft_context",
@@ -192,13 +193,16 @@ class Featurizer:
 
     def candidates(
         self, question: str, q_vec: np.ndarray, passages: list[Sentence], hits: list[Hit],
-        info: QuestionInfo | None = None,
+        info: QuestionInfo | None = None, statement_vec: np.ndarray | None = None,
     ) -> Candidates:
+        """``statement_vec``: the vector of the question's statement form (``question.statement_form``);
+        without it the question's own vector stands in."""
         info = info or self.analyze(question)
         n = len(passages)
         ids = np.array([s.id for s in passages], dtype=np.int64)
         vectors = self.index.sentence_vectors
         dense = vectors[ids] @ q_vec if n else np.zeros(0, dtype=np.float32)
+        statement = vectors[ids] @ (q_vec if statement_vec is None else statement_vec) if n else dense
         weights = {t: self.idf(t) for t in dict.fromkeys(info.terms) if "-" not in t}
         q_bigrams = _bigrams(info.text)
         chunk_rank: dict[int, int] = {}
@@ -257,6 +261,9 @@ class Featurizer:
             rows[:, col["dense"]] = dense
             rows[:, col["dense_gap"]] = dense - dense.max()
             rows[:, col["dense_rank_inv"]] = 1.0 / (1 + _ranks(dense))
+            rows[:, col["statement_dense"]] = statement
+            rows[:, col["statement_dense_gap"]] = statement - statement.max()
+            rows[:, col["statement_dense_rank_inv"]] = 1.0 / (1 + _ranks(statement))
             rows[:, col["lexical"]] = lexical
             rows[:, col["lexical_gap"]] = lexical - lexical.max()
             rows[:, col["lexical_rank_inv"]] = 1.0 / (1 + _ranks(lexical))
