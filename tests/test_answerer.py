@@ -13,7 +13,7 @@ from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
 from rag.answer.question import analyze, short_answer, statement_form
 from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model
-from rag.answer.span import SPAN_FEATURES, best_span, candidate_spans, span_features
+from rag.answer.span import SPAN_FEATURES, answer_head, best_span, candidate_spans, span_features
 from rag.answer.training import answer_bearing
 from rag.answer.training import collect as real_collect
 from rag.errors import ModelError
@@ -97,6 +97,45 @@ def test_span_candidates_respect_clauses_and_function_words():
     assert {"Ines Carvalho", "Mayor Ines Carvalho", "March 3, 2026", "$40 million"} <= spans
     assert not any(s.startswith(("the ", "The ", "to ")) or s.endswith((" the", " to")) for s in spans)
     assert "council, led" not in " ".join(spans)  # a comma ends a span (but not inside "March 3, 2026")
+
+
+@pytest.mark.parametrize(("question", "head"), [
+    ("What kind of job did Maria take so her sister could study?", "job"),
+    ("Which river competes with the Nile?", "river"),
+    ("How many votes did the motion get?", "votes"),
+    ("Who is the spokesman for the utility?", "spokesman"),
+    ("What did the mayor say?", None),
+    ("Who won the final?", None),
+])
+def test_answer_head_is_the_noun_naming_what_is_asked(question, head):
+    assert answer_head(question) == head
+
+
+class _TinyWordVectors:
+    """Word vectors for a handful of words: "governess" sits near "job", everything else apart."""
+
+    AXES = {"job": 0, "governess": 0, "paris": 1, "sister": 2, "maria": 3, "take": 4, "study": 5}
+
+    def matrix(self, items):
+        out = np.zeros((len(items), 8), dtype=np.float32)
+        for r, word in enumerate(items):
+            out[r, self.AXES.get(word, 7)] = 1.0
+        return out
+
+
+def test_span_features_measure_closeness_to_the_question_and_to_the_asked_noun():
+    info = analyze("What kind of job did Maria take so her sister could study?")
+    text = "Maria worked as a governess in Paris so that her sister could study."
+    spans = [sp for sp in candidate_spans(text) if sp.text in ("governess", "Paris", "Maria")]
+    rows = span_features(info, text, spans, _TinyWordVectors())
+    column = {name: rows[:, SPAN_FEATURES.index(name)] for name in ("head_similarity", "soft_in_question_max")}
+    by_text = {sp.text: i for i, sp in enumerate(spans)}
+    assert column["head_similarity"][by_text["governess"]] == 1.0
+    assert column["head_similarity"][by_text["Paris"]] == 0.0
+    assert column["soft_in_question_max"][by_text["Maria"]] == 1.0  # the question has it: not the answer
+    assert column["soft_in_question_max"][by_text["Paris"]] == 0.0
+    without = span_features(info, text, spans)  # no word vectors: exact stems only
+    assert without[by_text["governess"], SPAN_FEATURES.index("head_similarity")] == 0.0
 
 
 def test_span_model_picks_the_typed_span():

@@ -97,7 +97,7 @@ class ExtractiveBackend(AnswerBackend):
         ranked = sorted(decision.chosen, key=lambda i: -decision.probabilities[i])
         texts = [decision.candidates.sentences[i].text for i in ranked]
         if self.model.span is not None:
-            return best_span(decision.candidates.info, texts, self.model.span)
+            return best_span(decision.candidates.info, texts, self.model.span, self.featurizer.word_vectors)
         return short_answer(decision.candidates.info, texts)
 
 

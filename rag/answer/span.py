@@ -5,8 +5,9 @@ Candidates are the word n-grams of the sentence (up to ``MAX_SPAN_WORDS`` words,
 with a function word or crossing a clause boundary). Each gets features that carry over to any English text:
 whether it holds a value of the asked-for type (rag.answer.question's type patterns), whether the hand-written
 picker (``question.short_answer``) chose it, how many of its words the question already has (answers rarely
-repeat the question), how close it sits to the question's words, its length, capitalisation, figures, and
-the word before it. A logistic regression (``rag.answer.scorer``, fitted by ``rag.answer.training`` on the
+repeat the question), how close it sits to the question's words, how close its words come in meaning to the
+question's words and to the noun naming what is asked ("What kind of job..."), its length, capitalisation,
+figures, and the word before it. A logistic regression (``rag.answer.scorer``, fitted by ``rag.answer.training`` on the
 gold spans of every development document) scores them; the best one is the short answer.
 """
 
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer.features import KIND_GROUPS
-from rag.answer.question import QuestionInfo, short_answer, type_candidates
+from rag.answer.features import KIND_GROUPS, WordVectors, _soft_words
+from rag.answer.question import QuestionInfo, _alternation, short_answer, type_candidates
 from rag.text import STOPWORDS, normalize, stem
 
 MAX_SPAN_WORDS = 8
@@ -29,7 +30,18 @@ _PREPOSITIONS = {"in", "at", "on", "by", "from", "to", "into", "near", "since", 
                  "before", "of", "for", "with", "about", "than"}
 _COPULAS = {"is", "was", "are", "were", "be", "been", "became", "called", "named", "as"}
 
+# The noun that names what the answer is: "What kind of job..." -> job, "Which river..." -> river, "How many
+# votes..." -> votes, "Who is the spokesman..." -> spokesman.
+_ANSWER_HEAD = re.compile(
+    r"\b(?:which|what)\s+(?:kind|type|sort|part|form)\s+of\s+(\w+)"
+    r"|\b(?:which|what)\s+(?!(?:" + _alternation("auxiliary_verbs.txt") + r")\b)(\w+)"
+    r"|\bhow\s+many\s+(\w+)"
+    r"|\b(?:who|what)\s+(?:is|was|are|were)\s+the\s+(\w+)",
+    re.IGNORECASE,
+)
+
 SPAN_FEATURES = (
+    "soft_in_question_mean", "soft_in_question_max", "head_similarity", "has_head",
     "typed_overlap", "rule_pick", "rule_overlap", "in_question_share", "distance_log", "near_terms",
     "n_words", "n_words_log", "one_word", "capitalised_share", "all_capitalised", "has_digit", "after_preposition",
     "after_copula", "after_comma", "before_comma", "sentence_start", "sentence_end", "focus_adjacent",
@@ -76,7 +88,48 @@ def _numeric_comma(text: str, at: int) -> bool:
     return bool(re.match(r",\s?\d", text[at:at + 3]))
 
 
-def span_features(info: QuestionInfo, text: str, spans: list[Span]) -> np.ndarray:
+def answer_head(question: str) -> str | None:
+    """The noun of the question that names what the answer is, lower-cased, if it has one."""
+    match = _ANSWER_HEAD.search(question)
+    head = next((g for g in match.groups() if g), None) if match else None
+    return head.lower() if head and head.lower() not in STOPWORDS else None
+
+
+def _soft_columns(info: QuestionInfo, spans: list[Span], word_vectors: WordVectors | None) -> np.ndarray:
+    """Per span: how close its words come to the question's words (mean and max over the span's words of the
+    best cosine to any question word: an answer brings words the question does not have) and to the noun
+    naming what the answer is ("governess" is a job). Single-word MiniLM vectors (``WordVectors``); without
+    them, exact stems. Measured leave-one-document-out on the gold sentences of 26 documents (1,069
+    answerable questions): short-answer token F1 0.529 -> 0.543."""
+    out = np.zeros((len(spans), 4), dtype=np.float32)
+    asked = list(dict.fromkeys(_soft_words(info.text)))
+    head = answer_head(info.text)
+    per_span = [_soft_words(span.text) for span in spans]
+    vocabulary = list(dict.fromkeys(w for ws in per_span for w in ws))
+    if not vocabulary:
+        return out
+    column = {w: j for j, w in enumerate(vocabulary)}
+    targets = asked + ([head] if head else [])
+    if not targets:
+        return out
+    if word_vectors is not None:
+        similarity = word_vectors.matrix(vocabulary) @ word_vectors.matrix(targets).T
+    else:
+        similarity = np.array([[float(stem(v) == stem(t)) for t in targets] for v in vocabulary], dtype=np.float32)
+    for r, ws in enumerate(per_span):
+        if not ws:
+            continue
+        rows = similarity[[column[w] for w in ws]]
+        if asked:
+            best = rows[:, : len(asked)].max(axis=1)
+            out[r, 0], out[r, 1] = float(best.mean()), float(best.max())
+        if head:
+            out[r, 2], out[r, 3] = float(rows[:, -1].max()), 1.0
+    return out
+
+
+def span_features(info: QuestionInfo, text: str, spans: list[Span],
+                  word_vectors: WordVectors | None = None) -> np.ndarray:
     question = normalize(info.text).lower()
     question_stems = set(info.terms)
     group = KIND_GROUPS.get(info.kind, "open")
@@ -132,17 +185,20 @@ def span_features(info: QuestionInfo, text: str, spans: list[Span]) -> np.ndarra
         row[col[f"typed_{group}"]] = row[col["typed_overlap"]]
         row[col[f"capitalised_{group}"]] = capitalised
         row[col[f"digit_{group}"]] = has_digit
+    soft = _soft_columns(info, spans, word_vectors)
+    for k, name in enumerate(("soft_in_question_mean", "soft_in_question_max", "head_similarity", "has_head")):
+        rows[:, col[name]] = soft[:, k]
     return rows
 
 
-def best_span(info: QuestionInfo, texts: list[str], model) -> str | None:
+def best_span(info: QuestionInfo, texts: list[str], model, word_vectors: WordVectors | None = None) -> str | None:
     """The most probable span of the first texts (the answer's sentences, most probable first)."""
     best: tuple[float, str] | None = None
     for order, text in enumerate(texts[:2]):
         spans = candidate_spans(text)
         if not spans:
             continue
-        probabilities = model.predict(span_features(info, text, spans)) * (0.9 ** order)
+        probabilities = model.predict(span_features(info, text, spans, word_vectors)) * (0.9 ** order)
         i = int(np.argmax(probabilities))
         if best is None or probabilities[i] > best[0]:
             best = (float(probabilities[i]), spans[i].text)

@@ -225,7 +225,7 @@ def span_rows(example: Example) -> tuple[np.ndarray, np.ndarray] | None:
             continue
         spans = candidate_spans(text)
         if spans:
-            matrices.append(span_features(example.candidates.info, text, spans))
+            matrices.append(span_features(example.candidates.info, text, spans, example.featurizer.word_vectors))
             labels.append(np.array([token_f1(sp.text, example.aliases) >= SPAN_MIN_F1 for sp in spans], np.float32))
     rows = (np.concatenate(matrices), np.concatenate(labels)) if matrices else None
     example._span_rows = rows  # type: ignore[attr-defined]
@@ -269,7 +269,8 @@ def answer_with(example: Example, sentence_model: Logistic, span_model: Logistic
     order = np.argsort(-probabilities, kind="stable")
     positive = [r for r, i in enumerate(order, start=1) if example.evidence[i]]
     ranked = [candidates.sentences[i].text for i in sorted(chosen, key=lambda i: -probabilities[i])]
-    short = best_span(candidates.info, ranked, span_model) if span_model else short_answer(candidates.info, ranked)
+    short = best_span(candidates.info, ranked, span_model, example.featurizer.word_vectors) if span_model \
+        else short_answer(candidates.info, ranked)
     correct = bool(example.aliases) and contains_alias(" ".join(texts), example.aliases)
     return Outcome(example, features, " ".join(texts), short, correct, positive[0] if positive else None)
 
