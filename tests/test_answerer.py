@@ -262,6 +262,38 @@ def test_features_are_finite_and_mark_the_asked_type(fake_pipeline):
     assert answer.shape == (len(ANSWER_FEATURES),) and np.isfinite(answer).all()
 
 
+def test_document_features_say_which_document_a_candidate_comes_from(fake_pipeline, tmp_path, fake_embedder):
+    col = {name: SENTENCE_FEATURES.index(name) for name in ("document_hits", "document_top", "document_dense_gap")}
+    question = "How far have the glaciers retreated since the end of the Little Ice Age?"
+    request = fake_pipeline.prepare(question, ExtractiveBackend)
+    alone = Featurizer(fake_pipeline.index).candidates(
+        question, fake_pipeline.embedder.encode_query(question), request.passages, request.hits)
+    assert (alone.matrix[:, col["document_hits"]] == 1.0).all() and (alone.matrix[:, col["document_top"]] == 1.0).all()
+    assert (alone.matrix[:, col["document_dense_gap"]] == 0.0).all(), "one document: nothing to tell apart"
+
+    from rag.index import open_index
+    from rag.pipeline import Pipeline
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)  # the bundled article, plus an encyclopedic article beside it
+    glaciers = PROJECT_ROOT / "eval" / "dev" / "enc-glaciers.txt"
+    (settings.corpus_dir / glaciers.name).write_bytes(glaciers.read_bytes())
+    index = open_index(settings, fake_embedder)
+    both = Pipeline(settings, fake_embedder, index)
+    request = both.prepare(question, ExtractiveBackend)
+    candidates = Featurizer(index).candidates(question, fake_embedder.encode_query(question), request.passages,
+                                              request.hits)
+    sources = {s.source for s in candidates.sentences}
+    assert len(sources) == 2, "candidates from both documents"
+    top_source = min(request.hits, key=lambda h: h.rank).chunk.source
+    for sentence, row in zip(candidates.sentences, candidates.matrix, strict=True):
+        assert row[col["document_top"]] == float(sentence.source == top_source)
+        shared = sum(h.chunk.source == sentence.source for h in request.hits) / len(request.hits)
+        assert row[col["document_hits"]] == pytest.approx(shared)
+        assert row[col["document_dense_gap"]] <= 0.0
+    assert any(row[col["document_dense_gap"]] < 0.0 for row in candidates.matrix)
+
+
 def test_backend_reports_confidence_and_abstains_below_the_operating_point(fake_pipeline):
     always = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder,
                                fake_pipeline.settings.model_copy(update={"min_confidence": 0.0}))

@@ -16,20 +16,23 @@ from rag.eval import DEFAULT_GOLD, evaluate, format_table
 # docs/answerer-lodo.json and the README. The hand-written rules it replaced scored higher here (alias 0.918,
 # unanswerable abstained 0.750) and far lower on documents and paraphrases they had not been tuned on.
 # The run is deterministic; raise these when the answerer improves.
-MINIMUMS = {  # measured 2026-12-01 with rag/answer/data/answerer.json (26 documents, statement view)
+MINIMUMS = {  # measured 2026-12-01 with rag/answer/data/answerer.json (26 documents, with distractor corpora)
     "hit_at_1": 0.92,  # measured 0.945
     "recall_at_5": 0.93,  # measured 0.952
     "mrr_at_10": 0.95,  # measured 0.964
     "accuracy": 0.69,  # measured 0.708 (alias in answer, or abstained when unanswerable)
     "answer_contains_alias": 0.78,  # measured 0.794 (58 of 73; one question is 0.0137)
-    "has_ans_f1": 0.48,  # measured 0.499 (0.521 with the model fitted on 10 documents)
+    "has_ans_f1": 0.50,  # measured 0.513 (0.521 with the model fitted on 10 documents)
     "citation_recall": 0.97,  # measured 1.000
     "citation_precision": 0.98,  # measured 1.000
     "evidence_cited": 0.765,  # measured 0.781
     "abstained_unanswerable": 0.25,  # measured 0.3125 (5 of 16; one question is 0.0625)
 }
 MAXIMUMS = {
-    "false_abstention": 0.07,  # measured 0.055 (4 of 73)
+    # measured 0.082 (6 of 73): the operating point rose from 0.21 to 0.24 when the models were also fitted on
+    # corpora with distractor documents; held out, false abstention fell (0.089 -> 0.084 over 26 documents,
+    # unchanged at 0.110 on the bundled article, whose abstained unanswerable questions rose 0.32 -> 0.35).
+    "false_abstention": 0.09,
 }
 
 

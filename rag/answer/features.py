@@ -40,7 +40,7 @@ SENTENCE_FEATURES = (
     "dense", "dense_gap", "dense_rank_inv", "dense_context", "dense_neighbour",
     "statement_dense", "statement_dense_gap", "statement_dense_rank_inv",
     "lexical", "lexical_gap", "lexical_rank_inv", "lexical_context", "bigram",
-    "retrieval_rank_inv", "in_retrieved",
+    "retrieval_rank_inv", "in_retrieved", "document_hits", "document_top", "document_dense_gap",
     "soft", "soft_gap", "soft_rank_inv", "soft_context",
     "entities", "entities_own", "entity_count",
     "typed", *(f"typed_{g}" for g in GROUPS if g != "open"), "typed_missing",
@@ -252,6 +252,19 @@ class Featurizer:
                           if 0 <= j < len(self.index.sentences) and self.index.sentences[j].source == sentence.source]
             row[col["dense_neighbour"]] = max((float(vectors[j] @ q_vec) for j in neighbours), default=0.0)
             row[col["dense_context"]] = float(vectors[[s.id for s in context]].mean(axis=0) @ q_vec)
+        # Which document a candidate comes from, when the corpus holds several: the share of the retrieved
+        # chunks from its document, whether its document holds the top chunk, and how far its document's best
+        # dense match falls below the best overall (all 1 / 1 / 0 in a one-document corpus).
+        from_source = Counter(hit.chunk.source for hit in hits)
+        top_source = min(hits, key=lambda h: h.rank).chunk.source if hits else None
+        best_by_source: dict[str, float] = {}
+        for i, sentence in enumerate(passages):
+            best_by_source[sentence.source] = max(best_by_source.get(sentence.source, -1.0), float(dense[i]))
+        best_dense = max(best_by_source.values(), default=0.0)
+        for i, sentence in enumerate(passages):
+            rows[i, col["document_hits"]] = from_source[sentence.source] / len(hits) if hits else 1.0
+            rows[i, col["document_top"]] = float(top_source is None or sentence.source == top_source)
+            rows[i, col["document_dense_gap"]] = best_by_source[sentence.source] - best_dense
         # Questions whose words are all too short to embed alone ("Who is A.J.?") fall back to exact overlap.
         soft = self.soft_coverage(info, passages) if _soft_words(info.text) else lexical.copy()
         for i, sentence in enumerate(passages):
