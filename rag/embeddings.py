@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -130,56 +130,12 @@ class Embedder:
     def encode_query(self, text: str) -> np.ndarray:
         return _cached_query(self, text)
 
-    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
-        """Vectors of several views of one question, the ones not cached yet encoded in one batch (two
-        short texts in one batch cost about 1.6 times one, measured with the ONNX encoder: 7.6 against
-        4.7 ms) and cached for ``encode_query``."""
-        missing = [t for t in dict.fromkeys(texts) if not _cached_query.contains(self, t)]
-        if len(missing) > 1:
-            for text, vector in zip(missing, self.encode(missing), strict=True):
-                _cached_query.put(self, text, vector)
-        return [self.encode_query(t) for t in texts]
 
-
-class _QueryVectors:
-    """The per-process memo of query vectors: least recently used first out, ``cache_clear()`` like
-    ``functools.lru_cache`` (the benchmark and the evaluation's baselines clear it), and ``put`` so that
-    views encoded together in one batch (``Embedder.encode_queries``) are remembered one by one."""
-
-    def __init__(self, maxsize: int = 2048):
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple[Embedder, str], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, embedder: Embedder, text: str) -> np.ndarray:
-        key = (embedder, text)
-        with self._lock:
-            vector = self._items.get(key)
-            if vector is not None:
-                self._items.move_to_end(key)
-                return vector
-        vector = embedder.encode([text])[0]
-        self.put(embedder, text, vector)
-        return vector
-
-    def contains(self, embedder: Embedder, text: str) -> bool:
-        with self._lock:
-            return (embedder, text) in self._items
-
-    def put(self, embedder: Embedder, text: str, vector: np.ndarray) -> None:
-        vector.setflags(write=False)
-        with self._lock:
-            self._items[(embedder, text)] = vector
-            self._items.move_to_end((embedder, text))
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-
-    def cache_clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_cached_query = _QueryVectors()
+@lru_cache(maxsize=2048)
+def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
+    vector = embedder.encode([text])[0]
+    vector.setflags(write=False)
+    return vector
 
 
 __all__ = ["BUNDLED_MODEL_ID", "BUNDLED_SHA256", "Embedder", "ModelInfo", "file_sha256", "resolve_model"]

@@ -251,7 +251,7 @@ class Pipeline:
                 yield Rewritten(standalone)
         asked = standalone or question
         t = time.perf_counter()
-        self.embedder.encode_queries(chosen.query_views(asked))
+        self.embedder.encode_query(asked)
         timings["embed"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         request = self.prepare(asked, chosen, k, snap)

@@ -64,9 +64,6 @@ class HashingEmbedder:
     def encode_query(self, text: str) -> np.ndarray:
         return _cached_query(self, text)
 
-    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
-        return [self.encode_query(t) for t in texts]
-
 
 @lru_cache(maxsize=4096)
 def _cached_query(embedder: HashingEmbedder, text: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from rag.answer.base import NO_ANSWER, AnswerNote, AnswerRequest
 from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
-from rag.answer.question import analyze, short_answer, statement_form
+from rag.answer.question import analyze, short_answer
 from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model
 from rag.answer.span import SPAN_FEATURES, answer_head, best_span, candidate_spans, span_features
 from rag.answer.training import answer_bearing
@@ -44,28 +44,6 @@ def test_question_entities_and_terms():
     info = analyze("Why did Mayor Ines Carvalho veto the Riverside line budget?")
     assert "Ines Carvalho" in " ".join(info.entities)
     assert "veto" in info.terms and "budget" in info.terms
-
-
-@pytest.mark.parametrize(("question", "statement"), [
-    ("Who took over the company after the founder resigned?", "took over the company after the founder resigned"),
-    ("When did the glacier start to retreat?", "the glacier start to retreat"),
-    ("How many people were evacuated?", "people were evacuated"),
-    ("Which US president gave the order?", "US president gave the order"),
-    ("And what did she say about the veto?", "she say about the veto"),
-    ("Name the group that fired the drones.", "Name the group that fired the drones."),  # no interrogative
-    ("Who is Dana?", "Who is Dana?"),  # one word would remain: the question is kept
-])
-def test_statement_form_drops_the_interrogative_opening(question, statement):
-    assert statement_form(question) == statement
-
-
-def test_backend_asks_for_both_views_and_the_pipeline_encodes_them_once(fake_pipeline):
-    backend = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder, fake_pipeline.settings)
-    question = "Who replaced Qassem Soleimani?"
-    assert backend.query_views(question) == [question, "replaced Qassem Soleimani"]
-    q_vec, statement_vec = fake_pipeline.embedder.encode_queries(backend.query_views(question))
-    assert np.array_equal(q_vec, fake_pipeline.embedder.encode_query(question))
-    assert np.array_equal(statement_vec, fake_pipeline.embedder.encode_query("replaced Qassem Soleimani"))
 
 
 def test_the_sentence_model_learns_the_evidence_sentence_that_holds_the_answer():
@@ -246,12 +224,6 @@ def test_features_are_finite_and_mark_the_asked_type(fake_pipeline):
     q_vec = fake_pipeline.embedder.encode_query(question)
     candidates = featurizer.candidates(question, q_vec, request.passages, request.hits)
     assert candidates.matrix.shape == (len(request.passages), len(SENTENCE_FEATURES))
-    dense, statement = SENTENCE_FEATURES.index("dense"), SENTENCE_FEATURES.index("statement_dense")
-    assert np.array_equal(candidates.matrix[:, dense], candidates.matrix[:, statement]), "no view: the question"
-    statement_vec = fake_pipeline.embedder.encode_query(statement_form(question))
-    with_view = featurizer.candidates(question, q_vec, request.passages, request.hits, statement_vec=statement_vec)
-    ids = [s.id for s in request.passages]
-    assert np.allclose(with_view.matrix[:, statement], fake_pipeline.index.sentence_vectors[ids] @ statement_vec)
     assert np.isfinite(candidates.matrix).all()
     typed = {s.text for s, t in zip(candidates.sentences, candidates.typed, strict=True) if t}
     assert any("2020" in text for text in typed), "a sentence with the year is typed for a when-question"

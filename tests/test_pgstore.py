@@ -142,9 +142,6 @@ class CountingEmbedder:
     def encode_query(self, text):
         return self.inner.encode_query(text)
 
-    def encode_queries(self, texts):
-        return self.inner.encode_queries(texts)
-
 
 def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url, embedder, monkeypatch):
     from rag import pgstore

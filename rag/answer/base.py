@@ -69,11 +69,6 @@ class AnswerBackend(ABC):
     # sentence before it as context, instead of whole chunks with their neighbours (short prompts for LLMs).
     focused_sentences: int = 0
 
-    def query_views(self, question: str) -> list[str]:
-        """The texts whose vectors the backend will want for this question (the question first): the
-        pipeline encodes them in one batch in its embed stage."""
-        return [question]
-
     @abstractmethod
     def execute(self, request: AnswerRequest) -> Iterator[str | AnswerNote | Reading]:
         """Yield the answer text in pieces (one piece is fine), optionally followed by one ``AnswerNote``;

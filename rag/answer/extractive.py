@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest
 from rag.answer.features import Candidates, Featurizer
-from rag.answer.question import short_answer, statement_form
+from rag.answer.question import short_answer
 from rag.answer.scorer import AnswerModel, load_model
 from rag.answer.span import best_span
 
@@ -63,15 +63,11 @@ class ExtractiveBackend(AnswerBackend):
         self.min_confidence = self.model.min_confidence if configured is None else float(configured)
         self.featurizer = Featurizer(index, embedder)
 
-    def query_views(self, question: str) -> list[str]:
-        return question_views(question)
-
     def decide(self, request: AnswerRequest) -> Decision | None:
         if not request.passages:
             return None
-        q_vec, statement_vec = self.embedder.encode_queries(self.query_views(request.question))
-        candidates = self.featurizer.candidates(request.question, q_vec, request.passages, request.hits,
-                                                statement_vec=statement_vec)
+        q_vec = self.embedder.encode_query(request.question)
+        candidates = self.featurizer.candidates(request.question, q_vec, request.passages, request.hits)
         probabilities = self.model.sentence.predict(candidates.matrix)
         chosen = choose(candidates, probabilities, self.model.second_sentence)
         features = self.featurizer.answer_features(candidates, probabilities, chosen)
@@ -99,12 +95,6 @@ class ExtractiveBackend(AnswerBackend):
         if self.model.span is not None:
             return best_span(decision.candidates.info, texts, self.model.span, self.featurizer.word_vectors)
         return short_answer(decision.candidates.info, texts)
-
-
-def question_views(question: str) -> list[str]:
-    """The question and its statement form (``rag.answer.question.statement_form``): the two texts whose
-    vectors the dense sentence features compare with each candidate."""
-    return [question, statement_form(question)]
 
 
 def choose(candidates: Candidates, probabilities: np.ndarray, second_share: float) -> list[int]:

@@ -38,7 +38,6 @@ GROUPS = ("person", "time", "place", "number", "cause", "quote", "open")
 
 SENTENCE_FEATURES = (
     "dense", "dense_gap", "dense_rank_inv", "dense_context", "dense_neighbour",
-    "statement_dense", "statement_dense_gap", "statement_dense_rank_inv",
     "lexical", "lexical_gap", "lexical_rank_inv", "lexical_context", "bigram",
     "retrieval_rank_inv", "in_retrieved", "document_hits", "document_top", "document_dense_gap",
     "soft", "soft_gap", "soft_rank_inv", "soft_context",
@@ -47,6 +46,9 @@ SENTENCE_FEATURES = (
     "novel_share", "log_length", "refers_back", "has_quote", "has_number", "has_name", "paragraph_start",
     "question_terms_log",
 )
+
+# Sentence features that do not depend on the question (memoised per sentence by ``Featurizer.statics``).
+STATIC_FEATURES = ("log_length", "refers_back", "has_quote", "has_number", "has_name", "paragraph_start")
 
 ANSWER_FEATURES = (
     "p_top", "logit_top", "p_second", "margin", "p_sum_top3",
@@ -114,7 +116,10 @@ class Featurizer:
         # The same (term, sentence) pairs recur across candidates (context windows overlap) and questions.
         self._term_memo: dict[tuple[str, int], float] = {}
         self._entity_weights: dict[str, float] = {}
-        self._typed_memo: dict[tuple[str, str, int], bool] = {}
+        self._typed_memo: dict[tuple[str, int], tuple[tuple[str, ...], ...]] = {}
+        self._lowered: dict[str, str] = {}
+        self._statics: dict[int, tuple[float, ...]] = {}  # per sentence id: the features that ignore the question
+        self._sentence_bigrams: dict[int, set[tuple[str, str]]] = {}
 
     # ------------------------------------------------------------ corpus statistics
 
@@ -144,6 +149,32 @@ class Featurizer:
 
     # ------------------------------------------------------------ per sentence helpers
 
+    def statics(self, sentence: Sentence) -> tuple[float, ...]:
+        """The sentence's features that do not depend on the question (``STATIC_FEATURES``), computed once."""
+        found = self._statics.get(sentence.id)
+        if found is None:
+            if len(self._statics) > 200_000:
+                self._statics = {}
+            text = sentence.text
+            previous = self.index.sentences[sentence.id - 1] if sentence.id > 0 else None
+            found = self._statics[sentence.id] = (
+                math.log1p(len(text)) / 6,
+                float(_REFERS_BACK.search(text) is not None),
+                float(any(q in text for q in "\"“”")),
+                float(any(ch.isdigit() for ch in text)),
+                float(_NAME.search(text) is not None),
+                float(previous is None or previous.paragraph != sentence.paragraph or previous.source != sentence.source),
+            )
+        return found
+
+    def bigrams(self, sentence: Sentence) -> set[tuple[str, str]]:
+        found = self._sentence_bigrams.get(sentence.id)
+        if found is None:
+            if len(self._sentence_bigrams) > 200_000:
+                self._sentence_bigrams = {}
+            found = self._sentence_bigrams[sentence.id] = _bigrams(sentence.text)
+        return found
+
     def _entity_in(self, entity: str, sentence: Sentence) -> bool:
         key = (entity, sentence.id)
         found = self._entity_memo.get(key)
@@ -167,12 +198,23 @@ class Featurizer:
         """Whether the sentence holds a value of the asked-for type that the question does not already hold."""
         if KIND_GROUPS.get(info.kind, "open") == "open":
             return False
-        key = (info.kind, normalize(info.text).lower(), sentence.id)
+        question = self._lowered.get(info.text)
+        if question is None:
+            if len(self._lowered) > 1000:
+                self._lowered = {}
+            question = self._lowered[info.text] = normalize(info.text).lower()
+        return any(not all(t in question or t in STOPWORDS for t in tokens if t)
+                   for tokens in self._typed_values(info.kind, sentence))
+
+    def _typed_values(self, kind: str, sentence: Sentence) -> tuple[tuple[str, ...], ...]:
+        """The words of each value of the asked-for kind in the sentence (memoised per kind and sentence: the
+        question only decides which of them it already holds)."""
+        key = (kind, sentence.id)
         found = self._typed_memo.get(key)
         if found is None:
             if len(self._typed_memo) > 200_000:
                 self._typed_memo = {}
-            found = self._typed_memo[key] = _typed(info, sentence.text)
+            found = self._typed_memo[key] = _typed_values(kind, sentence.text)
         return found
 
     def coverage(self, weights: dict[str, float], sentence_ids: list[int]) -> float:
@@ -181,6 +223,21 @@ class Featurizer:
         if not total:
             return 0.0
         return sum(w * max(self.term_in(t, i) for i in sentence_ids) for t, w in weights.items()) / total
+
+    def _coverage_of(self, weights: dict[str, float], sentence_ids: list[int],
+                     matches: dict[int, list[float]]) -> float:
+        """``coverage``, the same sums in the same order, with each sentence's term matches kept in
+        ``matches`` for the next call of the same question."""
+        total = sum(weights.values())
+        if not total:
+            return 0.0
+        rows = []
+        for i in sentence_ids:
+            row = matches.get(i)
+            if row is None:
+                row = matches[i] = [self.term_in(t, i) for t in weights]
+            rows.append(row)
+        return sum(w * max(row[k] for row in rows) for k, w in enumerate(weights.values())) / total
 
     def entity_share(self, info: QuestionInfo, sentences: list[Sentence]) -> float:
         if not info.entities:
@@ -193,16 +250,13 @@ class Featurizer:
 
     def candidates(
         self, question: str, q_vec: np.ndarray, passages: list[Sentence], hits: list[Hit],
-        info: QuestionInfo | None = None, statement_vec: np.ndarray | None = None,
+        info: QuestionInfo | None = None,
     ) -> Candidates:
-        """``statement_vec``: the vector of the question's statement form (``question.statement_form``);
-        without it the question's own vector stands in."""
         info = info or self.analyze(question)
         n = len(passages)
         ids = np.array([s.id for s in passages], dtype=np.int64)
         vectors = self.index.sentence_vectors
         dense = vectors[ids] @ q_vec if n else np.zeros(0, dtype=np.float32)
-        statement = vectors[ids] @ (q_vec if statement_vec is None else statement_vec) if n else dense
         weights = {t: self.idf(t) for t in dict.fromkeys(info.terms) if "-" not in t}
         q_bigrams = _bigrams(info.text)
         chunk_rank: dict[int, int] = {}
@@ -218,16 +272,17 @@ class Featurizer:
         group = KIND_GROUPS.get(info.kind, "open")
         question_terms = set(info.terms)
         position = {s.id: i for i, s in enumerate(passages)}
+        matches: dict[int, list[float]] = {}  # sentence id -> term_in of each weighted term (context windows overlap)
         for i, sentence in enumerate(passages):
             terms = self.sentence_terms[sentence.id]
             context = self.context(sentence)
-            lexical[i] = self.coverage(weights, [sentence.id])
-            lexical_ctx[i] = self.coverage(weights, [s.id for s in context])
+            lexical[i] = self._coverage_of(weights, [sentence.id], matches)
+            lexical_ctx[i] = self._coverage_of(weights, [s.id for s in context], matches)
             entities[i] = self.entity_share(info, context)
             typed[i] = float(self.typed(info, sentence))
             row = rows[i]
             row[col["lexical_context"]] = lexical_ctx[i]
-            row[col["bigram"]] = len(q_bigrams & _bigrams(sentence.text)) / (len(q_bigrams) or 1)
+            row[col["bigram"]] = len(q_bigrams & self.bigrams(sentence)) / (len(q_bigrams) or 1)
             rank = chunk_rank.get(sentence.id)
             row[col["retrieval_rank_inv"]] = 1.0 / rank if rank else 0.0
             row[col["in_retrieved"]] = float(rank is not None)
@@ -239,14 +294,8 @@ class Featurizer:
                 row[col[f"typed_{group}"]] = typed[i]
                 row[col["typed_missing"]] = 1.0 - typed[i]
             row[col["novel_share"]] = len(terms - question_terms) / (len(terms) or 1)
-            row[col["log_length"]] = math.log1p(len(sentence.text)) / 6
-            row[col["refers_back"]] = float(_REFERS_BACK.search(sentence.text) is not None)
-            row[col["has_quote"]] = float(any(q in sentence.text for q in "\"“”"))
-            row[col["has_number"]] = float(any(ch.isdigit() for ch in sentence.text))
-            row[col["has_name"]] = float(_NAME.search(sentence.text) is not None)
-            previous = self.index.sentences[sentence.id - 1] if sentence.id > 0 else None
-            row[col["paragraph_start"]] = float(previous is None or previous.paragraph != sentence.paragraph
-                                                or previous.source != sentence.source)
+            for name, value in zip(STATIC_FEATURES, self.statics(sentence), strict=True):
+                row[col[name]] = value
             row[col["question_terms_log"]] = math.log1p(len(weights)) / 3
             neighbours = [j for j in (sentence.id - 1, sentence.id + 1)
                           if 0 <= j < len(self.index.sentences) and self.index.sentences[j].source == sentence.source]
@@ -274,9 +323,6 @@ class Featurizer:
             rows[:, col["dense"]] = dense
             rows[:, col["dense_gap"]] = dense - dense.max()
             rows[:, col["dense_rank_inv"]] = 1.0 / (1 + _ranks(dense))
-            rows[:, col["statement_dense"]] = statement
-            rows[:, col["statement_dense_gap"]] = statement - statement.max()
-            rows[:, col["statement_dense_rank_inv"]] = 1.0 / (1 + _ranks(statement))
             rows[:, col["lexical"]] = lexical
             rows[:, col["lexical_gap"]] = lexical - lexical.max()
             rows[:, col["lexical_rank_inv"]] = 1.0 / (1 + _ranks(lexical))
@@ -299,7 +345,8 @@ class Featurizer:
             return np.zeros(n, dtype=np.float32)
         column = {w: j for j, w in enumerate(vocabulary)}
         asked_stems = [stem(w) for w in asked]
-        exact = np.array([[1.0 if stem(v) == a else 0.0 for v in vocabulary] for a in asked_stems], dtype=np.float32)
+        vocabulary_stems = np.array([stem(v) for v in vocabulary], dtype=object)
+        exact = np.array([vocabulary_stems == a for a in asked_stems], dtype=np.float32)
         if self.word_vectors is not None:
             vectors = self.word_vectors.matrix(asked + vocabulary)
             similarity = np.maximum(vectors[: len(asked)] @ vectors[len(asked):].T, exact)
@@ -375,15 +422,12 @@ def _bigrams(text: str) -> set[tuple[str, str]]:
     return set(zip(tokens, tokens[1:], strict=False))
 
 
-def _typed(info: QuestionInfo, text: str) -> bool:
-    question = normalize(info.text).lower()
-    for start, end in type_candidates(info.kind, text):
+def _typed_values(kind: str, text: str) -> tuple[tuple[str, ...], ...]:
+    out = []
+    for start, end in type_candidates(kind, text):
         span = normalize(text[start:end]).lower()
-        tokens = [t.strip("'’.,").removesuffix("'s") for t in span.split()]
-        if all(t in question or t in STOPWORDS for t in tokens if t):
-            continue
-        return True
-    return False
+        out.append(tuple(t.strip("'’.,").removesuffix("'s") for t in span.split()))
+    return tuple(out)
 
 
 def _term_match(term: str, sentence_terms: frozenset[str]) -> float:

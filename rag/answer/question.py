@@ -62,27 +62,6 @@ class QuestionInfo:
     focus: str | None = None  # stemmed head noun of the asked-for thing ("spokesman" in "Who is the spokesman...")
 
 
-_INTERROGATIVE_OPENING = re.compile(
-    r"^\s*(?:(?:and|but|so|then|also)[,\s]+)?(?:" + _alternation("interrogatives.txt") + r")\b"
-    r"(?:\s+(?:" + _alternation("auxiliary_verbs.txt") + r")\b)?[\s,]*",
-    re.IGNORECASE,
-)
-
-
-def statement_form(question: str) -> str:
-    """The question without its interrogative opening and question mark: "Who took over from Soleimani
-    after he was killed?" -> "took over from Soleimani after he was killed".
-
-    A second view of the question for the dense model: the answer sentence is a statement, and the
-    sentence encoder's view of the bare predicate complements its view of the question. Measured
-    leave-one-document-out over 26 documents (1,078 answerable questions, sentence model alone): adding
-    this view's cosine, gap and rank as sentence features moved the gold evidence to rank 1 for 0.743
-    of questions instead of 0.727 (paraphrase-style 0.564 -> 0.591). Returns the question unchanged when
-    fewer than two words would remain."""
-    stripped = _INTERROGATIVE_OPENING.sub("", question, count=1).strip().rstrip("?").strip()
-    return stripped if len(stripped.split()) >= 2 else question
-
-
 def analyze(question: str, known_names: frozenset[str] = frozenset()) -> QuestionInfo:
     q = normalize(question).strip()
     lowered = q.lower()

@@ -116,15 +116,17 @@ def _soft_columns(info: QuestionInfo, spans: list[Span], word_vectors: WordVecto
         similarity = word_vectors.matrix(vocabulary) @ word_vectors.matrix(targets).T
     else:
         similarity = np.array([[float(stem(v) == stem(t)) for t in targets] for v in vocabulary], dtype=np.float32)
+    best_asked = similarity[:, : len(asked)].max(axis=1) if asked else None
+    head_column = similarity[:, -1] if head else None
     for r, ws in enumerate(per_span):
         if not ws:
             continue
-        rows = similarity[[column[w] for w in ws]]
-        if asked:
-            best = rows[:, : len(asked)].max(axis=1)
+        at = [column[w] for w in ws]
+        if best_asked is not None:
+            best = best_asked[at]
             out[r, 0], out[r, 1] = float(best.mean()), float(best.max())
-        if head:
-            out[r, 2], out[r, 3] = float(rows[:, -1].max()), 1.0
+        if head_column is not None:
+            out[r, 2], out[r, 3] = float(head_column[at].max()), 1.0
     return out
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answer.extractive import ExtractiveBackend, choose, question_views
+from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
 from rag.answer.question import short_answer
 from rag.answer.scorer import AnswerModel, Logistic
@@ -210,9 +210,8 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print,
                             spans[doc_id].append((at, at + len(evidence)))
                             at = text.find(evidence, at + 1)
                 request = pipeline.prepare(q.question, stand_in)
-                q_vec, statement_vec = embedder.encode_queries(question_views(q.question))
-                candidates = featurizer.candidates(q.question, q_vec, request.passages, request.hits,
-                                                   statement_vec=statement_vec)
+                q_vec = embedder.encode_query(q.question)
+                candidates = featurizer.candidates(q.question, q_vec, request.passages, request.hits)
                 evidence = np.array([_overlaps(s.start, s.end, spans.get(s.source, []))
                                      for s in candidates.sentences], dtype=np.float32)
                 aliases = tuple(q.answers) if origin is None else ()
