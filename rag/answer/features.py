@@ -105,7 +105,7 @@ class Featurizer:
     def __init__(self, index: Index, embedder=None):
         self.index = index
         self.word_vectors = WordVectors(embedder) if embedder is not None else None
-        self.sentence_words = [tuple(dict.fromkeys(_soft_words(s.text))) for s in index.sentences]
+        self.sentence_words = [tuple(dict.fromkeys(soft_words(s.text))) for s in index.sentences]
         self.sentence_terms = [frozenset(content_terms(s.text)) for s in index.sentences]
         df: Counter[str] = Counter()
         for terms in self.sentence_terms:
@@ -217,20 +217,15 @@ class Featurizer:
             found = self._typed_memo[key] = _typed_values(kind, sentence.text)
         return found
 
-    def coverage(self, weights: dict[str, float], sentence_ids: list[int]) -> float:
-        """Weighted share of the terms that the sentences contain (a term's best match in any of them)."""
+    def coverage(self, weights: dict[str, float], sentence_ids: list[int],
+                 matches: dict[int, list[float]] | None = None) -> float:
+        """Weighted share of the terms that the sentences contain (a term's best match in any of them).
+        ``matches`` (sentence id -> match of each term of ``weights``) keeps the matches for later calls with
+        the same weights: a question's context windows overlap."""
         total = sum(weights.values())
         if not total:
             return 0.0
-        return sum(w * max(self.term_in(t, i) for i in sentence_ids) for t, w in weights.items()) / total
-
-    def _coverage_of(self, weights: dict[str, float], sentence_ids: list[int],
-                     matches: dict[int, list[float]]) -> float:
-        """``coverage``, the same sums in the same order, with each sentence's term matches kept in
-        ``matches`` for the next call of the same question."""
-        total = sum(weights.values())
-        if not total:
-            return 0.0
+        matches = {} if matches is None else matches
         rows = []
         for i in sentence_ids:
             row = matches.get(i)
@@ -276,8 +271,8 @@ class Featurizer:
         for i, sentence in enumerate(passages):
             terms = self.sentence_terms[sentence.id]
             context = self.context(sentence)
-            lexical[i] = self._coverage_of(weights, [sentence.id], matches)
-            lexical_ctx[i] = self._coverage_of(weights, [s.id for s in context], matches)
+            lexical[i] = self.coverage(weights, [sentence.id], matches)
+            lexical_ctx[i] = self.coverage(weights, [s.id for s in context], matches)
             entities[i] = self.entity_share(info, context)
             typed[i] = float(self.typed(info, sentence))
             row = rows[i]
@@ -315,7 +310,7 @@ class Featurizer:
             rows[i, col["document_top"]] = float(top_source is None or sentence.source == top_source)
             rows[i, col["document_dense_gap"]] = best_by_source[sentence.source] - best_dense
         # Questions whose words are all too short to embed alone ("Who is A.J.?") fall back to exact overlap.
-        soft = self.soft_coverage(info, passages) if _soft_words(info.text) else lexical.copy()
+        soft = self.soft_coverage(info, passages) if soft_words(info.text) else lexical.copy()
         for i, sentence in enumerate(passages):
             context_ids = [position[s.id] for s in self.context(sentence) if s.id in position]
             rows[i, col["soft_context"]] = float(soft[context_ids].max()) if context_ids else float(soft[i])
@@ -334,7 +329,7 @@ class Featurizer:
     def soft_coverage(self, info: QuestionInfo, passages: list[Sentence]) -> np.ndarray:
         """Per passage: idf-weighted mean over the question's words of the best cosine between that word
         and any word of the sentence (1.0 for the same stem). Without word vectors: exact stems only."""
-        asked = list(dict.fromkeys(_soft_words(info.text)))
+        asked = list(dict.fromkeys(soft_words(info.text)))
         n = len(passages)
         if not asked or not n:
             return np.zeros(n, dtype=np.float32)
@@ -412,7 +407,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _soft_words(text: str) -> list[str]:
+def soft_words(text: str) -> list[str]:
     """Lower-cased content words for soft matching (no stopwords, figures or one- and two-letter words)."""
     return [w for w in words(text) if w not in STOPWORDS and len(w) > 2 and not any(ch.isdigit() for ch in w)]
 

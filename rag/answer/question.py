@@ -30,13 +30,13 @@ _DATE = re.compile(
 )
 
 
-def _alternation(name: str, plural: bool = False) -> str:
+def alternation(name: str, plural: bool = False) -> str:
     """A regex alternation of a word list's entries, longest first ("because of" before "because")."""
     entries = sorted(word_list(name), key=len, reverse=True)
     return "|".join(re.escape(e).replace(r"\ ", r"\s+") + ("s?" if plural else "") for e in entries)
 
 
-_ROLE = re.compile(r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:" + _alternation("role_nouns.txt", plural=True) + r")\b",
+_ROLE = re.compile(r"\b(?:an?|the)\s+(?:[\w'’-]+\s+){0,3}?(?:" + alternation("role_nouns.txt", plural=True) + r")\b",
                    re.IGNORECASE)
 _AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\baged\s+\d{1,3}\b|\b\d{1,3}-year-old\b", re.IGNORECASE)
 _MONEY = re.compile(
@@ -44,8 +44,8 @@ _MONEY = re.compile(
     r"|\b(?:millions|billions|thousands|hundreds) of (?:dollars|euros|pounds)\b",
     re.I,
 )
-_CAUSE = re.compile(r"\b(" + _alternation("cause_cues.txt") + r")\b", re.IGNORECASE)
-_SPEECH = re.compile(r"\b(" + _alternation("speech_verbs.txt") + r")\b", re.IGNORECASE)
+_CAUSE = re.compile(r"\b(" + alternation("cause_cues.txt") + r")\b", re.IGNORECASE)
+_SPEECH = re.compile(r"\b(" + alternation("speech_verbs.txt") + r")\b", re.IGNORECASE)
 
 # Capitalised words that are not entities even mid-sentence in a question.
 _NUMBER_WORDS_SET = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "dozen"}

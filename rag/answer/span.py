@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer.features import KIND_GROUPS, WordVectors, _soft_words
-from rag.answer.question import QuestionInfo, _alternation, short_answer, type_candidates
+from rag.answer.features import KIND_GROUPS, WordVectors, soft_words
+from rag.answer.question import QuestionInfo, alternation, short_answer, type_candidates
 from rag.text import STOPWORDS, normalize, stem
 
 MAX_SPAN_WORDS = 8
@@ -34,7 +34,7 @@ _COPULAS = {"is", "was", "are", "were", "be", "been", "became", "called", "named
 # votes..." -> votes, "Who is the spokesman..." -> spokesman.
 _ANSWER_HEAD = re.compile(
     r"\b(?:which|what)\s+(?:kind|type|sort|part|form)\s+of\s+(\w+)"
-    r"|\b(?:which|what)\s+(?!(?:" + _alternation("auxiliary_verbs.txt") + r")\b)(\w+)"
+    r"|\b(?:which|what)\s+(?!(?:" + alternation("auxiliary_verbs.txt") + r")\b)(\w+)"
     r"|\bhow\s+many\s+(\w+)"
     r"|\b(?:who|what)\s+(?:is|was|are|were)\s+the\s+(\w+)",
     re.IGNORECASE,
@@ -102,9 +102,9 @@ def _soft_columns(info: QuestionInfo, spans: list[Span], word_vectors: WordVecto
     them, exact stems. Measured leave-one-document-out on the gold sentences of 26 documents (1,069
     answerable questions): short-answer token F1 0.529 -> 0.543."""
     out = np.zeros((len(spans), 4), dtype=np.float32)
-    asked = list(dict.fromkeys(_soft_words(info.text)))
+    asked = list(dict.fromkeys(soft_words(info.text)))
     head = answer_head(info.text)
-    per_span = [_soft_words(span.text) for span in spans]
+    per_span = [soft_words(span.text) for span in spans]
     vocabulary = list(dict.fromkeys(w for ws in per_span for w in ws))
     if not vocabulary:
         return out

@@ -174,18 +174,20 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print,
             questions += qs
         loaded.append((name, documents, questions))
     examples: list[Example] = []
+    files_of = [_corpus_files(documents) for _, documents, _ in loaded]
     settings_to_run = []
-    for i, (name, documents, questions) in enumerate(loaded):
-        own = _corpus_files(documents)
-        settings_to_run.append((name, (), own, [(q, None) for q in questions] + _borrowed_questions(name, loaded)))
+    for i, (name, _, questions) in enumerate(loaded):
+        own = files_of[i]
+        own_names = {file_name for file_name, _ in own}
+        settings_to_run.append((name, (), own, own_names,
+                                [(q, None) for q in questions] + _borrowed_questions(name, loaded)))
         if distractors:
-            others = [loaded[j] for j in _companion_indexes(i, len(loaded), distractors)]
-            files = own + [(f"{other[0]}--{file_name}", data) for other in others for file_name, data in
-                           _corpus_files(other[1])]
-            settings_to_run.append((name, tuple(other[0] for other in others), files,
+            others = _companion_indexes(i, len(loaded), distractors)
+            # Prefixed with their group: no distractor file can take an own document's name.
+            files = own + [(f"{loaded[j][0]}--{file_name}", data) for j in others for file_name, data in files_of[j]]
+            settings_to_run.append((name, tuple(loaded[j][0] for j in others), files, own_names,
                                     [(q, None) for q in questions]))
-    for name, companions, files, asked in settings_to_run:
-        own_names = {file_name for file_name, _ in files if "--" not in file_name}
+    for name, companions, files, own_names, asked in settings_to_run:
         with tempfile.TemporaryDirectory(prefix="rag-train-") as tmp:
             corpus = Path(tmp) / "corpus"
             corpus.mkdir()
