@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from rag.settings import Settings
+    from rag.word_table import WordTable
 
 log = logging.getLogger("rag")
+_UNSET = object()
 EmbedBackend = Literal["auto", "onnx", "torch"]
 
 
@@ -47,6 +49,7 @@ class Embedder:
         self._onnx = None
         self._engine: str | None = None  # "onnx" or "torch" once chosen
         self._choose_lock = threading.Lock()
+        self._word_table: object = _UNSET
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -129,6 +132,15 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return _cached_query(self, text)
+
+    def word_table(self) -> WordTable | None:
+        """Vectors of the model's vocabulary words (``rag.word_table``), loaded on first call; built then
+        (about 5 s, once per model and cache folder) when the ONNX engine is in use. None when unavailable."""
+        if self._word_table is _UNSET:
+            from rag import word_table
+
+            self._word_table = word_table.load_or_build(self, self._cache_dir, allow_build=self.backend == "onnx")
+        return self._word_table
 
 
 @lru_cache(maxsize=2048)

@@ -9,6 +9,9 @@ so a crash mid-build leaves the previous index in place):
 - ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
+- ``words.json`` and ``word_vectors.npy``: the corpus vocabulary (``rag.text.soft_words``) and each word's
+  vector, for the answerer's word-level soft matches (optional: an index without them, or a PostgreSQL store,
+  takes words from the model's vocabulary table, ``rag.word_table``, or embeds them on first use);
 - ``bm25/``: the BM25 index in bm25s's own format.
 
 Nothing is pickled. A build never needs the previous index to load: vectors are reused from it only when its
@@ -26,8 +29,9 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +44,7 @@ from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
 from rag.segment import Seen, segment_document
 from rag.settings import Settings
 from rag.store import FaissStore
+from rag.text import soft_words
 from rag.types import Chunk, Document, Sentence
 
 if TYPE_CHECKING:
@@ -52,6 +57,11 @@ _JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
 # Files a build always has; the manifest must give each one's sha256 (a missing or null checksum is refused).
 REQUIRED_FILES = (*_JSONL_FILES, "sentence_vectors.npy", "vectors.faiss", *BM25Index.REQUIRED_FILES)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Words of the vocabulary embedded at build, the most frequent first. Embedding a word costs about 0.5 ms in a
+# batch but 2-4 ms when the answerer has to do it for one question (an ONNX call of its own); the bundled
+# article has 826 such words, a 1M-sentence corpus a few hundred thousand, of which the rare ones are embedded
+# when a question first needs them.
+MAX_INDEXED_WORDS = 50_000
 
 
 @dataclass
@@ -66,6 +76,8 @@ class Index:
     store: FaissStore
     sentence_vectors: np.ndarray
     bm25: BM25Index
+    words: tuple[str, ...] = ()  # the vocabulary embedded at build, row by row in ``word_vectors``
+    word_vectors: np.ndarray | None = field(default=None, repr=False)
 
 
 # ---------------------------------------------------------------- building
@@ -122,7 +134,13 @@ def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndar
         if (vectors.ndim != 2 or len(vectors) != len(sentences) or vectors.shape[1] != manifest["embedding"]["dim"]
                 or not np.isfinite(vectors).all()):
             return {}
-        return dict(zip(sentences, vectors, strict=True))
+        reusable = dict(zip(sentences, vectors, strict=True))
+        try:
+            words, word_vectors = _read_words(path, files, manifest["embedding"]["dim"])
+            reusable.update(zip(words, word_vectors, strict=True))
+        except IndexCorruptError:
+            pass
+        return reusable
     except Exception as exc:  # any damage: build without reuse
         log.debug("not reusing vectors of the previous index: %s: %s", type(exc).__name__, exc)
         return {}
@@ -242,7 +260,10 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
-    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+    words = vocabulary(sentences)
+    word_vectors = _embed(embedder, list(words), cache)
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()
+            and np.isfinite(word_vectors).all()):
         raise RuntimeError("the embedding model produced non-finite vectors")
     store = FaissStore(embedder.dim, settings.index_type)
     store.add(chunk_vectors)
@@ -259,6 +280,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         "chunks.jsonl": _write_jsonl(target / "chunks.jsonl", (asdict(c) for c in chunks)),
     }
     np.save(target / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
+    files["words.json"] = _write_json(target / "words.json", list(words))
+    np.save(target / "word_vectors.npy", word_vectors, allow_pickle=False)
     store.save(target)
     bm25.save(target)
     for file in sorted(p for p in target.rglob("*") if p.is_file()):
@@ -280,8 +303,46 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     if staged is not None:
         staged.move_in()
     return Index(
-        settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25
+        settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25,
+        words, word_vectors,
     )
+
+
+def vocabulary(sentences: list[Sentence], limit: int = MAX_INDEXED_WORDS) -> tuple[str, ...]:
+    """The words the answerer matches softly (``rag.text.soft_words``), by the number of sentences holding
+    them, most first (ties alphabetically), at most ``limit``."""
+    counts: Counter[str] = Counter()
+    for s in sentences:
+        counts.update(set(soft_words(s.text)))
+    return tuple(sorted(counts, key=lambda w: (-counts[w], w))[:limit])
+
+
+def _write_json(path: Path, value) -> str:
+    data = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    path.write_bytes(data)
+    return sha256_bytes(data)
+
+
+def _read_words(path: Path, files: dict, dim: int) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The build's vocabulary and its vectors; ``((), None)`` for a build made before they were stored."""
+    import numpy as np
+
+    if "words.json" not in files:
+        return (), None
+    words_file, vectors_file = path / "words.json", path / "word_vectors.npy"
+    try:
+        data = words_file.read_bytes()
+        if sha256_bytes(data) != files["words.json"] or sha256_bytes(vectors_file.read_bytes()) != files.get(
+                "word_vectors.npy"):
+            raise _rebuild(words_file, "does not match its checksum")
+        words = json.loads(data.decode("utf-8"))
+        vectors = np.load(vectors_file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        raise _rebuild(words_file, "or word_vectors.npy is unreadable") from None
+    if (not isinstance(words, list) or not all(isinstance(w, str) for w in words) or vectors.dtype != np.float32
+            or vectors.shape != (len(words), dim) or not np.isfinite(vectors).all()):
+        raise _rebuild(vectors_file, "does not hold one finite float32 vector per word of words.json")
+    return tuple(words), vectors
 
 
 def _swap_in(settings: Settings, target: Path) -> None:
@@ -476,7 +537,8 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
     if not store.all_finite():
         raise _rebuild(path / FaissStore.FILE, "holds values that are not finite numbers")
     bm25 = BM25Index.load(path)
-    return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25)
+    words, word_vectors = _read_words(path, files, dim)
+    return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25, words, word_vectors)
 
 
 def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> Index:

@@ -75,3 +75,9 @@ def words(text: str) -> list[str]:
 def content_terms(text: str) -> list[str]:
     """Stemmed words without stopwords: the tokens BM25 indexes and overlap is measured on."""
     return [stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 1 or w.isdigit()]
+
+
+def soft_words(text: str) -> list[str]:
+    """Lower-cased content words for soft (word-vector) matching: no stopwords, figures or one- and two-letter
+    words. The index embeds the vocabulary of these once (``rag.index``); the answerer compares them."""
+    return [w for w in words(text) if w not in STOPWORDS and len(w) > 2 and not any(ch.isdigit() for ch in w)]

@@ -64,6 +64,10 @@ class HashingEmbedder:
     def encode_query(self, text: str) -> np.ndarray:
         return _cached_query(self, text)
 
+    def word_table(self) -> None:
+        """No table of vocabulary word vectors: the answerer embeds the words it needs (with this fake)."""
+        return None
+
 
 @lru_cache(maxsize=4096)
 def _cached_query(embedder: HashingEmbedder, text: str) -> np.ndarray:

@@ -107,6 +107,53 @@ def test_no_pickle_anywhere_in_the_built_index(pipeline):
             np.load(file, allow_pickle=False)  # raises if the array needs pickle
 
 
+def test_the_vocabulary_is_embedded_with_the_index_and_read_back(pipeline, embedder):
+    import numpy as np
+
+    from rag.text import soft_words
+
+    index = pipeline.index
+    words = set(soft_words(" ".join(s.text for s in index.sentences)))
+    assert set(index.words) == words and len(index.words) == len(words)
+    assert index.word_vectors.shape == (len(words), 384) and index.word_vectors.dtype == np.float32
+    holding = [sum(w in soft_words(s.text) for s in index.sentences) for w in index.words[:20]]
+    assert holding == sorted(holding, reverse=True), "the words in most sentences first"
+    row = index.words.index("quds")
+    assert float(index.word_vectors[row] @ embedder.encode(["quds"])[0]) > 0.9999, "the word's own vector"
+    loaded = load_index(index.path)
+    assert loaded.words == index.words and np.array_equal(loaded.word_vectors, index.word_vectors)
+
+
+def test_an_index_built_before_word_vectors_loads_without_them(indexed_settings, embedder):
+    path = indexed_settings.index_path
+    manifest = read_manifest(path)
+    for name in ("words.json", "word_vectors.npy"):
+        (path / name).unlink()
+        del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    index = open_index(indexed_settings, embedder)
+    assert index.words == () and index.word_vectors is None
+    answer = Pipeline(indexed_settings, embedder, index).ask("Who replaced Qassem Soleimani?")
+    assert answer.citations and not answer.abstained
+
+
+def test_the_answerer_embeds_only_words_the_index_lacks(pipeline):
+    from rag.answer.features import Featurizer
+
+    encoded: list[list[str]] = []
+
+    class Recording:
+        def encode(self, texts):
+            encoded.append(list(texts))
+            return pipeline.embedder.encode(texts)
+
+    featurizer = Featurizer(pipeline.index, Recording())
+    featurizer.word_vectors.matrix(["militias", "quds", "militias"])
+    assert encoded == []
+    featurizer.word_vectors.matrix(["quds", "zeppelin"])
+    assert encoded == [["zeppelin"]]
+
+
 # ---------------------------------------------------------------- staleness
 
 
@@ -189,11 +236,13 @@ def _edit_one_chunk(path: Path) -> None:
         ("chunks.jsonl", _edit_one_chunk),
         ("sentences.jsonl", Path.unlink),
         ("sentence_vectors.npy", _truncate),
+        ("word_vectors.npy", _truncate),
+        ("words.json", lambda p: p.write_text('["militia"]', encoding="utf-8")),
         ("manifest.json", lambda p: p.write_text("{not json", encoding="utf-8")),
         ("manifest.json", Path.unlink),
     ],
     ids=["truncated-faiss", "deleted-faiss", "edited-chunks", "deleted-sentences", "truncated-npy",
-         "invalid-manifest", "deleted-manifest"],
+         "truncated-word-vectors", "edited-words", "invalid-manifest", "deleted-manifest"],
 )
 def test_corrupt_file_is_a_clear_error_naming_it(indexed_settings, embedder, file, damage):
     damage(indexed_settings.index_path / file)

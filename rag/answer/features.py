@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.answer.question import EntityMatcher, QuestionInfo, analyze, type_candidates
-from rag.text import STOPWORDS, content_terms, normalize, stem, words
+from rag.text import STOPWORDS, content_terms, normalize, soft_words, stem
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -83,20 +83,34 @@ class WordVectors:
 
     LIMIT = 200_000  # words kept before the cache starts again
 
-    def __init__(self, embedder):
+    def __init__(self, embedder, words: tuple[str, ...] = (), vectors: np.ndarray | None = None):
+        """``words``/``vectors``: the vocabulary the index embedded at build (``Index.words``); with the
+        model's own vocabulary table (``Embedder.word_table``) only words new to both are embedded while
+        answering."""
         self.embedder = embedder
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {} if vectors is None else dict(zip(words, vectors, strict=True))
 
     def matrix(self, items: list[str]) -> np.ndarray:
         cache = self._cache  # replaced, never changed in place: other threads may be reading it
         missing = [w for w in dict.fromkeys(items) if w not in cache]
         if missing:
-            fresh = dict(zip(missing, self.embedder.encode(missing), strict=True))
+            fresh = self._from_table(missing)
+            rest = [w for w in missing if w not in fresh]
+            if rest:
+                fresh.update(zip(rest, self.embedder.encode(rest), strict=True))
             cache = {**({} if len(cache) > self.LIMIT else cache), **fresh}
             self._cache = cache
         if not items:
             return np.zeros((0, 1), dtype=np.float32)
         return np.stack([cache[w] for w in items])
+
+    def _from_table(self, missing: list[str]) -> dict[str, np.ndarray]:
+        """The vectors of the model's vocabulary table (``rag.word_table``) for those words it holds."""
+        table = self.embedder.word_table() if hasattr(self.embedder, "word_table") else None
+        if table is None:
+            return {}
+        found = {w: table.get(w) for w in missing}
+        return {w: np.array(v, dtype=np.float32) for w, v in found.items() if v is not None}
 
 
 class Featurizer:
@@ -104,7 +118,8 @@ class Featurizer:
 
     def __init__(self, index: Index, embedder=None):
         self.index = index
-        self.word_vectors = WordVectors(embedder) if embedder is not None else None
+        self.word_vectors = None if embedder is None else WordVectors(
+            embedder, getattr(index, "words", ()), getattr(index, "word_vectors", None))
         self.sentence_words = [tuple(dict.fromkeys(soft_words(s.text))) for s in index.sentences]
         self.sentence_terms = [frozenset(content_terms(s.text)) for s in index.sentences]
         df: Counter[str] = Counter()
@@ -405,11 +420,6 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values), dtype=np.float32)
     ranks[np.argsort(-values, kind="stable")] = np.arange(len(values), dtype=np.float32)
     return ranks
-
-
-def soft_words(text: str) -> list[str]:
-    """Lower-cased content words for soft matching (no stopwords, figures or one- and two-letter words)."""
-    return [w for w in words(text) if w not in STOPWORDS and len(w) > 2 and not any(ch.isdigit() for ch in w)]
 
 
 def _bigrams(text: str) -> set[tuple[str, str]]:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer.features import KIND_GROUPS, WordVectors, soft_words
+from rag.answer.features import KIND_GROUPS, WordVectors
 from rag.answer.question import QuestionInfo, alternation, short_answer, type_candidates
-from rag.text import STOPWORDS, normalize, stem
+from rag.text import STOPWORDS, normalize, soft_words, stem
 
 MAX_SPAN_WORDS = 8
 _TOKEN = re.compile(r"\$?[\w][\w'’.,%-]*[\w%]|\$?\w")
