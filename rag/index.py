@@ -302,6 +302,10 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     _swap_in(settings, target)
     if staged is not None:
         staged.move_in()
+    # The model's vocabulary vectors (rag.word_table) are made once per model and cache folder: made here,
+    # the first build waits for them (about 5 s) instead of the first question. Never raises.
+    if hasattr(embedder, "word_table"):
+        embedder.word_table()
     return Index(
         settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25,
         words, word_vectors,

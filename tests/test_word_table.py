@@ -112,3 +112,14 @@ def test_the_real_models_table_holds_general_english_with_the_models_vectors(emb
     for word in ("sacked", "fired", "glacier", "treaty", "replaced"):
         assert float(table.get(word) @ embedder.encode([word])[0]) > 0.9999, word
     assert float(table.get("sacked") @ table.get("fired")) > float(table.get("sacked") @ table.get("glacier"))
+
+
+def test_an_index_build_prepares_the_table_so_the_first_question_does_not_wait(fake, tmp_path):
+    from rag.index import build_index
+    from tests.conftest import make_settings
+
+    calls = []
+    fake.word_table = lambda: calls.append("word_table")
+    index = build_index(make_settings(tmp_path), fake)
+    assert calls == ["word_table"]
+    assert len(index.words) > 100, "the index's own vocabulary is stored too"
