@@ -130,8 +130,60 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def encode_with_tokens(self, texts: list[str], batch_size: int = 64,
+                           progress: bool | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The texts' vectors (as ``encode``) and, from the same run of the model, each text's word-piece
+        vectors: the transformer's contextual output per token before pooling, L2-normalised float32, special
+        tokens and punctuation dropped (``rag.onnx_encoder.token_rows``). The answerer matches a question's
+        tokens against a sentence's (``rag.answer.features``)."""
+        vectors, tokens, _ = self.encode_with_token_words(texts, batch_size, progress)
+        return vectors, tokens
+
+    def encode_with_token_words(self, texts: list[str], batch_size: int = 64, progress: bool | None = None
+                                ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[str, ...]]]:
+        """As ``encode_with_tokens``, plus per text the word each token row is a piece of
+        (``rag.onnx_encoder.token_words``)."""
+        show = progress if progress is not None else len(texts) >= 512
+        if self.backend == "onnx":
+            return self._onnx.encode_with_token_words(texts, batch_size=batch_size, progress=show)
+        return self._reference_encode_with_tokens(texts, batch_size, show)
+
+    def _reference_encode_with_tokens(self, texts: list[str], batch_size: int = 64, progress: bool = False
+                                      ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[str, ...]]]:
+        import numpy as np
+
+        from rag.onnx_encoder import token_rows, token_words
+
+        if not texts:
+            return np.zeros((0, self._reference_dim()), dtype=np.float32), [], []
+        model = self.model
+        outputs = model.encode(texts, batch_size=batch_size, output_value=None, show_progress_bar=progress)
+        tokenizer = model.tokenizer
+        special = set(tokenizer.all_special_ids)
+        vectors, tokens, words = [], [], []
+        for text, out in zip(texts, outputs, strict=True):
+            ids = [int(i) for i in out["input_ids"]]
+            mask = [int(m) for m in out["attention_mask"]]
+            hidden = out["token_embeddings"].detach().float().cpu().numpy()
+            n = min(len(ids), len(hidden))
+            pieces = tokenizer.convert_ids_to_tokens(ids[:n])
+            flags = [int(i in special) for i in ids[:n]]
+            tokens.append(token_rows(hidden[:n], pieces, flags, mask[:n]))
+            # The same tokenisation again, for the word each piece belongs to (the model's output lacks it).
+            word_ids = tokenizer(text, truncation=True, max_length=model.max_seq_length).word_ids()
+            words.append(token_words(pieces, flags, mask[:n], (word_ids + [None] * n)[:n]))
+            vectors.append(out["sentence_embedding"].detach().float().cpu().numpy())
+        matrix = np.stack(vectors).astype(np.float32)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(matrix), tokens, words
+
     def encode_query(self, text: str) -> np.ndarray:
-        return _cached_query(self, text)
+        return _cached_query(self, text)[0]
+
+    def encode_query_tokens(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The question's word-piece vectors and the word each is a piece of (see ``encode_with_token_words``),
+        from the same cached run as its ``encode_query`` vector: a question is encoded once."""
+        return _cached_query(self, text)[1:]
 
     def word_table(self) -> WordTable | None:
         """Vectors of the model's vocabulary words (``rag.word_table``), loaded on first call; built then
@@ -144,10 +196,12 @@ class Embedder:
 
 
 @lru_cache(maxsize=2048)
-def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
-    vector = embedder.encode([text])[0]
+def _cached_query(embedder: Embedder, text: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    vectors, tokens, words = embedder.encode_with_token_words([text])
+    vector, token_vectors = vectors[0], tokens[0]
     vector.setflags(write=False)
-    return vector
+    token_vectors.setflags(write=False)
+    return vector, token_vectors, words[0]
 
 
 __all__ = ["BUNDLED_MODEL_ID", "BUNDLED_SHA256", "Embedder", "ModelInfo", "file_sha256", "resolve_model"]

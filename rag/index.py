@@ -78,6 +78,17 @@ class Index:
     bm25: BM25Index
     words: tuple[str, ...] = ()  # the vocabulary embedded at build, row by row in ``word_vectors``
     word_vectors: np.ndarray | None = field(default=None, repr=False)
+    # Every sentence's word-piece vectors (``Embedder.encode_with_tokens``), float16, laid end to end: sentence i
+    # owns rows token_offsets[i]:token_offsets[i + 1]. None for a build made before they were stored (and for
+    # PostgreSQL stores): the answerer then encodes the candidates it needs.
+    token_vectors: np.ndarray | None = field(default=None, repr=False)
+    token_offsets: np.ndarray | None = field(default=None, repr=False)
+
+    def sentence_tokens(self, sentence_id: int) -> np.ndarray | None:
+        """The stored word-piece vectors of one sentence (float16 rows), or None when the build has none."""
+        if self.token_vectors is None or self.token_offsets is None:
+            return None
+        return self.token_vectors[self.token_offsets[sentence_id] : self.token_offsets[sentence_id + 1]]
 
 
 # ---------------------------------------------------------------- building
@@ -155,6 +166,53 @@ def _embed(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray]) -
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([cache[t] for t in texts]).astype(np.float32)
+
+
+def _reusable_tokens(settings: Settings, model: ModelInfo) -> dict[str, np.ndarray]:
+    """The word-piece vectors of the current index's sentences keyed by text (float16 rows), so a rebuild only
+    encodes new sentences; empty whenever anything about them is off (as ``_reusable_vectors``)."""
+    try:
+        path = settings.index_path
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        if manifest["embedding"]["sha256"] != model.sha256:
+            return {}
+        files = manifest["files"]
+        texts = [json.loads(line)["text"]
+                 for line in _verified_bytes(path / "sentences.jsonl", files).decode("utf-8").splitlines() if line.strip()]
+        token_vectors, token_offsets = _read_tokens(path, files, manifest["embedding"]["dim"], len(texts))
+        if token_vectors is None:
+            return {}
+        return {t: token_vectors[token_offsets[i] : token_offsets[i + 1]] for i, t in enumerate(texts)}
+    except Exception as exc:  # any damage: build without reuse
+        log.debug("not reusing token vectors of the previous index: %s: %s", type(exc).__name__, exc)
+        return {}
+
+
+def _verified_bytes(file: Path, files: dict) -> bytes:
+    data = file.read_bytes()
+    if sha256_bytes(data) != files[file.name]:
+        raise _rebuild(file, "does not match its checksum")
+    return data
+
+
+def _embed_with_tokens(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray],
+                       token_cache: dict[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The texts' vectors and word-piece vectors, encoding only texts missing from either cache (one run
+    gives both; an embedder without ``encode_with_tokens``, such as a test double, gives no token rows)."""
+    import numpy as np
+
+    missing = sorted({t for t in texts if t not in cache or t not in token_cache})
+    if missing:
+        if hasattr(embedder, "encode_with_tokens"):
+            vectors, tokens = embedder.encode_with_tokens(missing)
+        else:
+            vectors, tokens = embedder.encode(missing), [np.zeros((0, embedder.dim), np.float32)] * len(missing)
+        for text, vector, rows in zip(missing, vectors, tokens, strict=True):
+            cache.setdefault(text, vector)
+            token_cache[text] = rows.astype(np.float16)
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32), []
+    return np.stack([cache[t] for t in texts]).astype(np.float32), [token_cache[t] for t in texts]
 
 
 def _lock(settings: Settings, timeout: float | None = None):
@@ -258,7 +316,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
     sentences, chunks, per_doc = segment_corpus(settings, docs, limits)
     cache = _reusable_vectors(settings, embedder.info)
-    sentence_vectors = _embed(embedder, [s.text for s in sentences], cache)
+    token_cache = _reusable_tokens(settings, embedder.info)
+    sentence_vectors, sentence_tokens = _embed_with_tokens(embedder, [s.text for s in sentences], cache, token_cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
     words = vocabulary(sentences)
     word_vectors = _embed(embedder, list(words), cache)
@@ -282,6 +341,11 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     np.save(target / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
     files["words.json"] = _write_json(target / "words.json", list(words))
     np.save(target / "word_vectors.npy", word_vectors, allow_pickle=False)
+    token_offsets = np.cumsum([0, *(len(t) for t in sentence_tokens)], dtype=np.int64)
+    token_vectors = (np.concatenate(sentence_tokens) if sentence_tokens
+                     else np.zeros((0, embedder.dim))).astype(np.float16)
+    np.save(target / "token_vectors.npy", token_vectors, allow_pickle=False)
+    np.save(target / "token_offsets.npy", token_offsets, allow_pickle=False)
     store.save(target)
     bm25.save(target)
     for file in sorted(p for p in target.rglob("*") if p.is_file()):
@@ -308,7 +372,7 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         embedder.word_table()
     return Index(
         settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, sentence_vectors, bm25,
-        words, word_vectors,
+        words, word_vectors, token_vectors, token_offsets,
     )
 
 
@@ -347,6 +411,31 @@ def _read_words(path: Path, files: dict, dim: int) -> tuple[tuple[str, ...], np.
             or vectors.shape != (len(words), dim) or not np.isfinite(vectors).all()):
         raise _rebuild(vectors_file, "does not hold one finite float32 vector per word of words.json")
     return tuple(words), vectors
+
+
+def _read_tokens(path: Path, files: dict, dim: int, n_sentences: int,
+                 verify: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The build's word-piece vectors (memory-mapped: they are 12 times the size of the sentence vectors) and
+    their per-sentence offsets; ``(None, None)`` for a build made before they were stored. ``verify=False``
+    when the caller has checked both files against the manifest already."""
+    import numpy as np
+
+    if "token_vectors.npy" not in files:
+        return None, None
+    vectors_file, offsets_file = path / "token_vectors.npy", path / "token_offsets.npy"
+    try:
+        if verify:
+            _verified_bytes(vectors_file, files)
+            _verified_bytes(offsets_file, files)
+        vectors = np.load(vectors_file, allow_pickle=False, mmap_mode="r")
+        offsets = np.load(offsets_file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, KeyError):
+        raise _rebuild(vectors_file, "or token_offsets.npy is unreadable") from None
+    if (vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim or offsets.dtype != np.int64
+            or offsets.shape != (n_sentences + 1,) or offsets[0] != 0 or offsets[-1] != len(vectors)
+            or (np.diff(offsets) < 0).any() or not np.isfinite(vectors).all()):
+        raise _rebuild(vectors_file, "does not hold finite float16 rows laid out as token_offsets.npy says")
+    return vectors, offsets
 
 
 def _swap_in(settings: Settings, target: Path) -> None:
@@ -542,7 +631,9 @@ def load_index(path: Path, manifest: dict | None = None) -> Index:
         raise _rebuild(path / FaissStore.FILE, "holds values that are not finite numbers")
     bm25 = BM25Index.load(path)
     words, word_vectors = _read_words(path, files, dim)
-    return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25, words, word_vectors)
+    token_vectors, token_offsets = _read_tokens(path, files, dim, len(sentences), verify=False)  # checked above
+    return Index(path, manifest, documents, sentences, chunks, store, sentence_vectors, bm25, words, word_vectors,
+                 token_vectors, token_offsets)
 
 
 def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True) -> Index:

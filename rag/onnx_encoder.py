@@ -33,7 +33,7 @@ log = logging.getLogger("rag")
 
 MAX_COSINE_GAP = 1e-4
 ONNX_OPSET = 17
-FORMAT = 2  # 2: transformer ops fused by onnxruntime's optimizer
+FORMAT = 3  # 2: transformer ops fused by onnxruntime's optimizer; 3: the token vectors are a second output
 MODEL_FILE = "model.onnx"
 MARKER_FILE = "verified.json"
 PROBE_VECTORS_FILE = "probe_vectors.npy"
@@ -141,19 +141,88 @@ class OnnxEncoder:
         for start in starts:
             rows = order[start : start + batch_size]
             out[rows] = self._run([cleaned[i] for i in rows])
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return np.ascontiguousarray(out / np.maximum(norms, 1e-12), dtype=np.float32)
+        return _normalised(out)
 
-    def _run(self, batch: list[str]) -> np.ndarray:
+    def encode_with_tokens(self, texts: list[str], batch_size: int = 64,
+                           progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The texts' vectors (as ``encode``) and, per text, its word pieces' contextual vectors from the same
+        run (``token_rows``: L2-normalised float32, special tokens and punctuation dropped)."""
+        vectors, tokens, _ = self.encode_with_token_words(texts, batch_size, progress)
+        return vectors, tokens
+
+    def encode_with_token_words(self, texts: list[str], batch_size: int = 64, progress: bool = False
+                                ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[str, ...]]]:
+        """As ``encode_with_tokens``, plus per text the word each token row is a piece of (``token_words``)."""
         import numpy as np
 
-        encodings = self.tokenizer.encode_batch(batch)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), [], []
+        cleaned = [t.strip().lower() if self.lower_case else t.strip() for t in texts]
+        order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
+        out = np.empty((len(cleaned), self.dim), dtype=np.float32)
+        tokens: list = [None] * len(cleaned)
+        words: list = [None] * len(cleaned)
+        starts = range(0, len(order), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        for start in starts:
+            rows = order[start : start + batch_size]
+            encodings = self.tokenizer.encode_batch([cleaned[i] for i in rows])
+            pooled, hidden = self.session.run(["embedding", "tokens"], self._feed(encodings))
+            out[rows] = pooled
+            for k, (i, e) in enumerate(zip(rows, encodings, strict=True)):
+                tokens[i] = token_rows(hidden[k], e.tokens, e.special_tokens_mask, e.attention_mask)
+                words[i] = token_words(e.tokens, e.special_tokens_mask, e.attention_mask, e.word_ids)
+        return _normalised(out), tokens, words
+
+    def _feed(self, encodings) -> dict[str, np.ndarray]:
+        import numpy as np
+
         arrays = {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        return self.session.run(None, {name: arrays[name] for name in self.input_names})[0]
+        return {name: arrays[name] for name in self.input_names}
+
+    def _run(self, batch: list[str]) -> np.ndarray:
+        return self.session.run(["embedding"], self._feed(self.tokenizer.encode_batch(batch)))[0]
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _kept(tokens: list[str], special: list[int], mask: list[int]) -> list[int]:
+    """Positions of the tokens that carry words: not special ([CLS], [SEP], padding), not punctuation."""
+    return [i for i, (t, s, m) in enumerate(zip(tokens, special, mask, strict=False))
+            if m and not s and t.lstrip("#").isalnum()]
+
+
+def token_rows(hidden: np.ndarray, tokens: list[str], special: list[int], mask: list[int]) -> np.ndarray:
+    """The L2-normalised float32 rows of ``hidden`` (one per token) for the tokens that carry words: not
+    special ([CLS], [SEP], padding) and not punctuation. Shape (0, dim) when none do."""
+    import numpy as np
+
+    keep = _kept(tokens, special, mask)
+    rows = np.asarray(hidden[keep], dtype=np.float32).reshape(len(keep), hidden.shape[-1])
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def token_words(tokens: list[str], special: list[int], mask: list[int],
+                word_ids: list[int | None]) -> tuple[str, ...]:
+    """For each row ``token_rows`` keeps, the whole word (as the tokenizer split the text) it is a piece of:
+    "soleimani" for each of "sole", "##iman", "##i". Lets a question's pieces be weighed per word."""
+    keep = _kept(tokens, special, mask)
+    pieces: dict[int | None, str] = {}
+    for i in keep:
+        pieces[word_ids[i]] = pieces.get(word_ids[i], "") + tokens[i].removeprefix("##")
+    return tuple(pieces[word_ids[i]] for i in keep)
 
 
 def cosine_gap(a: np.ndarray, b: np.ndarray) -> float:
@@ -241,7 +310,8 @@ def export(info: ModelInfo, cache_dir: Path, reference: Callable[[list[str]], np
         names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
 
         class MeanPooled(torch.nn.Module):
-            """The transformer followed by sentence-transformers' mean pooling over non-padding tokens."""
+            """The transformer followed by sentence-transformers' mean pooling over non-padding tokens; the
+            token vectors before pooling are a second output (the answerer's token matches)."""
 
             def __init__(self, transformer):
                 super().__init__()
@@ -251,16 +321,17 @@ def export(info: ModelInfo, cache_dir: Path, reference: Callable[[list[str]], np
                 feed = dict(zip(names, inputs, strict=True))
                 hidden = self.transformer(**feed).last_hidden_state
                 mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), hidden
 
         example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
-        axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
+        axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"},
+                                                                "tokens": {0: "batch", 1: "tokens"}}
         import warnings
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python booleans in the attention code
             torch.onnx.export(MeanPooled(model), example, str(tmp / MODEL_FILE), input_names=names,
-                              output_names=["embedding"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+                              output_names=["embedding", "tokens"], dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
         fused = _fuse_transformer_ops(tmp / MODEL_FILE, info.path)
         encoder = OnnxEncoder(tmp, info.path)
         sentences = list(VERIFICATION_SENTENCES)

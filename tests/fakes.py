@@ -1,7 +1,8 @@
 """Test doubles that stand in for the real model where a test is about something else.
 
 ``HashingEmbedder`` has the interface of ``rag.embeddings.Embedder`` (``info``, ``dim``, ``backend``,
-``encode``, ``encode_query``) and returns deterministic, unit-normalised float32 vectors built by hashing
+``encode``, ``encode_query``, ``encode_with_tokens``, ``encode_with_token_words``, ``encode_query_tokens``)
+and returns deterministic, unit-normalised float32 vectors built by hashing
 stemmed content words (plus adjacent-word pairs) into signed buckets, so texts sharing words are close
 and the same text always gets the same vector, in any process. No model, torch or onnxruntime is loaded:
 a pipeline over the bundled article is built with it in about a second. Its vectors are not the model's,
@@ -61,8 +62,28 @@ class HashingEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(np.stack([self._vector(t) for t in texts]), dtype=np.float32)
 
+    def encode_with_tokens(self, texts: list[str], batch_size: int = 64,
+                           progress: bool | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The texts' vectors and, per text, one row per content word (that word's own vector)."""
+        return self.encode(texts), [self._token_rows(t) for t in texts]
+
+    def encode_with_token_words(self, texts: list[str], batch_size: int = 64, progress: bool | None = None
+                                ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[str, ...]]]:
+        """As ``encode_with_tokens``, plus the content word of each row."""
+        return self.encode(texts), [self._token_rows(t) for t in texts], [tuple(content_terms(t)) for t in texts]
+
+    def _token_rows(self, text: str) -> np.ndarray:
+        terms = content_terms(text)
+        if not terms:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vector(t) for t in terms]).astype(np.float32)
+
     def encode_query(self, text: str) -> np.ndarray:
         return _cached_query(self, text)
+
+    def encode_query_tokens(self, text: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """One row per content word, each its own word."""
+        return self._token_rows(text), tuple(content_terms(text))
 
     def word_table(self) -> None:
         """No table of vocabulary word vectors: the answerer embeds the words it needs (with this fake)."""

@@ -266,6 +266,59 @@ def test_document_features_say_which_document_a_candidate_comes_from(fake_pipeli
     assert any(row[col["document_dense_gap"]] < 0.0 for row in candidates.matrix)
 
 
+def test_token_match_ranks_the_sentence_whose_words_the_question_uses(fake_pipeline, fake_embedder):
+    featurizer = Featurizer(fake_pipeline.index, fake_embedder)
+    question = "Who replaced Qassem Soleimani at the head of the Quds Force?"
+    request = fake_pipeline.prepare(question, ExtractiveBackend)
+    scores = featurizer.token_match(question, request.passages)
+    assert scores.shape == (len(request.passages),) and np.isfinite(scores).all()
+    assert scores.min() >= -1.0 and scores.max() <= 1.0
+    best = request.passages[int(scores.argmax())]
+    assert "Soleimani" in best.text or "Quds" in best.text
+    # The same numbers come from the word-piece rows stored with the index and from encoding the sentences now.
+    assert fake_pipeline.index.token_vectors is not None
+    assert np.allclose(scores, Featurizer(_without_stored_tokens(fake_pipeline.index), fake_embedder).token_match(
+        question, request.passages), atol=1e-3)
+    # Without an embedder that gives token vectors the feature is 0, not an error.
+    assert not Featurizer(fake_pipeline.index).token_match(question, request.passages).any()
+    candidates = featurizer.candidates(question, fake_embedder.encode_query(question), request.passages, request.hits)
+    col = SENTENCE_FEATURES.index
+    assert np.allclose(candidates.matrix[:, col("tokens")], scores)
+    assert candidates.matrix[:, col("tokens_gap")].max() == 0.0
+    assert candidates.matrix[:, col("tokens_rank_inv")].max() == 1.0
+
+
+def test_question_pieces_are_weighed_per_word_by_rarity(fake_pipeline, fake_embedder):
+    featurizer = Featurizer(fake_pipeline.index, fake_embedder)
+    weights = featurizer._piece_weights(("who", "replaced", "soleimani", "soleimani", "soleimani", "s"))
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[0] == weights[5] == 0.0, "a stopword and a one-letter piece weigh nothing"
+    assert weights[2] == weights[3] == weights[4], "a word's pieces share its weight"
+    # "Soleimani" is in many of the article's sentences, "replaced" in few: the verb outweighs the name.
+    assert weights[1] > weights[2:5].sum()
+    assert featurizer._piece_weights(("the", "of")).tolist() == [0.5, 0.5], "no content word: equal weights"
+
+
+def test_sentences_of_an_index_without_token_vectors_are_encoded_once(fake_pipeline, fake_embedder, monkeypatch):
+    index = _without_stored_tokens(fake_pipeline.index)
+    featurizer = Featurizer(index, fake_embedder)
+    encoded: list[str] = []
+    original = fake_embedder.encode_with_tokens
+    monkeypatch.setattr(fake_embedder, "encode_with_tokens",
+                        lambda texts, **kw: encoded.extend(texts) or original(texts, **kw))
+    passages = list(index.sentences[:6])
+    featurizer.token_match("What did the militias want?", passages)
+    featurizer.token_match("Who leads the militias?", passages[2:] + list(index.sentences[6:8]))
+    assert sorted(encoded) == sorted(s.text for s in index.sentences[:8])
+
+
+def _without_stored_tokens(index):
+    """A copy of ``index`` as built before token vectors were stored."""
+    import dataclasses
+
+    return dataclasses.replace(index, token_vectors=None, token_offsets=None)
+
+
 def test_backend_reports_confidence_and_abstains_below_the_operating_point(fake_pipeline):
     always = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder,
                                fake_pipeline.settings.model_copy(update={"min_confidence": 0.0}))

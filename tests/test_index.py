@@ -137,6 +137,56 @@ def test_an_index_built_before_word_vectors_loads_without_them(indexed_settings,
     assert answer.citations and not answer.abstained
 
 
+def test_sentence_token_vectors_are_stored_with_the_index_and_read_back(pipeline, embedder):
+    import numpy as np
+
+    index = pipeline.index
+    assert {"token_vectors.npy", "token_offsets.npy"} <= set(index.manifest["files"])
+    assert index.token_vectors.dtype == np.float16 and index.token_vectors.shape[1] == 384
+    assert index.token_offsets.shape == (len(index.sentences) + 1,) and index.token_offsets[-1] == len(index.token_vectors)
+    sentence = next(s for s in index.sentences if "Ghaani" in s.text)
+    _, (expected,) = embedder.encode_with_tokens([sentence.text])
+    rows = index.sentence_tokens(sentence.id)
+    assert rows.shape == expected.shape and len(rows) >= len(sentence.text.split()) // 2
+    assert float(np.abs(rows.astype(np.float32) - expected).max()) < 2e-3, "float16 copies of the model's rows"
+    loaded = load_index(index.path)
+    assert np.array_equal(loaded.token_vectors, index.token_vectors)
+    assert np.array_equal(loaded.token_offsets, index.token_offsets)
+
+
+def test_an_index_built_before_token_vectors_answers_the_same(indexed_settings, embedder, pipeline):
+    path = indexed_settings.index_path
+    manifest = read_manifest(path)
+    for name in ("token_vectors.npy", "token_offsets.npy"):
+        (path / name).unlink()
+        del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    index = open_index(indexed_settings, embedder)
+    assert index.token_vectors is None and index.sentence_tokens(0) is None
+    question = "Who replaced Qassem Soleimani?"
+    old, new = Pipeline(indexed_settings, embedder, index).ask(question), pipeline.ask(question)
+    assert [c.text for c in old.citations] == [c.text for c in new.citations]
+    assert abs(old.confidence - new.confidence) < 0.01, "the candidates' token vectors are encoded when needed"
+
+
+def test_a_rebuild_encodes_only_new_sentences(indexed_settings, embedder, monkeypatch):
+    from rag.index import build_index as rebuild
+
+    encoded: list[str] = []
+    real = embedder.encode_with_tokens
+
+    def recording(texts, *args, **kwargs):
+        encoded.extend(texts)
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embedder, "encode_with_tokens", recording)
+    before = read_manifest(indexed_settings.index_path)
+    write_file(indexed_settings.corpus_dir / "extra.txt", b"A new paragraph about glaciers. It has two sentences.\n")
+    index = rebuild(indexed_settings, embedder)
+    assert sorted(encoded) == ["A new paragraph about glaciers.", "It has two sentences."]
+    assert index.token_offsets[-1] == len(index.token_vectors) and len(index.sentences) == before["counts"]["sentences"] + 2
+
+
 def test_the_answerer_embeds_only_words_the_index_lacks(pipeline):
     from rag.answer.features import Featurizer
 
@@ -238,11 +288,14 @@ def _edit_one_chunk(path: Path) -> None:
         ("sentence_vectors.npy", _truncate),
         ("word_vectors.npy", _truncate),
         ("words.json", lambda p: p.write_text('["militia"]', encoding="utf-8")),
+        ("token_vectors.npy", _truncate),
+        ("token_offsets.npy", lambda p: p.write_bytes(p.read_bytes()[:-8] + bytes(8))),
         ("manifest.json", lambda p: p.write_text("{not json", encoding="utf-8")),
         ("manifest.json", Path.unlink),
     ],
     ids=["truncated-faiss", "deleted-faiss", "edited-chunks", "deleted-sentences", "truncated-npy",
-         "truncated-word-vectors", "edited-words", "invalid-manifest", "deleted-manifest"],
+         "truncated-word-vectors", "edited-words", "truncated-token-vectors", "edited-token-offsets",
+         "invalid-manifest", "deleted-manifest"],
 )
 def test_corrupt_file_is_a_clear_error_naming_it(indexed_settings, embedder, file, damage):
     damage(indexed_settings.index_path / file)

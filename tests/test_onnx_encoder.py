@@ -133,3 +133,50 @@ def test_forced_onnx_backend_reports_why_it_is_unavailable(model_info, monkeypat
 def test_backend_setting_comes_from_the_settings_not_the_environment(model_info, monkeypatch):
     monkeypatch.setenv("RAG_EMBED_BACKEND", "onnx")
     assert Embedder.from_settings(Settings(embed_backend="torch")).backend == "torch"
+
+
+def test_token_vectors_match_sentence_transformers(onnx_embedder, torch_embedder, article_sentences):
+    texts = ["Who replaced Soleimani?", *article_sentences[:8]]
+    onnx_vectors, onnx_tokens = onnx_embedder.encode_with_tokens(texts, batch_size=4)
+    reference_vectors, reference_tokens = torch_embedder.encode_with_tokens(texts)
+    # The pooled vectors from the two-output run are exactly what ``encode`` gives.
+    assert np.array_equal(onnx_vectors, onnx_embedder.encode(texts, batch_size=4))
+    assert _cosine_gaps(onnx_vectors, reference_vectors).max() <= onnx_encoder.MAX_COSINE_GAP
+    for text, ours, theirs in zip(texts, onnx_tokens, reference_tokens, strict=True):
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape and ours.shape[1] == 384
+        # One row per word piece that carries a word: no [CLS]/[SEP], no punctuation.
+        assert 0 < len(ours) <= len(text.split()) * 4
+        assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+        assert _cosine_gaps(ours, theirs).max() <= onnx_encoder.MAX_COSINE_GAP
+
+
+def test_text_without_words_has_no_token_rows(onnx_embedder):
+    vectors, tokens = onnx_embedder.encode_with_tokens(["...", "“?”", "Iraq."])
+    assert vectors.shape == (3, 384)
+    assert [t.shape for t in tokens] == [(0, 384), (0, 384), (1, 384)]
+
+
+def test_a_question_is_encoded_once_for_its_vector_and_its_tokens(onnx_embedder, monkeypatch):
+    question = "Which militia leader was the subject of the sanctions?"
+    calls = []
+    original = onnx_embedder.encode_with_token_words
+    monkeypatch.setattr(onnx_embedder, "encode_with_token_words",
+                        lambda texts, *args, **kw: calls.append(texts) or original(texts, *args, **kw))
+    tokens, words = onnx_embedder.encode_query_tokens(question)
+    vector = onnx_embedder.encode_query(question)
+    assert calls == [[question]]
+    assert np.allclose(vector, onnx_embedder.encode([question])[0], atol=1e-6)
+    assert tokens.shape[1] == 384 and len(tokens) == len(words) >= 9
+    assert set(words) == {"which", "militia", "leader", "was", "the", "subject", "of", "sanctions"}
+    assert onnx_embedder.encode_query_tokens(question)[0] is tokens
+
+
+def test_token_words_name_the_word_each_kept_piece_belongs_to():
+    tokens = ["[CLS]", "who", "replaced", "sole", "##iman", "##i", "'", "s", "?", "[SEP]", "[PAD]"]
+    special = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    mask = [1] * 10 + [0]
+    word_ids = [None, 0, 1, 2, 2, 2, 3, 4, 5, None, None]
+    assert onnx_encoder.token_words(tokens, special, mask, word_ids) == (
+        "who", "replaced", "soleimani", "soleimani", "soleimani", "s")
+    hidden = np.arange(11 * 4, dtype=np.float32).reshape(11, 4)
+    assert onnx_encoder.token_rows(hidden, tokens, special, mask).shape == (6, 4)

@@ -45,6 +45,7 @@ SENTENCE_FEATURES = (
     "typed", *(f"typed_{g}" for g in GROUPS if g != "open"), "typed_missing",
     "novel_share", "log_length", "refers_back", "has_quote", "has_number", "has_name", "paragraph_start",
     "question_terms_log",
+    "tokens", "tokens_gap", "tokens_rank_inv", "tokens_context",
 )
 
 # Sentence features that do not depend on the question (memoised per sentence by ``Featurizer.statics``).
@@ -53,12 +54,15 @@ STATIC_FEATURES = ("log_length", "refers_back", "has_quote", "has_number", "has_
 ANSWER_FEATURES = (
     "p_top", "logit_top", "p_second", "margin", "p_sum_top3",
     "dense_top", "dense_max", "lexical_top", "lexical_max", "entities_chosen", "typed_chosen",
-    "predicate_coverage", "soft_top", "soft_context_top", "absent_terms", "absent_entities", "uncovered_idf_max", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
+    "predicate_coverage", "soft_top", "soft_context_top", "tokens_top", "tokens_max", "absent_terms", "absent_entities", "uncovered_idf_max", "typed_question", *(f"kind_{g}" for g in GROUPS), "n_entities", "n_sentences",
 )
 
 _REFERS_BACK = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those|The two)\b"
                           r"|\b(he|she|they) (said|told|says|added)\b")
 _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][\w'’.-]+")
+# Word-piece rows kept as float32 by a Featurizer before it starts again: about 150 MB (the bundled article has
+# 3,200; a question's candidates about 1,100).
+_TOKEN_CACHE_ROWS = 100_000
 CONTEXT_WINDOW = 2  # preceding sentences of the same paragraph counted as a sentence's context
 
 
@@ -118,6 +122,9 @@ class Featurizer:
 
     def __init__(self, index: Index, embedder=None):
         self.index = index
+        self.embedder = embedder
+        self._tokens: dict[int, np.ndarray] = {}  # sentence id -> its word-piece vectors, float32 (_passage_tokens)
+        self._token_rows_cached = 0
         self.word_vectors = None if embedder is None else WordVectors(
             embedder, getattr(index, "words", ()), getattr(index, "word_vectors", None))
         self.sentence_words = [tuple(dict.fromkeys(soft_words(s.text))) for s in index.sentences]
@@ -326,9 +333,15 @@ class Featurizer:
             rows[i, col["document_dense_gap"]] = best_by_source[sentence.source] - best_dense
         # Questions whose words are all too short to embed alone ("Who is A.J.?") fall back to exact overlap.
         soft = self.soft_coverage(info, passages) if soft_words(info.text) else lexical.copy()
+        tokens = self.token_match(question, passages)
         for i, sentence in enumerate(passages):
             context_ids = [position[s.id] for s in self.context(sentence) if s.id in position]
             rows[i, col["soft_context"]] = float(soft[context_ids].max()) if context_ids else float(soft[i])
+            rows[i, col["tokens_context"]] = float(tokens[context_ids].max()) if context_ids else float(tokens[i])
+        if n:
+            rows[:, col["tokens"]] = tokens
+            rows[:, col["tokens_gap"]] = tokens - tokens.max()
+            rows[:, col["tokens_rank_inv"]] = 1.0 / (1 + _ranks(tokens))
         if n:
             rows[:, col["dense"]] = dense
             rows[:, col["dense_gap"]] = dense - dense.max()
@@ -340,6 +353,73 @@ class Featurizer:
             rows[:, col["soft_gap"]] = soft - soft.max()
             rows[:, col["soft_rank_inv"]] = 1.0 / (1 + _ranks(soft))
         return Candidates(info, list(passages), rows, dense.astype(np.float32), lexical, entities, typed)
+
+    def token_match(self, question: str, passages: list[Sentence]) -> np.ndarray:
+        """Per passage: how well the question's words are matched, word piece by word piece, by the sentence's
+        own word pieces, with the contextual vectors the model computes before pooling (late interaction, as in
+        ColBERT, with an encoder that was not trained for it). Each question piece scores its best cosine to any
+        piece of the sentence; a word scores the mean of its pieces; the words are averaged weighted by their
+        idf in the corpus (stopwords and one-letter words weigh 0). Over all sentences of 26 documents (1,086
+        answerable questions), ranking by this puts the evidence first for 76 %, against 59 % for the pooled
+        sentence cosine (paraphrase-style questions 66 % against 50 %) and 71 % for the plain mean over
+        pieces, which lets a name cut into several pieces outweigh the verb: "Who replaced Qassem Soleimani?"
+        ranked the sentence about Soleimani's killing first. Zeros without an embedder that gives token
+        vectors (test doubles without them)."""
+        n = len(passages)
+        encode_tokens = getattr(self.embedder, "encode_query_tokens", None)
+        if not n or encode_tokens is None:
+            return np.zeros(n, dtype=np.float32)
+        asked, words = encode_tokens(question)
+        if not len(asked):
+            return np.zeros(n, dtype=np.float32)
+        rows = self._passage_tokens(passages)
+        lengths = [len(r) for r in rows]
+        # A sentence without word pieces (punctuation only) gets one zero row: its best match is 0.
+        stacked = np.concatenate([r if len(r) else np.zeros((1, asked.shape[1]), np.float32) for r in rows])
+        starts = np.cumsum([0] + [max(k, 1) for k in lengths[:-1]])
+        best = np.maximum.reduceat(asked @ stacked.T, starts, axis=1)  # pieces x passages
+        return self._piece_weights(words) @ best
+
+    def _piece_weights(self, words: tuple[str, ...]) -> np.ndarray:
+        """Weights of a question's word pieces summing to 1: each word's idf (0 for words that are not content
+        terms), shared equally by its pieces; equal weights when no word has any."""
+        pieces = Counter(words)
+        weight = {}
+        for word in pieces:
+            terms = content_terms(word)
+            weight[word] = self.idf(terms[0]) if terms else 0.0
+        total = sum(weight.values())
+        if total <= 0:
+            weight, total = dict.fromkeys(pieces, 1.0), float(len(pieces))
+        return np.array([weight[w] / pieces[w] / total for w in words], dtype=np.float32)
+
+    def _passage_tokens(self, passages: list[Sentence]) -> list[np.ndarray]:
+        """The passages' word-piece vectors as float32: the float16 rows stored with the index, converted once
+        per sentence and process (converting a question's ~1,100 candidate rows each time took 0.75 ms, a tenth
+        of the answer stage), or, for an index built without them (an older build, a PostgreSQL store),
+        encoded now, once per sentence and process, and rounded as stored rows are."""
+        cache = self._tokens
+        missing = list({s.id: s for s in passages if s.id not in cache}.values())
+        if missing:
+            if self._token_rows_cached > _TOKEN_CACHE_ROWS:
+                cache.clear()
+                self._token_rows_cached = 0
+                missing = list({s.id: s for s in passages}.values())
+            stored = getattr(self.index, "sentence_tokens", lambda _id: None)
+            to_encode = []
+            for sentence in missing:
+                rows = stored(sentence.id)
+                if rows is None:
+                    to_encode.append(sentence)
+                else:
+                    cache[sentence.id] = np.asarray(rows, dtype=np.float32)
+            if to_encode and hasattr(self.embedder, "encode_with_tokens"):
+                _, encoded = self.embedder.encode_with_tokens([s.text for s in to_encode])
+                for sentence, rows in zip(to_encode, encoded, strict=True):
+                    cache[sentence.id] = rows.astype(np.float16).astype(np.float32)
+            self._token_rows_cached += sum(len(cache.get(s.id, ())) for s in missing)
+        empty = np.zeros((0, 1), dtype=np.float32)
+        return [cache.get(s.id, empty) for s in passages]
 
     def soft_coverage(self, info: QuestionInfo, passages: list[Sentence]) -> np.ndarray:
         """Per passage: idf-weighted mean over the question's words of the best cosine between that word
@@ -411,6 +491,8 @@ class Featurizer:
             "predicate_coverage": self.coverage(predicate, chosen_ids) if predicate else 1.0,
             "soft_top": float(candidates.matrix[top, col["soft"]]),
             "soft_context_top": float(candidates.matrix[top, col["soft_context"]]),
+            "tokens_top": float(candidates.matrix[top, col["tokens"]]),
+            "tokens_max": float(candidates.matrix[:, col["tokens"]].max()),
             "absent_terms": absent,
             "absent_entities": min(absent_entities, 2) / 2,
             "uncovered_idf_max": max(uncovered, default=0.0) / math.log(1 + self.n_sentences + 1),
