@@ -328,6 +328,8 @@ class _ReportingEmbedder:
 
     def __init__(self, embedder: Any):
         self._embedder = embedder
+        if hasattr(embedder, "encode_with_tokens"):  # the index build embeds sentences with their word pieces
+            self.encode_with_tokens = self._encode_with_tokens
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._embedder, name)
@@ -343,6 +345,21 @@ class _ReportingEmbedder:
             _emit(stage="embedding", done=start, total=len(texts))
             parts.append(self._embedder.encode(texts[start : start + self.BATCH], *args, **kwargs))
         return np.concatenate(parts)
+
+    def _encode_with_tokens(self, texts: list[str], *args: Any, **kwargs: Any):
+        import numpy as np
+
+        if len(texts) <= self.BATCH:
+            _emit(stage="embedding", done=0, total=len(texts))
+            return self._embedder.encode_with_tokens(texts, *args, **kwargs)
+        vectors, tokens = [], []
+        for start in range(0, len(texts), self.BATCH):
+            _emit(stage="embedding", done=start, total=len(texts))
+            part_vectors, part_tokens = self._embedder.encode_with_tokens(texts[start : start + self.BATCH], *args,
+                                                                          **kwargs)
+            vectors.append(part_vectors)
+            tokens.extend(part_tokens)
+        return np.concatenate(vectors), tokens
 
 
 def _make_embedder(spec: str | None, settings: Settings, sys_path: list[str]) -> Any:
