@@ -203,6 +203,20 @@ def test_the_job_reports_embedding_progress_batch_by_batch(capsys, fake_embedder
     lines = capsys.readouterr().out.splitlines()
     assert lines == ['{"stage": "embedding", "done": 0, "total": 600}', '{"stage": "embedding", "done": 256, "total": 600}',
                      '{"stage": "embedding", "done": 512, "total": 600}']
+    # The index build embeds sentences with their word pieces: reported the same way, rows kept in order.
+    vectors, tokens = reporting.encode_with_tokens(texts)
+    expected_vectors, expected_tokens = fake_embedder.encode_with_tokens(texts)
+    assert np.array_equal(vectors, expected_vectors) and len(tokens) == 600
+    assert all(np.array_equal(a, b) for a, b in zip(tokens, expected_tokens, strict=True))
+    assert capsys.readouterr().out.splitlines() == lines
+
+    class VectorsOnly:  # an embedder without word pieces: the build must see that, not a method that fails
+        dim = 8
+
+        def encode(self, texts):
+            return np.zeros((len(texts), 8), np.float32)
+
+    assert not hasattr(_ReportingEmbedder(VectorsOnly()), "encode_with_tokens")
 
 
 def test_a_job_refuses_a_page_slower_than_the_limit_and_ends_at_once(tmp_path, fake_embedder):
