@@ -249,6 +249,14 @@ def cmd_index(args) -> int:
              else f"{manifest['index_type']} FAISS + BM25"))
     print(f"  built     {manifest['created']} in {manifest['build_seconds']:.2f}s")
     print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
+    token_vectors = getattr(index, "token_vectors", None)
+    if token_vectors is not None:
+        print(f"  pieces    {len(token_vectors):,} word-piece vectors for the answerer's token matches "
+              f"({token_vectors.nbytes / 1e6:.1f} MB)")
+    else:
+        print("  pieces    none stored: the answerer encodes each candidate sentence's word pieces the first time a "
+              "process needs them" + ("" if manifest.get("store") == "postgresql"
+                                      else " (`rag index build` stores them)"))
     for d in manifest["documents"]:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"

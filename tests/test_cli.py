@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def test_index_info_text(cli):
     assert result.returncode == 0, result.stderr
     assert "all-MiniLM-L6-v2" in result.stdout
     assert "2026-03-06-iran-proxies-iraq.txt" in result.stdout
+    assert re.search(r"pieces +[\d,]+ word-piece vectors for the answerer's token matches \(\d+\.\d MB\)", result.stdout)
 
 
 @pytest.mark.parametrize("query", ["", "   "])
