@@ -122,8 +122,9 @@ def _write_jsonl(path: Path, rows) -> str:
     return sha256_bytes(data)
 
 
-def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndarray]:
-    """Vectors of the current index keyed by text, so a rebuild only embeds what is new.
+def _reusable_vectors(settings: Settings, model: ModelInfo) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Vectors of the current index keyed by text, and its sentences' word-piece vectors (float16 rows) keyed by
+    text, so a rebuild only embeds what is new.
 
     Only from files that match the manifest's checksums and hold finite vectors: whatever state the previous
     index is in (missing, empty, edited, a folder in place of a file), the build goes on without it."""
@@ -131,7 +132,7 @@ def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndar
         path = settings.index_path
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         if manifest["embedding"]["sha256"] != model.sha256:
-            return {}
+            return {}, {}
         import numpy as np
 
         files = manifest["files"]
@@ -139,22 +140,29 @@ def _reusable_vectors(settings: Settings, model: ModelInfo) -> dict[str, np.ndar
         vectors_data = (path / "sentence_vectors.npy").read_bytes()
         if (sha256_bytes(sentences_data) != files["sentences.jsonl"]
                 or sha256_bytes(vectors_data) != files["sentence_vectors.npy"]):
-            return {}
+            return {}, {}
         sentences = [json.loads(line)["text"] for line in sentences_data.decode("utf-8").splitlines() if line.strip()]
         vectors = np.load(io.BytesIO(vectors_data), allow_pickle=False)
         if (vectors.ndim != 2 or len(vectors) != len(sentences) or vectors.shape[1] != manifest["embedding"]["dim"]
                 or not np.isfinite(vectors).all()):
-            return {}
+            return {}, {}
         reusable = dict(zip(sentences, vectors, strict=True))
         try:
             words, word_vectors = _read_words(path, files, manifest["embedding"]["dim"])
             reusable.update(zip(words, word_vectors, strict=True))
         except IndexCorruptError:
             pass
-        return reusable
+        tokens: dict[str, np.ndarray] = {}
+        try:
+            token_vectors, offsets = _read_tokens(path, files, manifest["embedding"]["dim"], len(sentences))
+            if token_vectors is not None:
+                tokens = {t: token_vectors[offsets[i] : offsets[i + 1]] for i, t in enumerate(sentences)}
+        except IndexCorruptError:
+            pass
+        return reusable, tokens
     except Exception as exc:  # any damage: build without reuse
         log.debug("not reusing vectors of the previous index: %s: %s", type(exc).__name__, exc)
-        return {}
+        return {}, {}
 
 
 def _embed(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray]) -> np.ndarray:
@@ -166,33 +174,6 @@ def _embed(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray]) -
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([cache[t] for t in texts]).astype(np.float32)
-
-
-def _reusable_tokens(settings: Settings, model: ModelInfo) -> dict[str, np.ndarray]:
-    """The word-piece vectors of the current index's sentences keyed by text (float16 rows), so a rebuild only
-    encodes new sentences; empty whenever anything about them is off (as ``_reusable_vectors``)."""
-    try:
-        path = settings.index_path
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-        if manifest["embedding"]["sha256"] != model.sha256:
-            return {}
-        files = manifest["files"]
-        texts = [json.loads(line)["text"]
-                 for line in _verified_bytes(path / "sentences.jsonl", files).decode("utf-8").splitlines() if line.strip()]
-        token_vectors, token_offsets = _read_tokens(path, files, manifest["embedding"]["dim"], len(texts))
-        if token_vectors is None:
-            return {}
-        return {t: token_vectors[token_offsets[i] : token_offsets[i + 1]] for i, t in enumerate(texts)}
-    except Exception as exc:  # any damage: build without reuse
-        log.debug("not reusing token vectors of the previous index: %s: %s", type(exc).__name__, exc)
-        return {}
-
-
-def _verified_bytes(file: Path, files: dict) -> bytes:
-    data = file.read_bytes()
-    if sha256_bytes(data) != files[file.name]:
-        raise _rebuild(file, "does not match its checksum")
-    return data
 
 
 def _embed_with_tokens(embedder: Embedder, texts: list[str], cache: dict[str, np.ndarray],
@@ -315,8 +296,7 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     else:
         docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
     sentences, chunks, per_doc = segment_corpus(settings, docs, limits)
-    cache = _reusable_vectors(settings, embedder.info)
-    token_cache = _reusable_tokens(settings, embedder.info)
+    cache, token_cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors, sentence_tokens = _embed_with_tokens(embedder, [s.text for s in sentences], cache, token_cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
     words = vocabulary(sentences)
@@ -425,8 +405,8 @@ def _read_tokens(path: Path, files: dict, dim: int, n_sentences: int,
     vectors_file, offsets_file = path / "token_vectors.npy", path / "token_offsets.npy"
     try:
         if verify:
-            _verified_bytes(vectors_file, files)
-            _verified_bytes(offsets_file, files)
+            _verify_file(vectors_file, files[vectors_file.name])
+            _verify_file(offsets_file, files[offsets_file.name])
         vectors = np.load(vectors_file, allow_pickle=False, mmap_mode="r")
         offsets = np.load(offsets_file, allow_pickle=False)
     except (OSError, ValueError, EOFError, KeyError):

@@ -337,29 +337,24 @@ class _ReportingEmbedder:
     def encode(self, texts: list[str], *args: Any, **kwargs: Any):
         import numpy as np
 
-        if len(texts) <= self.BATCH:
-            _emit(stage="embedding", done=0, total=len(texts))
-            return self._embedder.encode(texts, *args, **kwargs)
-        parts = []
-        for start in range(0, len(texts), self.BATCH):
-            _emit(stage="embedding", done=start, total=len(texts))
-            parts.append(self._embedder.encode(texts[start : start + self.BATCH], *args, **kwargs))
-        return np.concatenate(parts)
+        parts = self._in_batches(self._embedder.encode, texts, *args, **kwargs)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _encode_with_tokens(self, texts: list[str], *args: Any, **kwargs: Any):
         import numpy as np
 
-        if len(texts) <= self.BATCH:
-            _emit(stage="embedding", done=0, total=len(texts))
-            return self._embedder.encode_with_tokens(texts, *args, **kwargs)
-        vectors, tokens = [], []
-        for start in range(0, len(texts), self.BATCH):
+        parts = self._in_batches(self._embedder.encode_with_tokens, texts, *args, **kwargs)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([vectors for vectors, _ in parts]), [rows for _, tokens in parts for rows in tokens]
+
+    def _in_batches(self, encode: Any, texts: list[str], *args: Any, **kwargs: Any) -> list:
+        """``encode`` over ``texts`` BATCH at a time (once for an empty list), reporting before each batch."""
+        parts = []
+        for start in range(0, max(len(texts), 1), self.BATCH):
             _emit(stage="embedding", done=start, total=len(texts))
-            part_vectors, part_tokens = self._embedder.encode_with_tokens(texts[start : start + self.BATCH], *args,
-                                                                          **kwargs)
-            vectors.append(part_vectors)
-            tokens.extend(part_tokens)
-        return np.concatenate(vectors), tokens
+            parts.append(encode(texts[start : start + self.BATCH], *args, **kwargs))
+        return parts
 
 
 def _make_embedder(spec: str | None, settings: Settings, sys_path: list[str]) -> Any:

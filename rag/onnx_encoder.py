@@ -127,12 +127,16 @@ class OnnxEncoder:
         """L2-normalised float32 vectors; texts are length-sorted into batches so padding stays short."""
         import numpy as np
 
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for rows, encodings in self._batches(texts, batch_size, progress):
+            out[rows] = self.session.run(["embedding"], self._feed(encodings))[0]
+        return _normalised(out)
+
+    def _batches(self, texts: list[str], batch_size: int, progress: bool):
+        """(positions in ``texts``, their encodings) batch by batch, longest texts first so padding stays short."""
         # sentence-transformers strips (and optionally lowercases) before tokenizing; do the same.
         cleaned = [t.strip().lower() if self.lower_case else t.strip() for t in texts]
         order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
-        out = np.empty((len(cleaned), self.dim), dtype=np.float32)
         starts = range(0, len(order), batch_size)
         if progress:
             from tqdm import tqdm
@@ -140,8 +144,7 @@ class OnnxEncoder:
             starts = tqdm(starts, desc="embedding", unit="batch")
         for start in starts:
             rows = order[start : start + batch_size]
-            out[rows] = self._run([cleaned[i] for i in rows])
-        return _normalised(out)
+            yield rows, self.tokenizer.encode_batch([cleaned[i] for i in rows])
 
     def encode_with_tokens(self, texts: list[str], batch_size: int = 64,
                            progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -155,21 +158,10 @@ class OnnxEncoder:
         """As ``encode_with_tokens``, plus per text the word each token row is a piece of (``token_words``)."""
         import numpy as np
 
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32), [], []
-        cleaned = [t.strip().lower() if self.lower_case else t.strip() for t in texts]
-        order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
-        out = np.empty((len(cleaned), self.dim), dtype=np.float32)
-        tokens: list = [None] * len(cleaned)
-        words: list = [None] * len(cleaned)
-        starts = range(0, len(order), batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="embedding", unit="batch")
-        for start in starts:
-            rows = order[start : start + batch_size]
-            encodings = self.tokenizer.encode_batch([cleaned[i] for i in rows])
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        tokens: list = [None] * len(texts)
+        words: list = [None] * len(texts)
+        for rows, encodings in self._batches(texts, batch_size, progress):
             pooled, hidden = self.session.run(["embedding", "tokens"], self._feed(encodings))
             out[rows] = pooled
             for k, (i, e) in enumerate(zip(rows, encodings, strict=True)):
@@ -186,9 +178,6 @@ class OnnxEncoder:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
         return {name: arrays[name] for name in self.input_names}
-
-    def _run(self, batch: list[str]) -> np.ndarray:
-        return self.session.run(["embedding"], self._feed(self.tokenizer.encode_batch(batch)))[0]
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:

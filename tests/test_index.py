@@ -124,13 +124,17 @@ def test_the_vocabulary_is_embedded_with_the_index_and_read_back(pipeline, embed
     assert loaded.words == index.words and np.array_equal(loaded.word_vectors, index.word_vectors)
 
 
-def test_an_index_built_before_word_vectors_loads_without_them(indexed_settings, embedder):
-    path = indexed_settings.index_path
+def _as_built_before(path: Path, *files: str) -> None:
+    """Make the build at ``path`` look like one made before ``files`` were stored: gone, and not in its manifest."""
     manifest = read_manifest(path)
-    for name in ("words.json", "word_vectors.npy"):
+    for name in files:
         (path / name).unlink()
         del manifest["files"][name]
     (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_an_index_built_before_word_vectors_loads_without_them(indexed_settings, embedder):
+    _as_built_before(indexed_settings.index_path, "words.json", "word_vectors.npy")
     index = open_index(indexed_settings, embedder)
     assert index.words == () and index.word_vectors is None
     answer = Pipeline(indexed_settings, embedder, index).ask("Who replaced Qassem Soleimani?")
@@ -155,12 +159,7 @@ def test_sentence_token_vectors_are_stored_with_the_index_and_read_back(pipeline
 
 
 def test_an_index_built_before_token_vectors_answers_the_same(indexed_settings, embedder, pipeline):
-    path = indexed_settings.index_path
-    manifest = read_manifest(path)
-    for name in ("token_vectors.npy", "token_offsets.npy"):
-        (path / name).unlink()
-        del manifest["files"][name]
-    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    _as_built_before(indexed_settings.index_path, "token_vectors.npy", "token_offsets.npy")
     index = open_index(indexed_settings, embedder)
     assert index.token_vectors is None and index.sentence_tokens(0) is None
     question = "Who replaced Qassem Soleimani?"

@@ -363,8 +363,8 @@ class Featurizer:
         answerable questions), ranking by this puts the evidence first for 76 %, against 59 % for the pooled
         sentence cosine (paraphrase-style questions 66 % against 50 %) and 71 % for the plain mean over
         pieces, which lets a name cut into several pieces outweigh the verb ("Who replaced Qassem Soleimani?":
-        the sentence about Soleimani's killing 0.75, his successor's 0.57; per word with idf 0.65 and 0.62). Zeros without an embedder that gives token
-        vectors (test doubles without them)."""
+        the sentence about Soleimani's killing 0.75, his successor's 0.57; per word with idf 0.65 and 0.62).
+        Zeros without an embedder that gives token vectors (test doubles without them)."""
         n = len(passages)
         encode_tokens = getattr(self.embedder, "encode_query_tokens", None)
         if not n or encode_tokens is None:
