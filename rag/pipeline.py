@@ -47,9 +47,32 @@ class _Snapshot:
     backends: dict[str, AnswerBackend] = field(default_factory=dict)
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Cap the threads of numpy's BLAS (OpenBLAS or another pthreads-based library; not OpenMP-based ones such as
+    FAISS's, which do not spin) at ``threads``, process-wide; 0 leaves them alone.
+
+    Why: a question's matrix products are small (about 12 word pieces against 1,000 candidate pieces, 40 word
+    vectors against 300), so a second BLAS thread gains nothing, and OpenBLAS's idle threads busy-wait after each
+    call, taking the core that onnxruntime then needs to encode the next question. Measured with `make bench`'s
+    300 questions on the 2-core machine while other work kept it busy (load average 3.4): warm ask p50 35-40 ms
+    with numpy's default two threads, 13-15 ms with one (embed stage 13 -> 7 ms, answer stage 21 -> 6.5 ms); on
+    the idle machine 12.9 and 12.4 ms."""
+    if threads <= 0:
+        return
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    spinning = [lib["filepath"] for lib in controller.info()
+                if lib["user_api"] == "blas" and lib.get("threading_layer") != "openmp"
+                and lib["num_threads"] != threads]
+    if spinning:
+        controller.select(filepath=spinning).limit(limits=threads)
+
+
 class Pipeline:
     def __init__(self, settings: Settings, embedder: Embedder, index: Index):
         self.settings, self.embedder = settings, embedder
+        limit_blas_threads(settings.blas_threads)
         self._registered: dict[str, AnswerBackend] = {}  # use_backend(): kept across rebuilds
         self._backend_lock = threading.Lock()  # creating a backend
         self._write_lock = threading.Lock()  # one corpus change / rebuild at a time; readers never wait on it
