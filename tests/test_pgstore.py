@@ -132,12 +132,21 @@ class CountingEmbedder:
         self.inner, self.fail_after, self.calls, self.texts = inner, fail_after, 0, 0
         self.info, self.dim, self.backend = inner.info, inner.dim, inner.backend
 
-    def encode(self, texts, **kwargs):
+    def _count(self, texts) -> None:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("killed mid-build")
         self.texts += len(texts)
+        self.encoded = [*getattr(self, "encoded", []), *texts]
+
+    def encode(self, texts, **kwargs):
+        self._count(texts)
         return self.inner.encode(texts, **kwargs)
+
+    def encode_with_tokens(self, texts, **kwargs):
+        self._count(texts)
+        self.with_tokens = getattr(self, "with_tokens", 0) + len(texts)
+        return self.inner.encode_with_tokens(texts, **kwargs)
 
     def encode_query(self, text):
         return self.inner.encode_query(text)
@@ -157,12 +166,22 @@ def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url,
     assert killed.texts == 2
     after = open_index(settings, embedder, rebuild_if_stale=False)
     assert after.version == first.version and list(after.documents) == [ARTICLE.name]
+    assert killed.with_tokens == 2  # a text's vector and word pieces come from one run of the model
     resumed = CountingEmbedder(embedder)
     index = build_index(settings, resumed)
     new_texts = {s.text for s in index.sentences} | {c.text for c in index.chunks}
     old_texts = {s.text for s in first.sentences} | {c.text for c in first.chunks}
     assert resumed.texts == len(new_texts - old_texts) - 2  # the 2 embedded before the kill are not redone
+    assert not set(killed.encoded) & set(resumed.encoded)  # neither their vectors nor their word pieces
+    assert set(killed.encoded) | set(resumed.encoded) == new_texts - old_texts
     assert sorted(index.documents) == sorted([ARTICLE.name, "2026-04-02-baghdad-floods.txt"])
+    stored = index.sentence_tokens_many(range(len(index.sentences)))
+    assert index.has_tokens and set(stored) == set(range(len(index.sentences)))
+    _, expected = embedder.encode_with_tokens(killed.encoded)
+    by_text = {s.text: s.id for s in index.sentences}
+    for text, rows in zip(killed.encoded, expected, strict=True):  # the pieces committed before the kill
+        if text in by_text:
+            assert np.abs(stored[by_text[text]].astype(np.float32) - rows).max() < 2e-3
 
 
 def test_push_copies_a_local_index_without_embedding(tmp_path, pg_url, embedder):
@@ -199,6 +218,8 @@ def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
                           capture_output=True, text=True, env={**env, "RAG_STORE": pg_url}, timeout=120)
     assert info.returncode == 0, info.stderr
     assert "(schema rag_default)" in info.stdout and "PostgreSQL pgvector-hnsw" in info.stdout
+    assert "word-piece vectors for the answerer's token matches" in info.stdout, info.stdout
+    assert "table sentence_tokens" in info.stdout and "read as questions need them" in info.stdout
     bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
                           str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
@@ -541,10 +562,10 @@ def test_a_store_of_an_older_schema_is_refused_then_rebuilt(tmp_path, pg_url, em
         conn.execute(f"UPDATE {schema}.meta SET value = '1' WHERE key = 'schema_version'")
         conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN tsv tsvector NOT NULL DEFAULT ''")
         conn.execute(f"DROP TABLE {schema}.keywords")
-    with pytest.raises(IndexCorruptError, match="schema version 1 is not 2; rebuild"):
+    with pytest.raises(IndexCorruptError, match="schema version 1 is not 3; rebuild"):
         open_index(settings, embedder)
     rebuilt = build_index(settings, embedder)
-    assert rebuilt.manifest["schema_version"] == 2 and open_index(settings, embedder).chunks == rebuilt.chunks
+    assert rebuilt.manifest["schema_version"] == 3 and open_index(settings, embedder).chunks == rebuilt.chunks
 
 
 def test_an_indexing_job_adds_a_document_to_the_postgres_store(tmp_path, pg_url, embedder):
@@ -646,3 +667,4 @@ def test_a_rebuild_swaps_in_new_tables_while_readers_keep_reading(tmp_path, pg_u
     reopened = open_index(settings.model_copy(update={"chunk_sentences": settings.chunk_sentences + 1}), embedder,
                           rebuild_if_stale=False)
     assert reopened.version == rebuilt.version and reopened.chunks == rebuilt.chunks
+
