@@ -223,7 +223,7 @@ def cmd_index(args) -> int:
         from rag import pgstore
 
         local = settings.model_copy(update={"store": "local"})
-        index = pgstore.push(local, pgstore.check_url(args.store))
+        index = pgstore.push(local, pgstore.check_url(args.store), embedder)
         if not args.json:
             print(f"pushed index {settings.index_name} to {pgstore.redact(args.store)} "
                   f"(schema {pgstore.schema_name(settings.index_name)}, version {index.version})")
@@ -250,13 +250,17 @@ def cmd_index(args) -> int:
     print(f"  built     {manifest['created']} in {manifest['build_seconds']:.2f}s")
     print(f"  totals    {counts['documents']} documents, {counts['sentences']} sentences, {counts['chunks']} chunks")
     token_vectors = getattr(index, "token_vectors", None)
+    stored = index.token_summary() if hasattr(index, "token_summary") else None
     if token_vectors is not None:
         print(f"  pieces    {len(token_vectors):,} word-piece vectors for the answerer's token matches "
               f"({token_vectors.nbytes / 1e6:.1f} MB)")
+    elif stored is not None:
+        print(f"  pieces    {stored['vectors']:,} word-piece vectors for the answerer's token matches "
+              f"({stored['bytes'] / 1e6:.1f} MB; table sentence_tokens {stored['table_bytes'] / 1e6:.1f} MB on disk), "
+              "read as questions need them")
     else:
         print("  pieces    none stored: the answerer encodes each candidate sentence's word pieces the first time a "
-              "process needs them" + ("" if manifest.get("store") == "postgresql"
-                                      else " (`rag index build` stores them)"))
+              "process needs them (`rag index build` stores them)")
     for d in manifest["documents"]:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"

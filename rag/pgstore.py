@@ -10,14 +10,22 @@ One schema per index name (``rag_<name>``) holds:
   row, with a GIN index (a table of its own: the keyword leg reads every row a question's terms select, and
   rows of 40-byte tsvectors are read 10 times faster than chunk rows carrying 1.5 kB vectors);
 - ``embed_cache``: vectors by model and text digest, committed batch by batch while a build embeds, so a
-  killed build resumes without embedding again what it had done.
+  killed build resumes without embedding again what it had done;
+- ``sentence_tokens`` (schema 3): each sentence text's word-piece vectors for the answerer's token matches
+  (float16 bytes, about 18 KB a sentence, with their row count and sha256), by model and text digest like the
+  cache, and written the same way, batch by batch as a build encodes (one run of the model gives a sentence's
+  vector and its pieces); a build drops the rows its corpus no longer uses. The manifest's checksum covers
+  every sentence's row count and sha256; the vectors are checked against that sha256 when they are read.
 
-A build rewrites the three tables in one transaction (under an advisory lock, so two writers queue); an add
+A build rewrites the three row tables in one transaction (under an advisory lock, so two writers queue); an add
 of new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
 corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
-two rankings of a query; ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as
-well, so several servers follow one store.
+two rankings of a query; the word pieces stay in the table, and the answerer reads those of a question's
+candidates it has not seen yet in one statement (``PgIndex.sentence_tokens_many``: found by the digest of each
+sentence's text, so an index held across a rebuild that renumbered the sentences never gets another sentence's
+pieces). ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as well, so several
+servers follow one store. A store of schema 2 (before the word pieces) is read and answered from without them.
 
 Why one module of this size: the schema, the transactional build, the push from a local index and the
 queries share one set of table definitions and SQL; split, each part would restate them.
@@ -51,7 +59,11 @@ if TYPE_CHECKING:
     from rag.embeddings import Embedder
     from rag.settings import Settings
 
-SCHEMA_VERSION = 2  # 2: the chunks' tsvectors in their own narrow table, keywords
+SCHEMA_VERSION = 3  # 2: the chunks' tsvectors in their own narrow table, keywords; 3: sentence_tokens
+# Schemas this code reads: a schema-2 store has no word pieces (the answerer encodes the candidates it needs);
+# `rag index build` rewrites it as the current one.
+READABLE_SCHEMAS = (2, SCHEMA_VERSION)
+TOKENS = "sentence_tokens"  # the word pieces' entry in the manifest's checksums, and their table
 log = logging.getLogger("rag")
 BATCH = 512  # rows per COPY batch and texts per embedding batch
 POLL_SECONDS = 1.0  # how often a following process reads the version row
@@ -136,9 +148,10 @@ def term_frequencies(tsvectors, into: dict[str, int] | None = None) -> dict[str,
 APPENDABLE = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "chunk_vectors.f32", "keywords.tsvector")
 
 
-def _digests(docs, sentences, chunks, chunk_vectors, tsvectors, start: dict | None = None) -> dict:
+def _digests(docs, sentences, chunks, chunk_vectors, tsvectors, tokens=None, start: dict | None = None) -> dict:
     """sha256 objects of the appendable tables (as the local index serialises them), fed these rows: new
-    ones, or copies of ``start``'s (the rows before these) extended."""
+    ones, or copies of ``start``'s (the rows before these) extended. ``tokens``: each sentence's word-piece
+    entry, ``(rows, sha256 of the rows)`` or None where the store has none (``_tokens_digest``)."""
     import numpy as np
 
     digests = {name: start[name].copy() if start else hashlib.sha256() for name in APPENDABLE}
@@ -149,7 +162,25 @@ def _digests(docs, sentences, chunks, chunk_vectors, tsvectors, start: dict | No
     digests["chunk_vectors.f32"].update(np.ascontiguousarray(chunk_vectors, np.float32).tobytes())
     for tsv in tsvectors:
         digests["keywords.tsvector"].update((tsv + "\n").encode("utf-8"))
+    digests[TOKENS] = _tokens_digest(tokens, start.get(TOKENS) if start else hashlib.sha256())
     return digests
+
+
+def _tokens_digest(entries, start):
+    """The sha256 object of the word pieces of these sentences (in id order) extending ``start``: per sentence
+    its row count (4 bytes, little-endian) and the sha256 of its rows (float16, little-endian, row by row), as
+    the ``sentence_tokens`` table holds them. The rows themselves are checked against that sha256 when they
+    are read (``PgIndex.sentence_tokens_many``), so a process never reads them all. None when ``entries`` is
+    None, when a sentence has no entry, or when ``start`` is None (a corpus without word pieces)."""
+    if entries is None or start is None:
+        return None
+    digest = start.copy()
+    for entry in entries:
+        if entry is None:
+            return None
+        rows, sha = entry
+        digest.update(int(rows).to_bytes(4, "little") + bytes(sha))
+    return digest
 
 
 def _npy_sha(array: np.ndarray) -> str:
@@ -161,7 +192,10 @@ def _npy_sha(array: np.ndarray) -> str:
 
 
 def _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors) -> dict[str, str]:
-    found = {name: d.hexdigest() for name, d in _digests(docs, sentences, chunks, chunk_vectors, ()).items()}
+    """The checksums of the tables known before writing (the keywords' and the word pieces' are taken from the
+    table once written, ``write_corpus``)."""
+    found = {name: d.hexdigest() for name, d in _digests(docs, sentences, chunks, chunk_vectors, ()).items()
+             if d is not None}
     return {"documents.jsonl": found["documents.jsonl"], "sentences.jsonl": found["sentences.jsonl"],
             "chunks.jsonl": found["chunks.jsonl"], "sentence_vectors.npy": _npy_sha(sentence_vectors),
             "chunk_vectors.f32": found["chunk_vectors.f32"]}
@@ -243,13 +277,14 @@ class PgStore:
         for conn in idle:
             conn.close()
 
-    def _run(self, sql: str, params=None) -> list[tuple]:
-        """One read statement; a broken connection (server restarted, fail-over) is replaced once."""
+    def _run(self, sql: str, params=None, binary: bool = False) -> list[tuple]:
+        """One read statement; a broken connection (server restarted, fail-over) is replaced once. ``binary``:
+        results in PostgreSQL's binary format (bytea as is, not as hex text to decode)."""
         import psycopg
 
         for attempt in (0, 1):
             try:
-                with self.connection() as conn, conn.cursor() as cur:
+                with self.connection() as conn, conn.cursor(binary=binary) as cur:
                     cur.execute(sql, params)
                     return cur.fetchall()
             except psycopg.OperationalError:
@@ -269,11 +304,14 @@ class PgStore:
     # ------------------------------------------------------------ reading
 
     def read(self, after: dict | None = None,
-             ) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str]] | None:
+             ) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str],
+                        list | None] | None:
         """A consistent copy of the corpus (one REPEATABLE READ transaction), or IndexCorruptError.
 
         With ``after`` (the version and row counts the caller holds, as ``appended_to`` gives them): only the
-        rows appended since, when the store's version is an add to exactly that one; else None."""
+        rows appended since, when the store's version is an add to exactly that one; else None. The last item:
+        per sentence, the row count and sha256 of its word pieces (None where the table has none), or None for a
+        corpus stored without them; the word pieces themselves are read when the answerer needs them."""
         import numpy as np
         import psycopg
 
@@ -290,7 +328,7 @@ class PgStore:
                 meta = dict(cur.fetchall())
                 if "manifest" not in meta:  # only the embedding cache of a first build so far
                     raise FileNotFoundError(self.schema)
-                if meta.get("schema_version") != SCHEMA_VERSION:
+                if meta.get("schema_version") not in READABLE_SCHEMAS:
                     raise IndexCorruptError(
                         f"{redact(self.url)} schema {self.schema}: schema version {meta.get('schema_version')} is not "
                         f"{SCHEMA_VERSION}; rebuild with `rag index build`")
@@ -300,12 +338,25 @@ class PgStore:
                 cur.execute("SELECT id, text, title, date, sha256, fmt FROM documents WHERE ord >= %s ORDER BY ord",
                             (skip["documents"],))
                 docs = [Document(*row) for row in cur]
-                cur.execute('SELECT id, source, start, "end", text, paragraph, section, embedding FROM sentences '
-                            "WHERE id >= %s ORDER BY id", (skip["sentences"],))
-                sentences, svecs = [], []
-                for *row, vec in cur:
+                with_tokens = TOKENS in meta["manifest"]["files"]
+                columns = 's.id, s.source, s.start, s."end", s.text, s.paragraph, s.section, s.embedding'
+                if with_tokens:  # the word pieces' counts and checksums, not the vectors: joined by text digest
+                    try:
+                        cur.execute(f"SELECT {columns}, t.pieces, t.sha256 FROM sentences s LEFT JOIN sentence_tokens "
+                                    "t ON t.model = %s AND t.digest = encode(sha256(convert_to(s.text, 'UTF8')), "
+                                    "'hex') WHERE s.id >= %s ORDER BY s.id",
+                                    (meta["manifest"]["embedding"]["sha256"], skip["sentences"]))
+                    except psycopg.errors.UndefinedTable:
+                        raise self._tokens_missing() from None
+                else:
+                    cur.execute(f"SELECT {columns}, NULL::int, NULL::bytea FROM sentences s WHERE s.id >= %s "
+                                "ORDER BY s.id", (skip["sentences"],))
+                sentences, svecs, tokens = [], [], [] if with_tokens else None
+                for *row, vec, pieces, sha in cur:
                     sentences.append(Sentence(*row))
                     svecs.append(_array(vec))
+                    if tokens is not None:
+                        tokens.append(None if sha is None else (pieces, sha))
                 cur.execute('SELECT id, source, start, "end", text, sentence_ids, section, embedding, tsv::text '
                             "FROM chunks JOIN keywords USING (row) WHERE row >= %s ORDER BY row", (skip["chunks"],))
                 chunks, cvecs, tsvs = [], [], []
@@ -319,7 +370,8 @@ class PgStore:
         dim = manifest["embedding"]["dim"]
         sentence_vectors = np.array(svecs, dtype=np.float32).reshape(len(svecs), dim)
         chunk_vectors = np.array(cvecs, dtype=np.float32).reshape(len(cvecs), dim)
-        return manifest, int(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs
+        return (manifest, int(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs,
+                tokens)
 
     # ------------------------------------------------------------ searching
 
@@ -357,10 +409,50 @@ class PgStore:
             return {}
         return {digests[d]: _array(v) for d, v in rows}
 
-    def cache_vectors(self, model_sha: str, texts: list[str], vectors: np.ndarray) -> None:
+    def cached_tokens(self, model_sha: str, texts: list[str], dim: int) -> set[str]:
+        """Those of the texts whose word pieces the ``sentence_tokens`` table holds, intact: the server checks
+        each row against its sha256 (a damaged row counts as missing, so a build encodes it again and repairs
+        it; the server hashes the rows instead of sending them: 7 s for 100k sentences, whose encoding takes about
+        8 minutes)."""
+        import psycopg
+
+        digests = {_digest(t): t for t in texts}
+        try:
+            rows = self._run("SELECT digest FROM sentence_tokens WHERE model = %s AND digest = ANY(%s) AND "
+                             "octet_length(vectors) = pieces * %s * 2 AND sha256(vectors) = sha256",
+                             (model_sha, list(digests), dim))
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return set()
+        return {digests[d] for (d,) in rows}
+
+    def cache_vectors(self, model_sha: str, vectors: dict[str, np.ndarray],
+                      tokens: dict[str, np.ndarray] | None = None) -> None:
+        """Commit texts' vectors to the embedding cache (a vector already there is kept: under one model a text's
+        vector does not change) and sentence texts' word pieces (float16 rows) to ``sentence_tokens``, in one
+        transaction."""
         with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany("INSERT INTO embed_cache VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                            [(model_sha, _digest(t), v) for t, v in zip(texts, vectors, strict=True)])
+            if vectors:
+                cur.executemany("INSERT INTO embed_cache VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                [(model_sha, _digest(t), v) for t, v in vectors.items()])
+            if tokens:  # a row there is replaced: callers write only those missing or damaged (cached_tokens)
+                cur.executemany("INSERT INTO sentence_tokens VALUES (%s, %s, %s, %s, %s) ON CONFLICT (model, digest) "
+                                "DO UPDATE SET pieces = excluded.pieces, sha256 = excluded.sha256, "
+                                "vectors = excluded.vectors",
+                                [(model_sha, _digest(t), *_token_row(rows)) for t, rows in tokens.items()])
+
+    def token_vectors(self, model_sha: str, digests: list[str]) -> list[tuple[str, int, bytes, bytes]]:
+        """(digest, pieces, sha256, vectors) of the texts with these digests that the table holds."""
+        import psycopg
+
+        try:
+            return self._run("SELECT digest, pieces, sha256, vectors FROM sentence_tokens WHERE model = %s AND "
+                             "digest = ANY(%s)", (model_sha, digests), binary=True)
+        except psycopg.errors.UndefinedTable:
+            raise self._tokens_missing() from None
+
+    def _tokens_missing(self) -> IndexCorruptError:
+        return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table {TOKENS} is missing; rebuild with "
+                                 "`rag index build`")
 
 
 def _array(vector) -> np.ndarray:
@@ -374,7 +466,18 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _ddl(schema: str, dim: int) -> list[str]:
+def _token_row(rows: np.ndarray) -> tuple[int, bytes, bytes]:
+    """A sentence's word pieces as ``sentence_tokens`` stores them: (row count, sha256, float16 bytes)."""
+    import numpy as np
+
+    data = np.ascontiguousarray(rows, dtype="<f2").tobytes()
+    return len(rows), hashlib.sha256(data).digest(), data
+
+
+def _cache_ddl(schema: str) -> list[str]:
+    """The schema with the tables a build writes to while it embeds: ``meta``, the embedding cache, and the
+    word pieces of each sentence text (by model and text digest, as the cache: a text's pieces are encoded and
+    stored once, committed batch by batch, and serve every corpus holding the text until a build drops them)."""
     return [
         "CREATE EXTENSION IF NOT EXISTS vector",
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
@@ -382,6 +485,14 @@ def _ddl(schema: str, dim: int) -> list[str]:
         "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value jsonb NOT NULL)",
         "CREATE TABLE IF NOT EXISTS embed_cache (model text NOT NULL, digest text NOT NULL, "
         "embedding vector NOT NULL, PRIMARY KEY (model, digest))",
+        "CREATE TABLE IF NOT EXISTS sentence_tokens (model text NOT NULL, digest text NOT NULL, pieces int NOT NULL, "
+        "sha256 bytea NOT NULL, vectors bytea NOT NULL, PRIMARY KEY (model, digest))",
+    ]
+
+
+def _ddl(schema: str, dim: int) -> list[str]:
+    return [
+        *_cache_ddl(schema),
         "CREATE TABLE IF NOT EXISTS documents (ord int PRIMARY KEY, id text NOT NULL UNIQUE, text text NOT NULL, "
         "title text NOT NULL, date text, sha256 text NOT NULL, fmt text NOT NULL)",
         *_row_tables(dim),
@@ -414,9 +525,11 @@ def _row_indexes() -> list[str]:
 
 def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document], sentences: list[Sentence],
                  chunks: list[Chunk], sentence_vectors: np.ndarray, chunk_vectors: np.ndarray,
-                 progress: bool = False) -> int:
+                 progress: bool = False, with_tokens: bool = False) -> int:
     """Replace the store's corpus with this one in ONE transaction (batched COPY inside it); returns the new
-    version. Readers see the previous corpus until the commit, then all of this one."""
+    version. Readers see the previous corpus until the commit, then all of this one. ``with_tokens``: the
+    sentences' word pieces are in ``sentence_tokens`` (``_embed_resumably`` or ``push`` wrote them, under the
+    build lock), and the manifest gets their checksum; without, the corpus is stored without word pieces."""
     schema = schema_name(index_name)
     dim = manifest["embedding"]["dim"]
     conn = connect(url, autocommit=False)
@@ -461,10 +574,19 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             cur.execute("SELECT tsv::text FROM keywords ORDER BY row")
             files = dict(manifest["files"], **{"keywords.tsvector": _keywords_sha(r[0] for r in cur)})
             manifest = dict(manifest, files=files)
-            # Keep the embedding cache to what this corpus uses.
+            model = manifest["embedding"]["sha256"]
+            if with_tokens:
+                found = _tokens_digest(_token_entries(cur, model, sentences), hashlib.sha256())
+                if found is None:
+                    raise RuntimeError("word pieces of some sentences are missing from sentence_tokens "
+                                       "(removed by another writer?); run `rag index build` again")
+                files[TOKENS] = found.hexdigest()
+            # Keep the embedding cache and the word pieces to what this corpus uses.
+            texts = {s.text for s in sentences}
             cur.execute("DELETE FROM embed_cache WHERE model <> %s OR NOT (digest = ANY(%s))",
-                        (manifest["embedding"]["sha256"], [_digest(t) for t in
-                                                           {*(s.text for s in sentences), *(c.text for c in chunks)}]))
+                        (model, [_digest(t) for t in texts | {c.text for c in chunks}]))
+            cur.execute("DELETE FROM sentence_tokens WHERE model <> %s OR NOT (digest = ANY(%s))",
+                        (model, [_digest(t) for t in texts]))
             if not first:  # the swap: from here to the commit, readers of the row tables wait
                 cur.execute(f"DROP TABLE {', '.join(f'{schema}.{table}' for table in ROW_TABLES)}")
                 for table in ROW_TABLES:
@@ -512,6 +634,15 @@ def _copy_rows(cur, docs: list[Document], sentences: list[Sentence], chunks: lis
     bar.close()
 
 
+def _token_entries(cur, model_sha: str, sentences: list[Sentence]) -> list[tuple[int, bytes] | None]:
+    """Per sentence, in order: its word pieces' row count and sha256 as ``sentence_tokens`` holds them (None where
+    it holds none), read in the caller's transaction."""
+    cur.execute("SELECT t.pieces, t.sha256 FROM unnest(%s::text[]) WITH ORDINALITY AS d(digest, i) "
+                "LEFT JOIN sentence_tokens t ON t.model = %s AND t.digest = d.digest ORDER BY d.i",
+                ([_digest(s.text) for s in sentences], model_sha))
+    return [None if sha is None else (pieces, sha) for pieces, sha in cur]
+
+
 def _commit_meta(cur, schema: str, manifest: dict) -> int:
     """Write the schema version, the manifest and the next version number, and notify the followers (delivered
     at commit); returns the new version."""
@@ -519,7 +650,9 @@ def _commit_meta(cur, schema: str, manifest: dict) -> int:
 
     cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
     version = cur.fetchone()[0]
-    for key, value in (("schema_version", SCHEMA_VERSION), ("manifest", manifest), ("version", version)):
+    # An add to a store of an older schema keeps its version (older code reading the store still can).
+    schema_version = manifest.get("schema_version", SCHEMA_VERSION)
+    for key, value in (("schema_version", schema_version), ("manifest", manifest), ("version", version)):
         cur.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (key, Jsonb(value)))
     cur.execute("SELECT pg_notify(%s, %s)", (schema, str(version)))
@@ -539,22 +672,74 @@ class PgIndex(Index):
     digests: dict = field(default_factory=dict, repr=False)  # APPENDABLE tables' sha256 objects, as verified
     keyword_df: dict[str, int] = field(default_factory=dict, repr=False)  # chunks per term (keyword_query)
 
-
     def changed(self) -> bool:
         return self.store.version() != self.version
 
+    @property
+    def has_tokens(self) -> bool:
+        """Whether the store holds this corpus's word pieces (a store of schema 2, or a push of a local index
+        without them and no model to encode them, does not)."""
+        return TOKENS in self.manifest["files"]
 
-def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, where: str,
+    def sentence_tokens(self, sentence_id: int) -> np.ndarray | None:
+        """The word-piece vectors of one sentence (float16 rows), read from the store, or None."""
+        return self.sentence_tokens_many([sentence_id]).get(sentence_id)
+
+    def sentence_tokens_many(self, sentence_ids) -> dict[int, np.ndarray]:
+        """The word-piece vectors (float16 rows) of these sentences, read in one statement; nothing is kept here
+        (the answerer's Featurizer keeps what it uses). Rows are found by the digest of the sentence's own text
+        under this corpus's model, so a sentence id that a later build gave to another sentence never gets that
+        one's pieces; a sentence the store no longer holds (a later build dropped it) is left out, and the
+        answerer encodes it. Each row is checked against its sha256, which the manifest's checksum covers."""
+        import numpy as np
+
+        if not self.has_tokens:
+            return {}
+        by_digest: dict[str, list[int]] = {}
+        for sid in dict.fromkeys(sentence_ids):
+            by_digest.setdefault(_digest(self.sentences[sid].text), []).append(sid)
+        if not by_digest:
+            return {}
+        dim = self.manifest["embedding"]["dim"]
+        found = {}
+        for digest, pieces, sha, data in self.store.token_vectors(self.manifest["embedding"]["sha256"],
+                                                                  list(by_digest)):
+            data = bytes(data)
+            if len(data) != pieces * dim * 2 or hashlib.sha256(data).digest() != bytes(sha):
+                raise IndexCorruptError(
+                    f"{redact(self.store.url)} schema {self.store.schema}: table contents for {TOKENS} do not match "
+                    f"the manifest's checksum (sentence {by_digest[digest][0]}); rebuild with `rag index build`")
+            rows = np.frombuffer(data, dtype="<f2").reshape(pieces, dim)
+            for sid in by_digest[digest]:
+                found[sid] = rows
+        return found
+
+    def token_summary(self) -> dict | None:
+        """What the store holds of this corpus's word pieces: sentences, vectors, their bytes, and the table's
+        size on disk (with its other rows: a build in progress, another model's); None without them."""
+        if not self.has_tokens:
+            return None
+        digests = list({_digest(s.text) for s in self.sentences})
+        texts, pieces, size = self.store._run(
+            "SELECT count(*), coalesce(sum(pieces), 0), coalesce(sum(octet_length(vectors)), 0) FROM sentence_tokens "
+            "WHERE model = %s AND digest = ANY(%s)", (self.manifest["embedding"]["sha256"], digests))[0]
+        table = self.store._run("SELECT pg_total_relation_size('sentence_tokens')")[0][0]
+        return {"texts": int(texts), "vectors": int(pieces), "bytes": int(size), "table_bytes": int(table)}
+
+
+def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, tokens, where: str,
             base: PgIndex | None = None) -> dict:
     """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests.
-    With ``base``, the rows are those appended to it (its digests are extended, its vectors stacked on)."""
+    With ``base``, the rows are those appended to it (its digests are extended, its vectors stacked on).
+    ``tokens``: the sentences' word-piece entries (``PgStore.read``)."""
     import numpy as np
 
-    digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs, start=base.digests if base else None)
-    found = {name: d.hexdigest() for name, d in digests.items()}
+    digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs, tokens, start=base.digests if base else None)
+    found = {name: d.hexdigest() for name, d in digests.items() if d is not None}
     found["sentence_vectors.npy"] = _npy_sha(sentence_vectors if base is None else
                                              np.concatenate([base.sentence_vectors, sentence_vectors]))
-    for name, sha in manifest["files"].items():
+    # The word pieces last: they are found by the sentences' text, so an edited sentence is named as that.
+    for name, sha in sorted(manifest["files"].items(), key=lambda item: item[0] == TOKENS):
         if found.get(name) != sha:
             raise IndexCorruptError(f"{where}: table contents for {name} do not match the manifest's checksum; "
                                     "rebuild with `rag index build`")
@@ -571,8 +756,8 @@ def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vec
 
 def load(settings: Settings) -> PgIndex:
     store = PgStore(settings.store, settings.index_name)
-    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs = store.read()
-    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs,
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens = store.read()
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens,
                       f"{redact(settings.store)} schema {store.schema}")
     return PgIndex(settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, svecs, None,
                    version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)}, digests=digests,
@@ -595,8 +780,8 @@ def load_appended(settings: Settings, base: PgIndex) -> PgIndex | None:
     read = base.store.read(after=appended_to(base))
     if read is None:
         return None
-    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs = read
-    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs,
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens = read
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens,
                       f"{redact(settings.store)} schema {base.store.schema}", base=base)
     chunk_rows = dict(base.chunk_rows)
     chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
@@ -650,12 +835,19 @@ def build_index(settings: Settings, embedder: Embedder, documents: list[Document
     documents only appends their rows (``_append``); ``current``, the caller's index of this store, spares
     reading the store's rows when it is still the store's version."""
 
-    # One build of this index at a time, across processes and machines: a second `rag index add` waits here,
-    # then reads the store with the first one's documents in it (no lost update).
-    lock = connect(settings.store)
-    try:
-        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema_name(settings.index_name) + ":build",))
+    with build_lock(settings.store, settings.index_name):
         return _build_locked(settings, embedder, documents, staged, current)
+
+
+@contextlib.contextmanager
+def build_lock(url: str, index_name: str):
+    """One writer of this index at a time (build, add, push), across processes and machines: a second `rag
+    index add` waits here, then reads the store with the first one's documents in it (no lost update); and no
+    writer drops the cached vectors or word pieces another one has written but not yet committed."""
+    lock = connect(url)
+    try:
+        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema_name(index_name) + ":build",))
+        yield
     finally:
         lock.close()  # releases the session's advisory lock
 
@@ -710,7 +902,7 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     manifest = make_manifest(settings, embedder.info.model_id, embedder.info.sha256, embedder.dim, per_doc,
                              docs, sentences, chunks, sentence_vectors, chunk_vectors, time.perf_counter() - started)
     write_corpus(settings.store, settings.index_name, manifest, docs, sentences, chunks, sentence_vectors,
-                 chunk_vectors, progress=len(chunks) > 5000)
+                 chunk_vectors, progress=len(chunks) > 5000, with_tokens=True)
     return load(settings)
 
 
@@ -757,8 +949,14 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
                        first_ord=len(base.documents), first_row=len(base.chunks))
             cur.execute("SELECT tsv::text FROM keywords WHERE row >= %s ORDER BY row", (len(base.chunks),))
             tsvs = [r[0] for r in cur]
-            digests = _digests(new_docs, sentences, chunks, chunk_vectors, tsvs, start=base.digests)
-            found = {name: d.hexdigest() for name, d in digests.items()}
+            tokens = None
+            if base.has_tokens:  # the new sentences' word pieces, which _embed_resumably put in sentence_tokens
+                tokens = _token_entries(cur, base.manifest["embedding"]["sha256"], sentences)
+                if None in tokens:
+                    raise RuntimeError("word pieces of some sentences are missing from sentence_tokens "
+                                       "(removed by another writer?); run `rag index add` again")
+            digests = _digests(new_docs, sentences, chunks, chunk_vectors, tsvs, tokens, start=base.digests)
+            found = {name: d.hexdigest() for name, d in digests.items() if d is not None}
             found["sentence_vectors.npy"] = _npy_sha(all_sentence_vectors)
             counts = base.manifest["counts"]
             manifest = dict(base.manifest, appended_to=appended_to(base),
@@ -805,23 +1003,36 @@ def make_manifest(settings, model_id, model_sha, dim, per_doc, docs, sentences, 
 
 def _embed_resumably(store: PgStore, embedder: Embedder, sentence_texts: list[str],
                      chunk_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors for the texts: from the store's embedding cache, else embedded BATCH texts at a time, each batch
-    committed to the cache at once (so a killed build resumes where it stopped)."""
+    """Vectors for the texts, and the sentences' word pieces in ``sentence_tokens``: from the store's embedding
+    cache and that table, else encoded BATCH texts at a time, each batch committed to both at once (so a killed
+    build resumes where it stopped, word pieces included). One run of the model gives a text's vector and its
+    pieces; the texts are batched as they are without pieces (a vector depends on its batch's padding in the
+    last bits: the same batches give the same bits as before). An embedder without ``encode_with_tokens`` (a
+    test double) gives no pieces, stored as none, as a local build stores them. The pieces are not returned:
+    the build's commit reads their checksums from the table (``write_corpus``, ``_append``)."""
     import numpy as np
     from tqdm import tqdm
 
-    wanted = sorted(set(sentence_texts) | set(chunk_texts))
+    sentences = set(sentence_texts)
+    wanted = sorted(sentences | set(chunk_texts))
     model = embedder.info.sha256
     cache = store.cached_vectors(model, wanted)
-    missing = [t for t in wanted if t not in cache]
+    have_tokens = store.cached_tokens(model, sorted(sentences), embedder.dim)
+    missing = [t for t in wanted if t not in cache or (t in sentences and t not in have_tokens)]
     if missing:
         _ensure_cache_tables(store)
         for start in tqdm(range(0, len(missing), BATCH), desc="embedding", unit="batch",
                           disable=len(missing) <= BATCH, leave=False):
             batch = missing[start:start + BATCH]
-            vectors = np.asarray(embedder.encode(batch), dtype=np.float32)
-            cache.update(zip(batch, vectors, strict=True))
-            store.cache_vectors(model, batch, vectors)
+            if hasattr(embedder, "encode_with_tokens"):
+                vectors, tokens = embedder.encode_with_tokens(batch)
+            else:
+                vectors, tokens = embedder.encode(batch), [np.zeros((0, embedder.dim), np.float32)] * len(batch)
+            fresh = {t: v for t, v in zip(batch, np.asarray(vectors, dtype=np.float32), strict=True)
+                     if t not in cache}  # a cached vector stays as it is
+            store.cache_vectors(model, fresh, {t: rows for t, rows in zip(batch, tokens, strict=True)
+                                               if t in sentences and t not in have_tokens})
+            cache.update(fresh)
 
     def stack(texts: list[str]) -> np.ndarray:
         if not texts:
@@ -836,7 +1047,7 @@ def _ensure_cache_tables(store: PgStore) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store.schema + ":cache",))
-            for statement in _ddl(store.schema, 1)[:5]:
+            for statement in _cache_ddl(store.schema):
                 cur.execute(statement)
         conn.commit()
     finally:
@@ -844,9 +1055,12 @@ def _ensure_cache_tables(store: PgStore) -> None:
     store.reset()  # reconnect: the vector type may have just been created
 
 
-def push(settings: Settings, url: str) -> PgIndex:
-    """Copy the built local index (``settings.index_path``) into the store at ``url``, vectors included:
-    nothing is embedded again. The copy is verified against the local manifest's checksums."""
+def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIndex:
+    """Copy the built local index (``settings.index_path``) into the store at ``url``, vectors and word pieces
+    included: nothing is embedded again, except the word pieces of a local index built before they were stored
+    (encoded then with ``embedder``, default the settings' model, when it is the index's model; else the store
+    gets none and the answerer encodes the candidates it needs). The copy is verified against the local
+    manifest's checksums."""
     import numpy as np
 
     from rag.index import load_index, read_manifest
@@ -863,9 +1077,42 @@ def push(settings: Settings, url: str) -> PgIndex:
         if manifest["files"][name] != local.manifest["files"][name]:
             raise IndexCorruptError(f"{settings.index_path}: {name} does not serialise to its checksum; "
                                     "rebuild with `rag index build`")
-    write_corpus(url, settings.index_name, manifest, docs, local.sentences, local.chunks, local.sentence_vectors,
-                 chunk_vectors, progress=len(local.chunks) > 5000)
+    with build_lock(url, settings.index_name):
+        with_tokens = _push_tokens(PgStore(url, settings.index_name), local, settings, embedder)
+        write_corpus(url, settings.index_name, manifest, docs, local.sentences, local.chunks,
+                     local.sentence_vectors, chunk_vectors, progress=len(local.chunks) > 5000,
+                     with_tokens=with_tokens)
     return load(settings.model_copy(update={"store": url}))
+
+
+def _push_tokens(store: PgStore, local: Index, settings: Settings, embedder: Embedder | None) -> bool:
+    """Put the local index's word pieces into ``sentence_tokens`` (those the table lacks), BATCH sentences per
+    committed transaction; True when every sentence has them there."""
+    model = local.manifest["embedding"]["sha256"]
+    first = {}  # text -> the id of its first sentence
+    for sentence in local.sentences:
+        first.setdefault(sentence.text, sentence.id)
+    have = store.cached_tokens(model, list(first), local.manifest["embedding"]["dim"])
+    missing = [t for t in first if t not in have]
+    if not missing:
+        return True
+    if local.token_vectors is None:  # a local build made before word pieces were stored: encode them
+        if embedder is None:
+            from rag.embeddings import Embedder
+
+            embedder = Embedder.from_settings(settings)
+        if embedder.info.sha256 != model:
+            log.warning("the local index holds no word pieces and was built with another model than %s: pushed "
+                        "without them (the answerer encodes the candidates it needs; `rag index build` on the "
+                        "store stores them)", embedder.info.model_id)
+            return False
+        _embed_resumably(store, embedder, missing, [])
+        return True
+    _ensure_cache_tables(store)
+    for start in range(0, len(missing), BATCH):
+        batch = missing[start:start + BATCH]
+        store.cache_vectors(model, {}, {t: local.sentence_tokens(first[t]) for t in batch})
+    return True
 
 
 def check_url(url: str) -> str:

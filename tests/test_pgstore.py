@@ -132,12 +132,21 @@ class CountingEmbedder:
         self.inner, self.fail_after, self.calls, self.texts = inner, fail_after, 0, 0
         self.info, self.dim, self.backend = inner.info, inner.dim, inner.backend
 
-    def encode(self, texts, **kwargs):
+    def _count(self, texts) -> None:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt("killed mid-build")
         self.texts += len(texts)
+        self.encoded = [*getattr(self, "encoded", []), *texts]
+
+    def encode(self, texts, **kwargs):
+        self._count(texts)
         return self.inner.encode(texts, **kwargs)
+
+    def encode_with_tokens(self, texts, **kwargs):
+        self._count(texts)
+        self.with_tokens = getattr(self, "with_tokens", 0) + len(texts)
+        return self.inner.encode_with_tokens(texts, **kwargs)
 
     def encode_query(self, text):
         return self.inner.encode_query(text)
@@ -157,12 +166,22 @@ def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url,
     assert killed.texts == 2
     after = open_index(settings, embedder, rebuild_if_stale=False)
     assert after.version == first.version and list(after.documents) == [ARTICLE.name]
+    assert killed.with_tokens == 2  # a text's vector and word pieces come from one run of the model
     resumed = CountingEmbedder(embedder)
     index = build_index(settings, resumed)
     new_texts = {s.text for s in index.sentences} | {c.text for c in index.chunks}
     old_texts = {s.text for s in first.sentences} | {c.text for c in first.chunks}
     assert resumed.texts == len(new_texts - old_texts) - 2  # the 2 embedded before the kill are not redone
+    assert not set(killed.encoded) & set(resumed.encoded)  # neither their vectors nor their word pieces
+    assert set(killed.encoded) | set(resumed.encoded) == new_texts - old_texts
     assert sorted(index.documents) == sorted([ARTICLE.name, "2026-04-02-baghdad-floods.txt"])
+    stored = index.sentence_tokens_many(range(len(index.sentences)))
+    assert index.has_tokens and set(stored) == set(range(len(index.sentences)))
+    _, expected = embedder.encode_with_tokens(killed.encoded)
+    by_text = {s.text: s.id for s in index.sentences}
+    for text, rows in zip(killed.encoded, expected, strict=True):  # the pieces committed before the kill
+        if text in by_text:
+            assert np.abs(stored[by_text[text]].astype(np.float32) - rows).max() < 2e-3
 
 
 def test_push_copies_a_local_index_without_embedding(tmp_path, pg_url, embedder):
@@ -199,6 +218,8 @@ def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
                           capture_output=True, text=True, env={**env, "RAG_STORE": pg_url}, timeout=120)
     assert info.returncode == 0, info.stderr
     assert "(schema rag_default)" in info.stdout and "PostgreSQL pgvector-hnsw" in info.stdout
+    assert "word-piece vectors for the answerer's token matches" in info.stdout, info.stdout
+    assert "table sentence_tokens" in info.stdout and "read as questions need them" in info.stdout
     bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
                           str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
@@ -541,10 +562,10 @@ def test_a_store_of_an_older_schema_is_refused_then_rebuilt(tmp_path, pg_url, em
         conn.execute(f"UPDATE {schema}.meta SET value = '1' WHERE key = 'schema_version'")
         conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN tsv tsvector NOT NULL DEFAULT ''")
         conn.execute(f"DROP TABLE {schema}.keywords")
-    with pytest.raises(IndexCorruptError, match="schema version 1 is not 2; rebuild"):
+    with pytest.raises(IndexCorruptError, match="schema version 1 is not 3; rebuild"):
         open_index(settings, embedder)
     rebuilt = build_index(settings, embedder)
-    assert rebuilt.manifest["schema_version"] == 2 and open_index(settings, embedder).chunks == rebuilt.chunks
+    assert rebuilt.manifest["schema_version"] == 3 and open_index(settings, embedder).chunks == rebuilt.chunks
 
 
 def test_an_indexing_job_adds_a_document_to_the_postgres_store(tmp_path, pg_url, embedder):
@@ -646,3 +667,273 @@ def test_a_rebuild_swaps_in_new_tables_while_readers_keep_reading(tmp_path, pg_u
     reopened = open_index(settings.model_copy(update={"chunk_sentences": settings.chunk_sentences + 1}), embedder,
                           rebuild_if_stale=False)
     assert reopened.version == rebuilt.version and reopened.chunks == rebuilt.chunks
+
+
+# ---------------------------------------------------------------- word pieces (the answerer's token matches)
+
+
+def _token_rows(url: str, schema: str) -> dict[str, tuple]:
+    """sentence_tokens by text digest: (ctid, xmin, pieces)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {d: rest for d, *rest in conn.execute(f"SELECT digest, ctid::text, xmin::text, pieces FROM "
+                                                     f"{schema}.sentence_tokens").fetchall()}
+
+
+def test_a_build_stores_every_sentences_word_pieces(local_and_pg, embedder, monkeypatch):
+    """Every sentence's word pieces are in sentence_tokens: float16 copies of what encode_with_tokens gives, equal
+    to the local index's rows; a process holds none of them after loading and reads a question's candidates in
+    one statement."""
+    local, pg = local_and_pg
+    index = pg.index
+    assert index.has_tokens and index.manifest["schema_version"] == 3
+    assert index.token_vectors is None and index.token_offsets is None  # nothing read at load
+    ids = list(range(len(index.sentences)))
+    statements = []
+    real = index.store.token_vectors
+    monkeypatch.setattr(index.store, "token_vectors", lambda *a: statements.append(a) or real(*a))
+    stored = index.sentence_tokens_many(ids)
+    assert len(statements) == 1 and sorted(stored) == ids
+    _, expected = embedder.encode_with_tokens([s.text for s in index.sentences])
+    for sid in ids:
+        rows = stored[sid]
+        assert rows.dtype == np.float16 and rows.shape == expected[sid].shape
+        assert float(np.abs(rows.astype(np.float32) - expected[sid]).max()) < 2e-3, "float16 copies of the model's"
+        np.testing.assert_allclose(rows.astype(np.float32), local.index.sentence_tokens(sid).astype(np.float32),
+                                   atol=2e-3)
+    one = index.sentence_tokens(7)
+    np.testing.assert_array_equal(one, stored[7])
+    summary = index.token_summary()
+    assert summary["texts"] == len({s.text for s in index.sentences})
+    assert summary["vectors"] == len(local.index.token_vectors) and summary["bytes"] == local.index.token_vectors.nbytes
+
+
+def test_the_answerer_decides_on_the_postgres_store_as_on_the_local_index(local_and_pg, gold, monkeypatch):
+    """Given the same passages, the extractive answerer on the PostgreSQL store (word pieces read from the table,
+    none encoded) picks the same sentences with the same confidence as on the local index (word pieces from its
+    files); its token-match features agree to float16 rounding."""
+    from rag.answer.features import SENTENCE_FEATURES
+
+    local, pg = local_and_pg
+    local_backend, pg_backend = local.backend("extractive"), pg.backend("extractive")
+    column = SENTENCE_FEATURES.index("tokens")
+    fetched, encoded = [], []
+    real = pg.index.sentence_tokens_many
+    monkeypatch.setattr(pg.index, "sentence_tokens_many", lambda ids: fetched.append(len(ids)) or real(ids),
+                        raising=False)
+    monkeypatch.setattr(pg_backend.featurizer.embedder, "encode_with_tokens",
+                        lambda texts, *a, **k: encoded.append(texts), raising=False)
+    for row in gold:
+        request = local.prepare(row["question"], local_backend)
+        mine, theirs = local_backend.decide(request), pg_backend.decide(request)
+        assert mine.chosen == theirs.chosen, row["question"]
+        assert abs(mine.confidence - theirs.confidence) < 1e-3, row["question"]
+        np.testing.assert_allclose(theirs.candidates.matrix[:, column], mine.candidates.matrix[:, column], atol=1e-3)
+    assert not encoded
+    assert fetched and len(fetched) <= len(gold)  # one read per question at most, only of sentences not seen yet
+    assert sum(fetched) <= len(pg.index.sentences)
+
+
+def test_word_pieces_follow_a_rebuild_that_renumbers_the_sentences(tmp_path, pg_url, embedder):
+    """A follower swaps in a new index when another process rebuilds the store; the rebuild here puts a new
+    document first, so most sentence ids now name other sentences. The new snapshot's answerer reads the new
+    sentences' pieces; the index held before the swap still gets its own sentences' pieces (found by text, never
+    by id alone) or none; answers after the swap are those of a process that loaded the rebuilt store."""
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    reader = Pipeline.load(settings)
+    question = "Who replaced Qassem Soleimani?"
+    before = reader.ask(question)
+    old_index = reader.index
+    old_featurizer = reader.backend("extractive").featurizer
+    assert old_featurizer._tokens  # the candidates' pieces are cached by the old snapshot's answerer
+    (settings.corpus_dir / "2026-01-01-baghdad-floods.txt").write_text(SECOND, encoding="utf-8")
+    rebuilt = build_index(settings, embedder)
+    assert rebuilt.sentences[0].source == "2026-01-01-baghdad-floods.txt"
+    deadline = time.monotonic() + 15
+    while reader.index.version != rebuilt.version:
+        assert time.monotonic() < deadline, "the follower never swapped in the rebuild"
+        time.sleep(0.05)
+    featurizer = reader.backend("extractive").featurizer
+    assert featurizer is not old_featurizer and not featurizer._tokens
+    after = reader.ask(question)
+    fresh = Pipeline.load(settings).ask(question)
+    assert [c.text for c in after.citations] == [c.text for c in fresh.citations]
+    assert abs(after.confidence - fresh.confidence) < 1e-6 and before.citations
+    renumbered = [s.id for s in old_index.sentences if rebuilt.sentences[s.id].text != s.text]
+    assert len(renumbered) > len(old_index.sentences) // 2
+    old_rows = old_index.sentence_tokens_many(renumbered)
+    new_rows = rebuilt.sentence_tokens_many(renumbered)
+    _, expected = embedder.encode_with_tokens([old_index.sentences[i].text for i in renumbered])
+    for sid, rows in zip(renumbered, expected, strict=True):
+        assert sid in old_rows  # the rebuilt corpus still holds these texts: found by their digest
+        assert old_rows[sid].shape == rows.shape and np.abs(old_rows[sid].astype(np.float32) - rows).max() < 2e-3
+        assert old_rows[sid].shape != new_rows[sid].shape or not np.array_equal(old_rows[sid], new_rows[sid])
+
+
+def test_an_add_stores_the_new_sentences_word_pieces_only(tmp_path, pg_url, embedder):
+    """`rag index add` writes the word pieces of the new sentences (and only those: the stored rows keep their
+    ctid and xmin), the manifest's checksum is extended, and a follower reading only the added rows verifies it."""
+    from rag import pgstore
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    writer = Pipeline(settings, embedder, build_index(settings, embedder))
+    follower = pgstore.load(settings)
+    schema = f"rag_{settings.index_name}"
+    before = _token_rows(pg_url, schema)
+    assert len(before) == len({s.text for s in writer.index.sentences})
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    writer.add_documents([new_file])
+    after = _token_rows(pg_url, schema)
+    assert {d: after[d] for d in before} == before, "stored word pieces were rewritten"
+    added = writer.index
+    new_texts = {s.text for s in added.sentences} - {s.text for s in follower.sentences}
+    assert set(after) - set(before) == {pgstore._digest(t) for t in new_texts}
+    assert added.manifest["files"]["sentence_tokens"] != follower.manifest["files"]["sentence_tokens"]
+    followed = pgstore.load_appended(settings, follower)
+    assert followed is not None and followed.manifest["files"]["sentence_tokens"] == \
+        added.manifest["files"]["sentence_tokens"]
+    reread = open_index(settings, embedder, rebuild_if_stale=False)
+    new_ids = [s.id for s in reread.sentences if s.source == new_file.name]
+    _, expected = embedder.encode_with_tokens([reread.sentences[i].text for i in new_ids])
+    rows = reread.sentence_tokens_many(new_ids)
+    for sid, want in zip(new_ids, expected, strict=True):
+        assert np.abs(rows[sid].astype(np.float32) - want).max() < 2e-3
+    assert "40 million dollars" in writer.ask("How much did the Tigris flood barriers cost?").answer
+
+
+def test_push_copies_the_local_word_pieces_and_encodes_those_of_an_older_build(tmp_path, pg_url, embedder):
+    """A push copies the local index's stored word pieces as they are; a local index built before they were
+    stored gets them encoded (with the model it was built with) on the way."""
+    import json
+
+    from rag import pgstore
+    from rag.index import read_manifest
+    from rag.stores import open_index
+
+    target = f"pushed{next(_names)}"
+    local_settings = make_settings(tmp_path, index_name=target)
+    local = open_index(local_settings, embedder)
+    pushed = pgstore.push(local_settings, pg_url, embedder)
+    assert pushed.has_tokens
+    stored = pushed.sentence_tokens_many(range(len(local.sentences)))
+    for sentence in local.sentences:
+        np.testing.assert_array_equal(stored[sentence.id], local.sentence_tokens(sentence.id))
+    # A local build made before word pieces were stored (no files, not in its manifest), pushed to a new schema.
+    path = local_settings.index_path
+    manifest = read_manifest(path)
+    for name in ("token_vectors.npy", "token_offsets.npy"):
+        (path / name).unlink()
+        del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    older_settings = make_settings(tmp_path, index_name=f"older{next(_names)}")  # the same build, another schema
+    (older_settings.index_dir / older_settings.index_name).symlink_to(path.resolve())
+    counting = CountingEmbedder(embedder)
+    pushed_older = pgstore.push(older_settings, pg_url, counting)
+    assert counting.with_tokens == len({s.text for s in local.sentences})
+    assert pushed_older.has_tokens
+    again = pushed_older.sentence_tokens_many(range(len(local.sentences)))
+    for sid, rows in stored.items():
+        assert np.abs(again[sid].astype(np.float32) - rows.astype(np.float32)).max() < 2e-3
+
+
+def test_the_word_pieces_are_verified_and_a_build_repairs_them(tmp_path, pg_url, embedder):
+    """Their row counts and checksums are verified when a process loads the store (a row edited or gone: a one-line
+    error naming the table); their vectors when they are read (a process never reads them all), with the same
+    error naming the sentence. A build re-encodes the damaged rows (the server checks each against its sha256)."""
+    import psycopg
+
+    from rag import pgstore
+    from rag.errors import IndexCorruptError
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    built = build_index(settings, embedder)
+    schema = f"rag_{settings.index_name}"
+    digest = pgstore._digest(built.sentences[5].text)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE {schema}.sentence_tokens SET vectors = overlay(vectors placing '\\x0102'::bytea from 9) "
+                     "WHERE digest = %s", (digest,))
+    index = open_index(settings, embedder)  # loads: the vectors are not read
+    assert len(index.sentence_tokens_many([1, 2])) == 2
+    with pytest.raises(IndexCorruptError) as raised:
+        index.sentence_tokens_many([4, 5])
+    message = str(raised.value)
+    assert "\n" not in message and message.endswith(
+        "table contents for sentence_tokens do not match the manifest's checksum (sentence 5); "
+        "rebuild with `rag index build`")
+    assert "schema " + schema in message
+    counting = CountingEmbedder(embedder)
+    repaired = build_index(settings, counting)
+    assert counting.with_tokens == 1  # the damaged row only
+    assert 5 in repaired.sentence_tokens_many([5])
+    for edit in (f"UPDATE {schema}.sentence_tokens SET pieces = pieces + 1 WHERE digest = %s",
+                 f"UPDATE {schema}.sentence_tokens SET sha256 = sha256(sha256) WHERE digest = %s",
+                 f"DELETE FROM {schema}.sentence_tokens WHERE digest = %s"):
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(edit, (digest,))
+        with pytest.raises(IndexCorruptError, match="table contents for sentence_tokens do not match the manifest's "
+                                                    "checksum; rebuild with `rag index build`$"):
+            open_index(settings, embedder)
+        build_index(settings, embedder)
+        assert open_index(settings, embedder).sentence_tokens(5) is not None, edit
+    answer = Pipeline.load(settings).ask("Who replaced Qassem Soleimani?")
+    assert "Ghaani" in answer.answer
+
+
+def test_a_store_of_schema_2_answers_without_word_pieces(tmp_path, pg_url, embedder, rag_executable):
+    """A store written before the word pieces were stored (schema 2: no sentence_tokens table, no checksum for it)
+    still loads and answers (the answerer encodes the candidates it needs, as the local index built before them
+    does), takes an add without changing its schema (older servers on it keep reading it), and `rag index build`
+    rewrites it with its word pieces."""
+    import json
+
+    import psycopg
+
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    current = Pipeline(settings, embedder, build_index(settings, embedder))
+    questions = ("Who replaced Qassem Soleimani?", "What does Ghaani lack?", "Who ordered the killing?")
+    answers = [current.ask(q) for q in questions]
+    version = current.index.version
+    schema = f"rag_{settings.index_name}"
+    manifest = dict(current.index.manifest, schema_version=2)
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k != "sentence_tokens"}
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as schema 2 left it
+        conn.execute(f"DROP TABLE {schema}.sentence_tokens")
+        conn.execute(f"UPDATE {schema}.meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute(f"UPDATE {schema}.meta SET value = %s::jsonb WHERE key = 'manifest'", (json.dumps(manifest),))
+    old = Pipeline(settings, embedder, open_index(settings, embedder, rebuild_if_stale=False))
+    assert not old.index.has_tokens and old.index.sentence_tokens(0) is None
+    assert old.index.sentence_tokens_many([0, 1]) == {} and old.index.token_summary() is None
+    for question, now in zip(questions, answers, strict=True):
+        was = old.ask(question)
+        assert [c.text for c in was.citations] == [c.text for c in now.citations], question
+        assert abs(was.confidence - now.confidence) < 0.01, question
+    env = {**os.environ, "RAG_STORE": pg_url, "RAG_INDEX_NAME": settings.index_name,
+           "RAG_CORPUS_DIR": str(settings.corpus_dir)}
+    info = subprocess.run([rag_executable, "index", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "pieces    none stored" in info.stdout and "`rag index build` stores them" in info.stdout
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    old.add_documents([new_file])
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0] == 2
+    assert not old.index.has_tokens and old.index.version == version + 1
+    assert "40 million dollars" in old.ask("How much did the Tigris flood barriers cost?").answer
+    rebuilt = build_index(settings, embedder)
+    assert rebuilt.has_tokens and rebuilt.manifest["schema_version"] == 3
+    assert len(rebuilt.sentence_tokens_many(range(len(rebuilt.sentences)))) == len(rebuilt.sentences)
+    info = subprocess.run([rag_executable, "index", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "word-piece vectors for the answerer's token matches" in info.stdout and "sentence_tokens" in info.stdout

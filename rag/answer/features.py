@@ -396,8 +396,12 @@ class Featurizer:
     def _passage_tokens(self, passages: list[Sentence]) -> list[np.ndarray]:
         """The passages' word-piece vectors as float32: the float16 rows stored with the index, converted once
         per sentence and process (converting a question's ~1,100 candidate rows each time took 0.75 ms, a tenth
-        of the answer stage), or, for an index built without them (an older build, a PostgreSQL store),
-        encoded now, once per sentence and process, and rounded as stored rows are."""
+        of the answer stage), or, for an index built without them (an older build, a PostgreSQL store of
+        schema 2), encoded now, once per sentence and process, and rounded as stored rows are. An index that
+        reads them from elsewhere (PostgreSQL: ``sentence_tokens_many``) is asked for all the missing ones at
+        once, in one round trip. The cache belongs to this Featurizer, that is to one index: a pipeline that
+        swaps in a new index makes a new one (``Pipeline._snapshot_of``), so an id is never looked up in a
+        cache filled from another corpus."""
         cache = self._tokens
         missing = list({s.id: s for s in passages if s.id not in cache}.values())
         if missing:
@@ -405,7 +409,12 @@ class Featurizer:
                 cache.clear()
                 self._token_rows_cached = 0
                 missing = list({s.id: s for s in passages}.values())
-            stored = getattr(self.index, "sentence_tokens", lambda _id: None)
+            many = getattr(self.index, "sentence_tokens_many", None)
+            if many is not None:
+                found = many([s.id for s in missing])
+                stored = found.get
+            else:
+                stored = getattr(self.index, "sentence_tokens", lambda _id: None)
             to_encode = []
             for sentence in missing:
                 rows = stored(sentence.id)
