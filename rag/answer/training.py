@@ -60,6 +60,10 @@ PER_DOCUMENT_WEIGHTS = True
 # documents): an abstention costs a reader more than a low-confidence answer labelled as such.
 MAX_FALSE_ABSTENTION = 0.10
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+# numpy's BLAS threads while featurising and fitting, whatever RAG_BLAS_THREADS says: lbfgs's path depends on
+# the thread count in its last bits (the weights moved by up to 0.05 between one and two threads), so a fixed
+# count makes `make train` give the same weights on any machine; one is what answering processes use.
+FIT_BLAS_THREADS = 1
 
 
 @dataclass
@@ -193,7 +197,8 @@ def collect(groups: list[tuple[str, list[Path]]], embedder=None, log=print,
             corpus.mkdir()
             for file_name, data in files:
                 (corpus / file_name).write_bytes(data)
-            settings = Settings(corpus_dir=corpus, index_dir=Path(tmp) / "index", _env_file=None)
+            settings = Settings(corpus_dir=corpus, index_dir=Path(tmp) / "index", blas_threads=FIT_BLAS_THREADS,
+                                _env_file=None)
             if embedder is None:
                 embedder = Embedder.from_settings(settings)
             pipeline = Pipeline(settings, embedder, open_index(settings, embedder))
@@ -477,6 +482,9 @@ def _sha256(path: Path) -> str:
 
 
 def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print) -> AnswerModel:
+    from rag.pipeline import limit_blas_threads
+
+    limit_blas_threads(FIT_BLAS_THREADS)
     groups = dataset_files()
     log(f"collecting {len(groups)} documents")
     examples = collect(groups, log=log)
