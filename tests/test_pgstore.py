@@ -4,6 +4,7 @@ from nothing by the session fixture below (tests/pg_server.py), on a free loopba
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -167,13 +168,22 @@ def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url,
     after = open_index(settings, embedder, rebuild_if_stale=False)
     assert after.version == first.version and list(after.documents) == [ARTICLE.name]
     assert killed.with_tokens == 2  # a text's vector and word pieces come from one run of the model
+    # Killed again once the texts are done, in the vocabulary's words (embedded after them, BATCH at a time).
+    killed_in_words = CountingEmbedder(embedder, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(settings, killed_in_words)
+    assert killed_in_words.with_tokens == 2 and killed_in_words.texts == 4
     resumed = CountingEmbedder(embedder)
     index = build_index(settings, resumed)
     new_texts = {s.text for s in index.sentences} | {c.text for c in index.chunks}
     old_texts = {s.text for s in first.sentences} | {c.text for c in first.chunks}
-    assert resumed.texts == len(new_texts - old_texts) - 2  # the 2 embedded before the kill are not redone
-    assert not set(killed.encoded) & set(resumed.encoded)  # neither their vectors nor their word pieces
-    assert set(killed.encoded) | set(resumed.encoded) == new_texts - old_texts
+    new_words = set(index.words) - set(first.words)
+    assert new_words and index.has_words
+    # What was embedded before the kills is not redone: neither vectors nor word pieces nor words' vectors.
+    assert resumed.texts == len(new_texts - old_texts) + len(new_words) - killed.texts - killed_in_words.texts
+    assert not (set(killed.encoded) | set(killed_in_words.encoded)) & set(resumed.encoded)
+    assert set(killed.encoded) | set(killed_in_words.encoded[:2]) == new_texts - old_texts
+    assert set(killed_in_words.encoded[2:]) | set(resumed.encoded) == new_words
     assert sorted(index.documents) == sorted([ARTICLE.name, "2026-04-02-baghdad-floods.txt"])
     stored = index.sentence_tokens_many(range(len(index.sentences)))
     assert index.has_tokens and set(stored) == set(range(len(index.sentences)))
@@ -220,6 +230,8 @@ def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
     assert "(schema rag_default)" in info.stdout and "PostgreSQL pgvector-hnsw" in info.stdout
     assert "word-piece vectors for the answerer's token matches" in info.stdout, info.stdout
     assert "table sentence_tokens" in info.stdout and "read as questions need them" in info.stdout
+    assert re.search(r"words +[\d,]+ vocabulary words with their vectors for the answerer's soft word matches "
+                     r"\(\d+\.\d MB; table words, loaded with the corpus\)", info.stdout), info.stdout
     bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
                           str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
