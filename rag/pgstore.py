@@ -15,17 +15,25 @@ One schema per index name (``rag_<name>``) holds:
   (float16 bytes, about 18 KB a sentence, with their row count and sha256), by model and text digest like the
   cache, and written the same way, batch by batch as a build encodes (one run of the model gives a sentence's
   vector and its pieces); a build drops the rows its corpus no longer uses. The manifest's checksum covers
-  every sentence's row count and sha256; the vectors are checked against that sha256 when they are read.
+  every sentence's row count and sha256; the vectors are checked against that sha256 when they are read;
+- ``words``: the corpus vocabulary (``rag.index.vocabulary``, as a local build's ``words.json``) and each word's
+  vector (``vector(dim)``, bit for bit a local build's), by row, for the answerer's soft word matches; embedded
+  through the embedding cache (resumable), loaded whole by every process (824 words, 1.3 MB for the bundled
+  article). An add appends the new documents' words the vocabulary lacks. Its checksum is the manifest's
+  ``words`` entry (count and sha256 of the rows), a key of its own rather than under ``files``: code written
+  before reads a store holding them, and its adds leave the entry valid, so the schema version is unchanged.
 
-A build rewrites the three row tables in one transaction (under an advisory lock, so two writers queue); an add
-of new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
+A build rewrites the row tables in one transaction (under an advisory lock, so two writers queue); an add of
+new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
-corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
-two rankings of a query; the word pieces stay in the table, and the answerer reads those of a question's
-candidates it has not seen yet in one statement (``PgIndex.sentence_tokens_many``: found by the digest of each
-sentence's text, so an index held across a rebuild that renumbered the sentences never gets another sentence's
-pieces). ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as well, so several
-servers follow one store. A store of schema 2 (before the word pieces) is read and answered from without them.
+corpus rows (sentences, their vectors, chunks, the vocabulary) in memory, as with the local store, and asks
+PostgreSQL for the two rankings of a query; the word pieces stay in the table, and the answerer reads those of
+a question's candidates it has not seen yet in one statement (``PgIndex.sentence_tokens_many``: found by the
+digest of each sentence's text, so an index held across a rebuild that renumbered the sentences never gets
+another sentence's pieces). ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as well, so several
+servers follow one store. A store of schema 2 (before the word pieces) is read and answered from without them,
+and one written before the vocabulary was stored without it (the answerer embeds the words it needs on first
+use); `rag index build` stores both.
 
 Why one module of this size: the schema, the transactional build, the push from a local index and the
 queries share one set of table definitions and SQL; split, each part would restate them.
