@@ -261,6 +261,14 @@ def cmd_index(args) -> int:
     else:
         print("  pieces    none stored: the answerer encodes each candidate sentence's word pieces the first time a "
               "process needs them (`rag index build` stores them)")
+    word_vectors = getattr(index, "word_vectors", None)
+    if word_vectors is not None:
+        print(f"  words     {len(index.words):,} vocabulary words with their vectors for the answerer's soft word "
+              f"matches ({word_vectors.nbytes / 1e6:.1f} MB"
+              + ("; table words, loaded with the corpus)" if manifest.get("store") == "postgresql" else ")"))
+    else:
+        print("  words     none stored: the answerer embeds the words the model's vocabulary table lacks the first "
+              "time a process needs them (`rag index build` stores them)")
     for d in manifest["documents"]:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"

@@ -10,8 +10,9 @@ so a crash mid-build leaves the previous index in place):
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
 - ``words.json`` and ``word_vectors.npy``: the corpus vocabulary (``rag.text.soft_words``) and each word's
-  vector, for the answerer's word-level soft matches (optional: an index without them, or a PostgreSQL store,
-  takes words from the model's vocabulary table, ``rag.word_table``, or embeds them on first use);
+  vector, for the answerer's word-level soft matches (a PostgreSQL store keeps them in its ``words`` table;
+  an index without them takes words from the model's vocabulary table, ``rag.word_table``, or embeds them on
+  first use);
 - ``bm25/``: the BM25 index in bm25s's own format.
 
 Nothing is pickled. A build never needs the previous index to load: vectors are reused from it only when its

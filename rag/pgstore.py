@@ -15,17 +15,25 @@ One schema per index name (``rag_<name>``) holds:
   (float16 bytes, about 18 KB a sentence, with their row count and sha256), by model and text digest like the
   cache, and written the same way, batch by batch as a build encodes (one run of the model gives a sentence's
   vector and its pieces); a build drops the rows its corpus no longer uses. The manifest's checksum covers
-  every sentence's row count and sha256; the vectors are checked against that sha256 when they are read.
+  every sentence's row count and sha256; the vectors are checked against that sha256 when they are read;
+- ``words``: the corpus vocabulary (``rag.index.vocabulary``, as a local build's ``words.json``) and each word's
+  vector (``vector(dim)``, bit for bit a local build's), by row, for the answerer's soft word matches; embedded
+  through the embedding cache (resumable), loaded whole by every process (824 words, 1.3 MB for the bundled
+  article). An add appends the new documents' words the vocabulary lacks. Its checksum is the manifest's
+  ``words`` entry (count and sha256 of the rows), a key of its own rather than under ``files``: code written
+  before reads a store holding them, and its adds leave the entry valid, so the schema version is unchanged.
 
-A build rewrites the three row tables in one transaction (under an advisory lock, so two writers queue); an add
-of new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
+A build rewrites the row tables in one transaction (under an advisory lock, so two writers queue); an add of
+new documents inserts only their rows and extends the manifest's checksums, in one transaction too: readers
 keep answering from the previous corpus until it commits, and never see part of one. Every process holds the
-corpus rows (sentences, their vectors, chunks) in memory, as with the local store, and asks PostgreSQL for the
-two rankings of a query; the word pieces stay in the table, and the answerer reads those of a question's
-candidates it has not seen yet in one statement (``PgIndex.sentence_tokens_many``: found by the digest of each
-sentence's text, so an index held across a rebuild that renumbered the sentences never gets another sentence's
-pieces). ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as well, so several
-servers follow one store. A store of schema 2 (before the word pieces) is read and answered from without them.
+corpus rows (sentences, their vectors, chunks, the vocabulary) in memory, as with the local store, and asks
+PostgreSQL for the two rankings of a query; the word pieces stay in the table, and the answerer reads those of
+a question's candidates it has not seen yet in one statement (``PgIndex.sentence_tokens_many``: found by the
+digest of each sentence's text, so an index held across a rebuild that renumbered the sentences never gets
+another sentence's pieces). ``follow`` wakes on the NOTIFY every commit sends, and polls the version row as well, so several
+servers follow one store. A store of schema 2 (before the word pieces) is read and answered from without them,
+and one written before the vocabulary was stored without it (the answerer embeds the words it needs on first
+use); `rag index build` stores both.
 
 Why one module of this size: the schema, the transactional build, the push from a local index and the
 queries share one set of table definitions and SQL; split, each part would restate them.
@@ -48,7 +56,7 @@ from typing import TYPE_CHECKING
 
 from rag.documents import DocumentLimits, load_corpus
 from rag.errors import IndexCorruptError, UsageError
-from rag.index import FORMAT_VERSION, SEGMENTER, Index, segment_corpus
+from rag.index import FORMAT_VERSION, MAX_INDEXED_WORDS, SEGMENTER, Index, segment_corpus, vocabulary
 from rag.text import content_terms
 from rag.types import Chunk, Document, Hit, Sentence
 
@@ -64,6 +72,9 @@ SCHEMA_VERSION = 3  # 2: the chunks' tsvectors in their own narrow table, keywor
 # `rag index build` rewrites it as the current one.
 READABLE_SCHEMAS = (2, SCHEMA_VERSION)
 TOKENS = "sentence_tokens"  # the word pieces' entry in the manifest's checksums, and their table
+# The corpus vocabulary's word vectors: their table, and the manifest's entry {"count", "sha256"} (a key of its
+# own, not under "files": code that predates it reads and adds to a store holding them, ignoring them).
+WORDS = "words"
 log = logging.getLogger("rag")
 BATCH = 512  # rows per COPY batch and texts per embedding batch
 POLL_SECONDS = 1.0  # how often a following process reads the version row
@@ -180,6 +191,20 @@ def _tokens_digest(entries, start):
             return None
         rows, sha = entry
         digest.update(int(rows).to_bytes(4, "little") + bytes(sha))
+    return digest
+
+
+def _words_digest(words, vectors, start):
+    """The sha256 object of these vocabulary rows (in row order) extending ``start``: per word its JSON string and
+    a newline (UTF-8), then its vector (float32, little-endian), as the ``words`` table holds them. None when
+    ``words`` or ``start`` is None (a corpus stored without them)."""
+    import numpy as np
+
+    if words is None or start is None:
+        return None
+    digest = start.copy()
+    for word, row in zip(words, np.ascontiguousarray(vectors, dtype="<f4"), strict=True):
+        digest.update((json.dumps(word, ensure_ascii=False) + "\n").encode("utf-8") + row.tobytes())
     return digest
 
 
@@ -303,15 +328,17 @@ class PgStore:
 
     # ------------------------------------------------------------ reading
 
-    def read(self, after: dict | None = None,
+    def read(self, after: dict | None = None, words_from: int = 0,
              ) -> tuple[dict, int, list[Document], list[Sentence], list[Chunk], np.ndarray, np.ndarray, list[str],
-                        list | None] | None:
+                        list | None, tuple[list[str], np.ndarray] | None] | None:
         """A consistent copy of the corpus (one REPEATABLE READ transaction), or IndexCorruptError.
 
         With ``after`` (the version and row counts the caller holds, as ``appended_to`` gives them): only the
-        rows appended since, when the store's version is an add to exactly that one; else None. The last item:
-        per sentence, the row count and sha256 of its word pieces (None where the table has none), or None for a
-        corpus stored without them; the word pieces themselves are read when the answerer needs them."""
+        rows appended since, when the store's version is an add to exactly that one; else None (``words_from``:
+        the vocabulary words the caller holds). The ninth item: per sentence, the row count and sha256 of its word
+        pieces (None where the table has none), or None for a corpus stored without them; the word pieces
+        themselves are read when the answerer needs them. The last: the vocabulary's words and their vectors, or
+        None for a corpus stored without them."""
         import numpy as np
         import psycopg
 
@@ -347,7 +374,7 @@ class PgStore:
                                     "'hex') WHERE s.id >= %s ORDER BY s.id",
                                     (meta["manifest"]["embedding"]["sha256"], skip["sentences"]))
                     except psycopg.errors.UndefinedTable:
-                        raise self._tokens_missing() from None
+                        raise self._table_missing(TOKENS) from None
                 else:
                     cur.execute(f"SELECT {columns}, NULL::int, NULL::bytea FROM sentences s WHERE s.id >= %s "
                                 "ORDER BY s.id", (skip["sentences"],))
@@ -364,14 +391,24 @@ class PgStore:
                     chunks.append(Chunk(cid, source, start, end, text, tuple(sids), section))
                     cvecs.append(_array(vec))
                     tsvs.append(tsv)
+                words = None
+                if WORDS in meta["manifest"]:  # the corpus vocabulary's word vectors (a store written before: none)
+                    try:
+                        cur.execute("SELECT word, embedding FROM words WHERE row >= %s ORDER BY row", (words_from,))
+                    except psycopg.errors.UndefinedTable:
+                        raise self._table_missing(WORDS) from None
+                    rows = cur.fetchall()
+                    words = ([w for w, _ in rows], [_array(v) for _, v in rows])
         finally:
             conn.close()  # read only: nothing to commit
         manifest = meta["manifest"]
         dim = manifest["embedding"]["dim"]
         sentence_vectors = np.array(svecs, dtype=np.float32).reshape(len(svecs), dim)
         chunk_vectors = np.array(cvecs, dtype=np.float32).reshape(len(cvecs), dim)
+        if words is not None:
+            words = (words[0], np.array(words[1], dtype=np.float32).reshape(len(words[1]), dim))
         return (manifest, int(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs,
-                tokens)
+                tokens, words)
 
     # ------------------------------------------------------------ searching
 
@@ -448,10 +485,10 @@ class PgStore:
             return self._run("SELECT digest, pieces, sha256, vectors FROM sentence_tokens WHERE model = %s AND "
                              "digest = ANY(%s)", (model_sha, digests), binary=True)
         except psycopg.errors.UndefinedTable:
-            raise self._tokens_missing() from None
+            raise self._table_missing(TOKENS) from None
 
-    def _tokens_missing(self) -> IndexCorruptError:
-        return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table {TOKENS} is missing; rebuild with "
+    def _table_missing(self, table: str) -> IndexCorruptError:
+        return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table {table} is missing; rebuild with "
                                  "`rag index build`")
 
 
@@ -500,7 +537,8 @@ def _ddl(schema: str, dim: int) -> list[str]:
     ]
 
 
-ROW_TABLES = ("sentences", "chunks", "keywords")  # a build rewrites these whole; meta, documents, embed_cache stay
+# A build rewrites these whole; meta, documents, embed_cache and sentence_tokens stay.
+ROW_TABLES = ("sentences", "chunks", "keywords", WORDS)
 
 
 def _row_tables(dim: int) -> list[str]:
@@ -512,6 +550,7 @@ def _row_tables(dim: int) -> list[str]:
         f'start int NOT NULL, "end" int NOT NULL, text text NOT NULL, sentence_ids int[] NOT NULL, section text, '
         f"embedding vector({dim}) NOT NULL)",
         "CREATE TABLE IF NOT EXISTS keywords (row int PRIMARY KEY, tsv tsvector NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS words (row int PRIMARY KEY, word text NOT NULL, embedding vector({dim}) NOT NULL)",
     ]
 
 
@@ -525,11 +564,14 @@ def _row_indexes() -> list[str]:
 
 def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document], sentences: list[Sentence],
                  chunks: list[Chunk], sentence_vectors: np.ndarray, chunk_vectors: np.ndarray,
-                 progress: bool = False, with_tokens: bool = False) -> int:
+                 progress: bool = False, with_tokens: bool = False, words: tuple[str, ...] | None = None,
+                 word_vectors: np.ndarray | None = None) -> int:
     """Replace the store's corpus with this one in ONE transaction (batched COPY inside it); returns the new
     version. Readers see the previous corpus until the commit, then all of this one. ``with_tokens``: the
     sentences' word pieces are in ``sentence_tokens`` (``_embed_resumably`` or ``push`` wrote them, under the
-    build lock), and the manifest gets their checksum; without, the corpus is stored without word pieces."""
+    build lock), and the manifest gets their checksum; without, the corpus is stored without word pieces.
+    ``words``/``word_vectors``: the corpus vocabulary and its vectors (``rag.index.vocabulary``), written to the
+    ``words`` table with their checksum in the manifest; None: the corpus is stored without them."""
     schema = schema_name(index_name)
     dim = manifest["embedding"]["dim"]
     conn = connect(url, autocommit=False)
@@ -566,6 +608,11 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
                 cur.execute(statement)
             cur.execute("DELETE FROM documents")
             _copy_rows(cur, docs, sentences, chunks, sentence_vectors, chunk_vectors, progress)
+            manifest = {k: v for k, v in manifest.items() if k != WORDS}
+            if words is not None:
+                _copy_words(cur, words, word_vectors)
+                manifest[WORDS] = {"count": len(words),
+                                   "sha256": _words_digest(words, word_vectors, hashlib.sha256()).hexdigest()}
             cur.execute("SELECT set_config('maintenance_work_mem', %s, true) WHERE "
                         "pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
                         (HNSW_BUILD_MEMORY, HNSW_BUILD_MEMORY))
@@ -581,10 +628,10 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
                     raise RuntimeError("word pieces of some sentences are missing from sentence_tokens "
                                        "(removed by another writer?); run `rag index build` again")
                 files[TOKENS] = found.hexdigest()
-            # Keep the embedding cache and the word pieces to what this corpus uses.
+            # Keep the embedding cache (texts and vocabulary words) and the word pieces to what this corpus uses.
             texts = {s.text for s in sentences}
             cur.execute("DELETE FROM embed_cache WHERE model <> %s OR NOT (digest = ANY(%s))",
-                        (model, [_digest(t) for t in texts | {c.text for c in chunks}]))
+                        (model, [_digest(t) for t in texts | {c.text for c in chunks} | set(words or ())]))
             cur.execute("DELETE FROM sentence_tokens WHERE model <> %s OR NOT (digest = ANY(%s))",
                         (model, [_digest(t) for t in texts]))
             if not first:  # the swap: from here to the commit, readers of the row tables wait
@@ -634,6 +681,15 @@ def _copy_rows(cur, docs: list[Document], sentences: list[Sentence], chunks: lis
     bar.close()
 
 
+def _copy_words(cur, words, vectors: np.ndarray, first_row: int = 0) -> None:
+    """COPY vocabulary words and their vectors into ``words``, rows numbered from ``first_row``."""
+    for start in range(0, len(words), BATCH):
+        with cur.copy("COPY words (row, word, embedding) FROM STDIN") as copy:
+            for row, (word, vec) in enumerate(zip(words[start:start + BATCH], vectors[start:start + BATCH],
+                                                  strict=True), first_row + start):
+                copy.write_row((row, word, vec))
+
+
 def _token_entries(cur, model_sha: str, sentences: list[Sentence]) -> list[tuple[int, bytes] | None]:
     """Per sentence, in order: its word pieces' row count and sha256 as ``sentence_tokens`` holds them (None where
     it holds none), read in the caller's transaction."""
@@ -681,6 +737,12 @@ class PgIndex(Index):
         without them and no model to encode them, does not)."""
         return TOKENS in self.manifest["files"]
 
+    @property
+    def has_words(self) -> bool:
+        """Whether the store holds this corpus's vocabulary word vectors (``words``, held in memory as
+        ``words``/``word_vectors``); a store written before they were stored does not."""
+        return WORDS in self.manifest
+
     def sentence_tokens(self, sentence_id: int) -> np.ndarray | None:
         """The word-piece vectors of one sentence (float16 rows), read from the store, or None."""
         return self.sentence_tokens_many([sentence_id]).get(sentence_id)
@@ -727,11 +789,12 @@ class PgIndex(Index):
         return {"texts": int(texts), "vectors": int(pieces), "bytes": int(size), "table_bytes": int(table)}
 
 
-def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, tokens, where: str,
-            base: PgIndex | None = None) -> dict:
-    """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests.
-    With ``base``, the rows are those appended to it (its digests are extended, its vectors stacked on).
-    ``tokens``: the sentences' word-piece entries (``PgStore.read``)."""
+def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs, tokens, words,
+            where: str, base: PgIndex | None = None) -> dict:
+    """Check the rows against the manifest's checksums and their documents; returns the APPENDABLE digests
+    (and the vocabulary's, under WORDS). With ``base``, the rows are those appended to it (its digests are
+    extended, its vectors stacked on). ``tokens``: the sentences' word-piece entries, ``words``: the vocabulary
+    rows (``PgStore.read``)."""
     import numpy as np
 
     digests = _digests(docs, sentences, chunks, chunk_vectors, tsvs, tokens, start=base.digests if base else None)
@@ -743,6 +806,18 @@ def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vec
         if found.get(name) != sha:
             raise IndexCorruptError(f"{where}: table contents for {name} do not match the manifest's checksum; "
                                     "rebuild with `rag index build`")
+    if WORDS in manifest:
+        entry = manifest[WORDS]
+        digest = _words_digest(words and words[0], words and words[1],
+                               base.digests.get(WORDS) if base else hashlib.sha256())
+        held = len(base.words) if base else 0
+        if (digest is None or not isinstance(entry, dict) or digest.hexdigest() != entry.get("sha256")
+                or held + len(words[0]) != entry.get("count")):
+            raise IndexCorruptError(f"{where}: table contents for {WORDS} do not match the manifest's checksum; "
+                                    "rebuild with `rag index build`")
+        if not np.isfinite(words[1]).all():
+            raise IndexCorruptError(f"{where}: vectors that are not finite; rebuild with `rag index build`")
+        digests[WORDS] = digest
     documents = {**(base.documents if base else {}), **{d.id: d for d in docs}}
     for span in (*sentences, *chunks):
         doc = documents.get(span.source)
@@ -756,10 +831,11 @@ def _verify(manifest: dict, docs, sentences, chunks, sentence_vectors, chunk_vec
 
 def load(settings: Settings) -> PgIndex:
     store = PgStore(settings.store, settings.index_name)
-    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens = store.read()
-    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens,
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens, words = store.read()
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens, words,
                       f"{redact(settings.store)} schema {store.schema}")
     return PgIndex(settings.index_path, manifest, {d.id: d for d in docs}, sentences, chunks, store, svecs, None,
+                   words=tuple(words[0]) if words else (), word_vectors=words[1] if words else None,
                    version=version, chunk_rows={c.id: i for i, c in enumerate(chunks)}, digests=digests,
                    keyword_df=term_frequencies(tsvs))
 
@@ -777,18 +853,31 @@ def load_appended(settings: Settings, base: PgIndex) -> PgIndex | None:
 
     if not base.digests or base.store.url != settings.store or base.store.schema != schema_name(settings.index_name):
         return None
-    read = base.store.read(after=appended_to(base))
+    read = base.store.read(after=appended_to(base), words_from=len(base.words))
     if read is None:
         return None
-    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens = read
-    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens,
+    manifest, version, docs, sentences, chunks, svecs, cvecs, tsvs, tokens, words = read
+    digests = _verify(manifest, docs, sentences, chunks, svecs, cvecs, tsvs, tokens, words,
                       f"{redact(settings.store)} schema {base.store.schema}", base=base)
     chunk_rows = dict(base.chunk_rows)
     chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
+    all_words, word_vectors = _extend_words(base, words)
     return PgIndex(settings.index_path, manifest, {**base.documents, **{d.id: d for d in docs}},
                    [*base.sentences, *sentences], [*base.chunks, *chunks], base.store,
-                   np.concatenate([base.sentence_vectors, svecs]), None, version=version, chunk_rows=chunk_rows,
-                   digests=digests, keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
+                   np.concatenate([base.sentence_vectors, svecs]), None, words=all_words, word_vectors=word_vectors,
+                   version=version, chunk_rows=chunk_rows, digests=digests,
+                   keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
+
+
+def _extend_words(base: PgIndex, words) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """``base``'s vocabulary and vectors followed by ``words`` (rows appended to it), or none without them."""
+    import numpy as np
+
+    if words is None:
+        return (), None
+    if not words[0]:
+        return base.words, base.word_vectors
+    return (*base.words, *words[0]), np.concatenate([base.word_vectors, words[1]])
 
 
 def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
@@ -897,12 +986,19 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     store = PgStore(settings.store, settings.index_name)
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
                                                        [c.text for c in chunks])
-    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+    words = vocabulary(sentences)
+    word_vectors = _embed_words(store, embedder, words)
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()
+            and np.isfinite(word_vectors).all()):
         raise RuntimeError("the embedding model produced non-finite vectors")
     manifest = make_manifest(settings, embedder.info.model_id, embedder.info.sha256, embedder.dim, per_doc,
                              docs, sentences, chunks, sentence_vectors, chunk_vectors, time.perf_counter() - started)
     write_corpus(settings.store, settings.index_name, manifest, docs, sentences, chunks, sentence_vectors,
-                 chunk_vectors, progress=len(chunks) > 5000, with_tokens=True)
+                 chunk_vectors, progress=len(chunks) > 5000, with_tokens=True, words=words, word_vectors=word_vectors)
+    # The model's vocabulary vectors (rag.word_table), made once per model and cache folder, as a local build
+    # makes them: the first build waits for them (about 5 s) instead of the first question. Never raises.
+    if hasattr(embedder, "word_table"):
+        embedder.word_table()
     return load(settings)
 
 
@@ -932,7 +1028,14 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
     store = base.store
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
                                                        [c.text for c in chunks])
-    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()):
+    words, word_vectors = None, None
+    if base.has_words:  # the new sentences' words the vocabulary lacks, up to MAX_INDEXED_WORDS in all
+        known = set(base.words)
+        room = max(0, MAX_INDEXED_WORDS - len(base.words))
+        words = tuple(w for w in vocabulary(sentences, limit=room + len(known)) if w not in known)[:room]
+        word_vectors = _embed_words(store, embedder, words)
+    if not (np.isfinite(sentence_vectors).all() and np.isfinite(chunk_vectors).all()
+            and (word_vectors is None or np.isfinite(word_vectors).all())):
         raise RuntimeError("the embedding model produced non-finite vectors")
     all_sentence_vectors = np.concatenate([base.sentence_vectors, sentence_vectors])
     conn = connect(settings.store, autocommit=False)
@@ -957,6 +1060,11 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
                                        "(removed by another writer?); run `rag index add` again")
             digests = _digests(new_docs, sentences, chunks, chunk_vectors, tsvs, tokens, start=base.digests)
             found = {name: d.hexdigest() for name, d in digests.items() if d is not None}
+            extra = {}
+            if words is not None:
+                _copy_words(cur, words, word_vectors, first_row=len(base.words))
+                digests[WORDS] = _words_digest(words, word_vectors, base.digests[WORDS])
+                extra[WORDS] = {"count": len(base.words) + len(words), "sha256": digests[WORDS].hexdigest()}
             found["sentence_vectors.npy"] = _npy_sha(all_sentence_vectors)
             counts = base.manifest["counts"]
             manifest = dict(base.manifest, appended_to=appended_to(base),
@@ -966,17 +1074,18 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
                             counts={"documents": counts["documents"] + len(new_docs),
                                     "sentences": counts["sentences"] + len(sentences),
                                     "chunks": counts["chunks"] + len(chunks)},
-                            files={name: found[name] for name in base.manifest["files"]})
+                            files={name: found[name] for name in base.manifest["files"]}, **extra)
             version = _commit_meta(cur, store.schema, manifest)
         conn.commit()
     finally:
         conn.close()
     chunk_rows = dict(base.chunk_rows)
     chunk_rows.update((c.id, len(base.chunks) + i) for i, c in enumerate(chunks))
+    all_words, all_word_vectors = _extend_words(base, None if words is None else (words, word_vectors))
     return PgIndex(settings.index_path, manifest, {**base.documents, **{d.id: d for d in new_docs}},
                    [*base.sentences, *sentences], [*base.chunks, *chunks], store, all_sentence_vectors, None,
-                   version=version, chunk_rows=chunk_rows, digests=digests,
-                   keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
+                   words=all_words, word_vectors=all_word_vectors, version=version, chunk_rows=chunk_rows,
+                   digests=digests, keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
 
 
 def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
@@ -1042,6 +1151,29 @@ def _embed_resumably(store: PgStore, embedder: Embedder, sentence_texts: list[st
     return stack(sentence_texts), stack(chunk_texts)
 
 
+def _embed_words(store: PgStore, embedder: Embedder, words: tuple[str, ...]) -> np.ndarray:
+    """Vectors of vocabulary words, from the store's embedding cache, else embedded and committed to it BATCH
+    words at a time (a killed build resumes). Embedded as a local build embeds them (``rag.index._embed``: the
+    missing words sorted, in one call of ``encode``, which runs them longest first in batches of 64): here
+    longest first in that order, BATCH (a multiple of 64) at a time, so the batches, hence the vectors bit for
+    bit, are a local build's (a vector depends on its batch's padding in the last bits)."""
+    import numpy as np
+
+    model = embedder.info.sha256
+    cache = store.cached_vectors(model, list(words)) if words else {}
+    missing = sorted(sorted({w for w in words if w not in cache}), key=lambda w: -len(w))
+    if missing:
+        _ensure_cache_tables(store)
+    for start in range(0, len(missing), BATCH):
+        batch = missing[start:start + BATCH]
+        fresh = dict(zip(batch, np.asarray(embedder.encode(batch), dtype=np.float32), strict=True))
+        store.cache_vectors(model, fresh)
+        cache.update(fresh)
+    if not words:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.stack([cache[w] for w in words]).astype(np.float32)
+
+
 def _ensure_cache_tables(store: PgStore) -> None:
     conn = connect(store.url, autocommit=False)
     try:
@@ -1056,11 +1188,11 @@ def _ensure_cache_tables(store: PgStore) -> None:
 
 
 def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIndex:
-    """Copy the built local index (``settings.index_path``) into the store at ``url``, vectors and word pieces
-    included: nothing is embedded again, except the word pieces of a local index built before they were stored
-    (encoded then with ``embedder``, default the settings' model, when it is the index's model; else the store
-    gets none and the answerer encodes the candidates it needs). The copy is verified against the local
-    manifest's checksums."""
+    """Copy the built local index (``settings.index_path``) into the store at ``url``, vectors, word pieces and
+    vocabulary word vectors included: nothing is embedded again, except what a local index built before they
+    were stored lacks (its word pieces, its vocabulary's vectors: encoded then as a build encodes them, with
+    ``embedder``, default the settings' model, when it is the index's model; else the store gets none and the
+    answerer encodes what it needs). The copy is verified against the local manifest's checksums."""
     import numpy as np
 
     from rag.index import load_index, read_manifest
@@ -1073,46 +1205,82 @@ def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIn
                              local.manifest["embedding"]["dim"], local.manifest["documents"], docs, local.sentences,
                              local.chunks, local.sentence_vectors, chunk_vectors, local.manifest["build_seconds"])
     manifest["chunking"] = local.manifest["chunking"]
-    for name in ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "sentence_vectors.npy"):
-        if manifest["files"][name] != local.manifest["files"][name]:
+    found = dict(manifest["files"])
+    if local.word_vectors is not None:  # as rag.index writes words.json and word_vectors.npy
+        found["words.json"] = hashlib.sha256(json.dumps(list(local.words), ensure_ascii=False).encode()).hexdigest()
+        found["word_vectors.npy"] = _npy_sha(local.word_vectors)
+    for name in ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "sentence_vectors.npy", "words.json",
+                 "word_vectors.npy"):
+        if found.get(name) != local.manifest["files"].get(name):
             raise IndexCorruptError(f"{settings.index_path}: {name} does not serialise to its checksum; "
                                     "rebuild with `rag index build`")
+    model = _ModelEmbedder(settings, embedder, local.manifest["embedding"]["sha256"])
     with build_lock(url, settings.index_name):
-        with_tokens = _push_tokens(PgStore(url, settings.index_name), local, settings, embedder)
+        store = PgStore(url, settings.index_name)
+        with_tokens = _push_tokens(store, local, model)
+        words, word_vectors = _push_words(store, local, model)
         write_corpus(url, settings.index_name, manifest, docs, local.sentences, local.chunks,
                      local.sentence_vectors, chunk_vectors, progress=len(local.chunks) > 5000,
-                     with_tokens=with_tokens)
+                     with_tokens=with_tokens, words=words, word_vectors=word_vectors)
     return load(settings.model_copy(update={"store": url}))
 
 
-def _push_tokens(store: PgStore, local: Index, settings: Settings, embedder: Embedder | None) -> bool:
+class _ModelEmbedder:
+    """For a push: the embedder of the local index's model, made when first needed (an older local build
+    lacking something), or None with a warning when the settings' model is another one."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None, model_sha: str):
+        self.settings, self.embedder, self.model_sha = settings, embedder, model_sha
+
+    def get(self, lacking: str) -> Embedder | None:
+        if self.embedder is None:
+            from rag.embeddings import Embedder
+
+            self.embedder = Embedder.from_settings(self.settings)
+        if self.embedder.info.sha256 == self.model_sha:
+            return self.embedder
+        log.warning("the local index holds no %s and was built with another model than %s: pushed without them "
+                    "(the answerer encodes what it needs; `rag index build` on the store stores them)", lacking,
+                    self.embedder.info.model_id)
+        return None
+
+
+def _push_tokens(store: PgStore, local: Index, model: _ModelEmbedder) -> bool:
     """Put the local index's word pieces into ``sentence_tokens`` (those the table lacks), BATCH sentences per
     committed transaction; True when every sentence has them there."""
-    model = local.manifest["embedding"]["sha256"]
+    model_sha = local.manifest["embedding"]["sha256"]
     first = {}  # text -> the id of its first sentence
     for sentence in local.sentences:
         first.setdefault(sentence.text, sentence.id)
-    have = store.cached_tokens(model, list(first), local.manifest["embedding"]["dim"])
+    have = store.cached_tokens(model_sha, list(first), local.manifest["embedding"]["dim"])
     missing = [t for t in first if t not in have]
     if not missing:
         return True
     if local.token_vectors is None:  # a local build made before word pieces were stored: encode them
+        embedder = model.get("word pieces")
         if embedder is None:
-            from rag.embeddings import Embedder
-
-            embedder = Embedder.from_settings(settings)
-        if embedder.info.sha256 != model:
-            log.warning("the local index holds no word pieces and was built with another model than %s: pushed "
-                        "without them (the answerer encodes the candidates it needs; `rag index build` on the "
-                        "store stores them)", embedder.info.model_id)
             return False
         _embed_resumably(store, embedder, missing, [])
         return True
     _ensure_cache_tables(store)
     for start in range(0, len(missing), BATCH):
         batch = missing[start:start + BATCH]
-        store.cache_vectors(model, {}, {t: local.sentence_tokens(first[t]) for t in batch})
+        store.cache_vectors(model_sha, {}, {t: local.sentence_tokens(first[t]) for t in batch})
     return True
+
+
+def _push_words(store: PgStore, local: Index, model: _ModelEmbedder) -> tuple[tuple[str, ...] | None,
+                                                                               np.ndarray | None]:
+    """The local index's vocabulary and its vectors (``words.json``, ``word_vectors.npy``); for a local build
+    made before they were stored, its vocabulary embedded as a build embeds it (``_embed_words``); (None, None)
+    when that needs another model than the settings' one."""
+    if local.word_vectors is not None:
+        return tuple(local.words), local.word_vectors
+    embedder = model.get("vocabulary word vectors")
+    if embedder is None:
+        return None, None
+    words = vocabulary(local.sentences)
+    return words, _embed_words(store, embedder, words)
 
 
 def check_url(url: str) -> str:

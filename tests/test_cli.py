@@ -110,6 +110,8 @@ def test_index_info_text(cli):
     assert "all-MiniLM-L6-v2" in result.stdout
     assert "2026-03-06-iran-proxies-iraq.txt" in result.stdout
     assert re.search(r"pieces +[\d,]+ word-piece vectors for the answerer's token matches \(\d+\.\d MB\)", result.stdout)
+    assert re.search(r"words +[\d,]+ vocabulary words with their vectors for the answerer's soft word matches "
+                     r"\(\d+\.\d MB\)\n", result.stdout)
 
 
 @pytest.mark.parametrize("query", ["", "   "])

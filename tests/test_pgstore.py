@@ -4,6 +4,7 @@ from nothing by the session fixture below (tests/pg_server.py), on a free loopba
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -167,13 +168,22 @@ def test_a_killed_build_leaves_the_store_as_it_was_and_resumes(tmp_path, pg_url,
     after = open_index(settings, embedder, rebuild_if_stale=False)
     assert after.version == first.version and list(after.documents) == [ARTICLE.name]
     assert killed.with_tokens == 2  # a text's vector and word pieces come from one run of the model
+    # Killed again once the texts are done, in the vocabulary's words (embedded after them, BATCH at a time).
+    killed_in_words = CountingEmbedder(embedder, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(settings, killed_in_words)
+    assert killed_in_words.with_tokens == 2 and killed_in_words.texts == 4
     resumed = CountingEmbedder(embedder)
     index = build_index(settings, resumed)
     new_texts = {s.text for s in index.sentences} | {c.text for c in index.chunks}
     old_texts = {s.text for s in first.sentences} | {c.text for c in first.chunks}
-    assert resumed.texts == len(new_texts - old_texts) - 2  # the 2 embedded before the kill are not redone
-    assert not set(killed.encoded) & set(resumed.encoded)  # neither their vectors nor their word pieces
-    assert set(killed.encoded) | set(resumed.encoded) == new_texts - old_texts
+    new_words = set(index.words) - set(first.words)
+    assert new_words and index.has_words
+    # What was embedded before the kills is not redone: neither vectors nor word pieces nor words' vectors.
+    assert resumed.texts == len(new_texts - old_texts) + len(new_words) - killed.texts - killed_in_words.texts
+    assert not (set(killed.encoded) | set(killed_in_words.encoded)) & set(resumed.encoded)
+    assert set(killed.encoded) | set(killed_in_words.encoded[:2]) == new_texts - old_texts
+    assert set(killed_in_words.encoded[2:]) | set(resumed.encoded) == new_words
     assert sorted(index.documents) == sorted([ARTICLE.name, "2026-04-02-baghdad-floods.txt"])
     stored = index.sentence_tokens_many(range(len(index.sentences)))
     assert index.has_tokens and set(stored) == set(range(len(index.sentences)))
@@ -220,6 +230,8 @@ def test_push_from_the_command_line(tmp_path, pg_url, rag_executable, pipeline):
     assert "(schema rag_default)" in info.stdout and "PostgreSQL pgvector-hnsw" in info.stdout
     assert "word-piece vectors for the answerer's token matches" in info.stdout, info.stdout
     assert "table sentence_tokens" in info.stdout and "read as questions need them" in info.stdout
+    assert re.search(r"words +[\d,]+ vocabulary words with their vectors for the answerer's soft word matches "
+                     r"\(\d+\.\d MB; table words, loaded with the corpus\)", info.stdout), info.stdout
     bad = subprocess.run([rag_executable, "index", "push", "--store", "mysql://x", "--index-dir",
                           str(settings.index_dir)], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not a PostgreSQL URL" in bad.stderr
@@ -937,3 +949,239 @@ def test_a_store_of_schema_2_answers_without_word_pieces(tmp_path, pg_url, embed
     info = subprocess.run([rag_executable, "index", "info"], capture_output=True, text=True, env=env, timeout=120)
     assert info.returncode == 0, info.stderr
     assert "word-piece vectors for the answerer's token matches" in info.stdout and "sentence_tokens" in info.stdout
+
+
+# ---------------------------------------------------------------- the corpus vocabulary's word vectors
+
+
+class WordRecorder:
+    """An embedder for a WordVectors: records the words it is asked to embed (those the index and the model's
+    vocabulary table both lack), delegating to the real one."""
+
+    def __init__(self, inner):
+        self.inner, self.words = inner, []
+
+    def encode(self, texts, **kwargs):
+        self.words.extend(texts)
+        return self.inner.encode(texts, **kwargs)
+
+    def word_table(self):
+        return self.inner.word_table()
+
+
+def _word_rows(url: str, schema: str) -> dict[int, tuple]:
+    """The words table by row: (word, ctid, xmin)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {row: rest for row, *rest in conn.execute(f"SELECT row, word, ctid::text, xmin::text FROM "
+                                                         f"{schema}.words").fetchall()}
+
+
+def test_a_build_stores_the_local_builds_vocabulary_bit_for_bit(local_and_pg, embedder):
+    """The store holds the corpus vocabulary (rag.index.vocabulary) and its vectors, embedded in the batches a
+    local build uses: the same words in the same order, the same float32 bits; the process holds them after
+    loading, and they are what the answerer's WordVectors starts from."""
+    local, pg = local_and_pg
+    index = pg.index
+    assert index.has_words and len(index.words) > 500
+    assert index.words == local.index.words
+    assert index.word_vectors.dtype == np.float32
+    np.testing.assert_array_equal(index.word_vectors, local.index.word_vectors)
+    assert index.manifest["words"]["count"] == len(index.words)
+    assert index.manifest["schema_version"] == 3 and "words" not in index.manifest["files"]
+    cache = pg.backend("extractive").featurizer.word_vectors._cache
+    assert set(index.words) <= set(cache)
+    np.testing.assert_array_equal(cache[index.words[7]], local.index.word_vectors[7])
+
+
+def test_the_answerer_embeds_no_word_the_local_index_would_not(local_and_pg, gold, monkeypatch):
+    """Every gold question asked on both stores with a new WordVectors each (as a fresh process has): the words
+    embedded while answering on the PostgreSQL store are those embedded on the local index (neither the corpus
+    vocabulary nor the model's vocabulary table holds them), where a store without the vocabulary embeds many
+    more."""
+    from rag.answer.features import WordVectors
+
+    local, pg = local_and_pg
+    embedded = {}
+    for name, pipeline, words, vectors in (("local", local, local.index.words, local.index.word_vectors),
+                                           ("pg", pg, pg.index.words, pg.index.word_vectors),
+                                           ("pg without", pg, (), None)):
+        recorder = WordRecorder(pipeline.embedder)
+        monkeypatch.setattr(pipeline.backend("extractive").featurizer, "word_vectors",
+                            WordVectors(recorder, words, vectors))
+        for row in gold:
+            pipeline.ask(row["question"])
+        embedded[name] = recorder.words
+    assert len(embedded["pg"]) == len(set(embedded["pg"]))  # each word once per process
+    assert set(embedded["pg"]) == set(embedded["local"])
+    assert len(embedded["pg without"]) > len(embedded["pg"]) + 20
+
+
+def test_an_add_stores_the_new_words_and_a_follower_reads_them(tmp_path, pg_url, embedder, monkeypatch):
+    """`rag index add` appends the new documents' words the vocabulary lacks (the stored rows keep their ctid
+    and xmin) and extends the manifest's checksum; a following process reads only those rows and its answerer
+    holds them; a full read gives the same. The vocabulary stops at MAX_INDEXED_WORDS, as a build's."""
+    from rag import pgstore
+    from rag.index import vocabulary
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    writer = Pipeline(settings, embedder, build_index(settings, embedder))
+    base = writer.index
+    reader = Pipeline(settings, embedder, pgstore.load(settings))
+    schema = f"rag_{settings.index_name}"
+    before = _word_rows(pg_url, schema)
+    assert [before[i][0] for i in range(len(before))] == list(base.words)
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    loads = []
+    real_load = pgstore.load
+    monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
+    writer.add_documents([new_file])
+    added = writer.index
+    new_sentences = [s for s in added.sentences if s.source == new_file.name]
+    expected = [w for w in vocabulary(new_sentences) if w not in set(base.words)]
+    assert "tigris" in expected and "barriers" in expected
+    assert added.words == (*base.words, *expected)
+    np.testing.assert_array_equal(added.word_vectors[:len(base.words)], base.word_vectors)
+    np.testing.assert_allclose(added.word_vectors[len(base.words):], embedder.encode(expected), atol=1e-6)
+    after = _word_rows(pg_url, schema)
+    assert {row: after[row] for row in before} == before, "stored words were rewritten"
+    assert [after[i][0] for i in range(len(after))] == list(added.words)
+    assert added.manifest["words"] == {"count": len(added.words), "sha256": added.digests["words"].hexdigest()}
+    deadline = time.monotonic() + 15
+    while reader.index.version != added.version:
+        assert time.monotonic() < deadline, "the follower never swapped in the add"
+        time.sleep(0.05)
+    assert loads == []  # the follower read the added rows only (load_appended), verified
+    assert reader.index.words == added.words
+    np.testing.assert_array_equal(reader.index.word_vectors, added.word_vectors)
+    assert {"tigris", "barriers"} <= set(reader.backend("extractive").featurizer.word_vectors._cache)
+    full = real_load(settings)
+    assert full.words == added.words and full.manifest == added.manifest
+    np.testing.assert_array_equal(full.word_vectors, added.word_vectors)
+    # At the cap, only the most frequent new words are added.
+    monkeypatch.setattr(pgstore, "MAX_INDEXED_WORDS", len(added.words) + 3)
+    early = tmp_path / "2026-01-15-basra-port.txt"
+    early.write_text("Basra port reopens\n\nBASRA, Jan 15 (Reuters) - The port of Umm Qasr reopened on Wednesday "
+                     "after a two-week strike by dock workers, the transport ministry said.\n", encoding="utf-8")
+    writer.add_documents([early])
+    capped = writer.index
+    new_sentences = [s for s in capped.sentences if s.source == early.name]
+    assert capped.words == (*added.words, *[w for w in vocabulary(new_sentences) if w not in set(added.words)][:3])
+    assert real_load(settings).words == capped.words
+
+
+def test_push_copies_the_vocabulary_and_embeds_that_of_an_older_build(tmp_path, pg_url, embedder):
+    """A push copies the local index's words.json and word_vectors.npy as they are; a local index built before
+    they were stored gets its vocabulary embedded on the way, as a local build embeds it (bit for bit)."""
+    import json
+
+    from rag import pgstore
+    from rag.index import read_manifest
+    from rag.stores import open_index
+
+    target = f"pushed{next(_names)}"
+    local_settings = make_settings(tmp_path, index_name=target)
+    local = open_index(local_settings, embedder)
+    counting = CountingEmbedder(embedder)
+    pushed = pgstore.push(local_settings, pg_url, counting)
+    assert counting.texts == 0
+    assert pushed.has_words and pushed.words == local.words
+    np.testing.assert_array_equal(pushed.word_vectors, local.word_vectors)
+    # A local build made before the vocabulary (and the word pieces) were stored.
+    path = local_settings.index_path
+    manifest = read_manifest(path)
+    for name in ("words.json", "word_vectors.npy", "token_vectors.npy", "token_offsets.npy"):
+        (path / name).unlink()
+        del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    older_settings = make_settings(tmp_path, index_name=f"older{next(_names)}")
+    (older_settings.index_dir / older_settings.index_name).symlink_to(path.resolve())
+    counting = CountingEmbedder(embedder)
+    older = pgstore.push(older_settings, pg_url, counting)
+    assert set(counting.encoded) - {s.text for s in local.sentences} == set(local.words)
+    assert older.has_words and older.words == local.words
+    np.testing.assert_array_equal(older.word_vectors, local.word_vectors)
+
+
+def test_the_words_are_verified_and_a_build_repairs_them(tmp_path, pg_url, embedder):
+    """A words row edited (its vector or its word), removed or added: a one-line error naming the table when a
+    process loads the store; `rag index build` rewrites the table (from the embedding cache: nothing embedded)."""
+    import psycopg
+
+    from rag.errors import IndexCorruptError
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    built = build_index(settings, embedder)
+    schema = f"rag_{settings.index_name}"
+    edits = (f"UPDATE {schema}.words SET embedding = (SELECT embedding FROM {schema}.words WHERE row = 6) "
+             "WHERE row = 5",
+             f"UPDATE {schema}.words SET word = 'zzzword' WHERE row = 5",
+             f"DELETE FROM {schema}.words WHERE row = (SELECT max(row) FROM {schema}.words)",
+             f"INSERT INTO {schema}.words SELECT row + 100000, word, embedding FROM {schema}.words WHERE row = 0")
+    for edit in edits:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(edit)
+        with pytest.raises(IndexCorruptError) as raised:
+            open_index(settings, embedder)
+        message = str(raised.value)
+        assert "\n" not in message and message.endswith(
+            f"schema {schema}: table contents for words do not match the manifest's checksum; "
+            "rebuild with `rag index build`"), edit
+        counting = CountingEmbedder(embedder)
+        repaired = build_index(settings, counting)
+        assert counting.texts == 0, edit
+        assert repaired.words == built.words, edit
+        np.testing.assert_array_equal(repaired.word_vectors, built.word_vectors)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {schema}.words")
+    with pytest.raises(IndexCorruptError, match="table words is missing; rebuild with `rag index build`$"):
+        open_index(settings, embedder)
+    assert build_index(settings, embedder).words == built.words
+
+
+def test_a_store_without_the_vocabulary_answers_and_a_build_adds_it(tmp_path, pg_url, embedder, rag_executable):
+    """A store written before the vocabulary was stored (no words table, no manifest entry: as the previous
+    code leaves it) loads and answers as before (the answerer embeds the words it needs), takes an add without
+    them, and `rag index build` stores them."""
+    import json
+
+    import psycopg
+
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    current = Pipeline(settings, embedder, build_index(settings, embedder))
+    questions = ("Who replaced Qassem Soleimani?", "What does Ghaani lack?", "Who ordered the killing?")
+    answers = [current.ask(q) for q in questions]
+    schema = f"rag_{settings.index_name}"
+    manifest = {k: v for k, v in current.index.manifest.items() if k != "words"}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {schema}.words")
+        conn.execute(f"UPDATE {schema}.meta SET value = %s::jsonb WHERE key = 'manifest'", (json.dumps(manifest),))
+    old = Pipeline(settings, embedder, open_index(settings, embedder, rebuild_if_stale=False))
+    assert not old.index.has_words and old.index.words == () and old.index.word_vectors is None
+    for question, now in zip(questions, answers, strict=True):
+        was = old.ask(question)
+        assert [c.text for c in was.citations] == [c.text for c in now.citations], question
+        assert abs(was.confidence - now.confidence) < 1e-4, question
+    env = {**os.environ, "RAG_STORE": pg_url, "RAG_INDEX_NAME": settings.index_name,
+           "RAG_CORPUS_DIR": str(settings.corpus_dir)}
+    info = subprocess.run([rag_executable, "index", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "words     none stored" in info.stdout, info.stdout
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    old.add_documents([new_file])
+    assert not old.index.has_words and "words" not in open_index(settings, embedder).manifest
+    assert "40 million dollars" in old.ask("How much did the Tigris flood barriers cost?").answer
+    rebuilt = build_index(settings, embedder)
+    assert rebuilt.has_words and len(rebuilt.words) > 500
+    info = subprocess.run([rag_executable, "index", "info"], capture_output=True, text=True, env=env, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert f"words     {len(rebuilt.words):,} vocabulary words" in info.stdout and "table words" in info.stdout
