@@ -56,9 +56,10 @@ def limit_blas_threads(threads: int) -> None:
     call, taking the core that onnxruntime then needs to encode the next question. Measured with `make bench`'s
     300 questions on the 2-core machine while other work kept it busy (load average 3.4): warm ask p50 35-40 ms
     with numpy's default two threads, 13-15 ms with one (embed stage 13 -> 7 ms, answer stage 21 -> 6.5 ms); on
-    the idle machine 12.9 and 12.4 ms. Index builds are left alone: building the bundled article's index
-    alternately with one and two BLAS threads took 1.74 / 1.71 s idle and 3.15 / 2.98 s with a core busy
-    (medians of 4): their products are large enough to use the second thread."""
+    the idle machine 12.9 and 12.4 ms. `rag index build` creates no pipeline and is left alone (building the
+    bundled article's index alternately with one and two BLAS threads took 1.74 / 1.71 s idle and 3.15 / 2.98 s
+    with a core busy, medians of 4); a build inside a serving process (documents added in the app) runs capped,
+    at that cost of a few per cent."""
     if threads <= 0:
         return
     from threadpoolctl import ThreadpoolController
