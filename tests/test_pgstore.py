@@ -396,6 +396,20 @@ def test_a_few_connections_serve_many_threads(local_and_pg):
     assert ours <= 32  # every other test's pipelines included: far fewer than one per thread ever started
 
 
+def _add_counting_full_reads(writer, tmp_path, monkeypatch):
+    """Adds SECOND through ``writer`` while every full read of the store (``pgstore.load``) is recorded; returns
+    the added file, the recorded reads and the real ``load``."""
+    from rag import pgstore
+
+    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
+    new_file.write_text(SECOND, encoding="utf-8")
+    loads = []
+    real_load = pgstore.load
+    monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
+    writer.add_documents([new_file])
+    return new_file, loads, real_load
+
+
 def _wait_for_document(reader, name: str, give_up_s: float, poll_s: float) -> float | None:
     """Seconds until ``reader``'s index holds document ``name`` (called right after the writer's add), or None
     when it still does not after ``give_up_s``."""
@@ -538,12 +552,7 @@ def test_a_notification_wakes_the_followers_at_once(tmp_path, pg_url, embedder, 
         while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listen,)).fetchone()[0]:
             assert time.monotonic() < deadline, "the follower never listened"
             time.sleep(0.05)
-    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
-    new_file.write_text(SECOND, encoding="utf-8")
-    loads = []
-    real_load = pgstore.load
-    monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
-    writer.add_documents([new_file])
+    new_file, loads, real_load = _add_counting_full_reads(writer, tmp_path, monkeypatch)
     waited = _wait_for_document(reader, new_file.name, give_up_s=20, poll_s=0.05)
     assert waited is not None, "the follower was not woken"
     assert waited < 2
@@ -1034,12 +1043,7 @@ def test_an_add_stores_the_new_words_and_a_follower_reads_them(tmp_path, pg_url,
     schema = f"rag_{settings.index_name}"
     before = _word_rows(pg_url, schema)
     assert [before[i][0] for i in range(len(before))] == list(base.words)
-    new_file = tmp_path / "2026-04-02-baghdad-floods.txt"
-    new_file.write_text(SECOND, encoding="utf-8")
-    loads = []
-    real_load = pgstore.load
-    monkeypatch.setattr(pgstore, "load", lambda s: loads.append(s) or real_load(s))
-    writer.add_documents([new_file])
+    new_file, loads, real_load = _add_counting_full_reads(writer, tmp_path, monkeypatch)
     added = writer.index
     new_sentences = [s for s in added.sentences if s.source == new_file.name]
     expected = [w for w in vocabulary(new_sentences) if w not in set(base.words)]
