@@ -29,7 +29,8 @@ help:
 	@echo "make lint       ruff"
 	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
 	@echo "make bench-pg   PostgreSQL store vs FAISS + BM25 at 10k / 100k real sentences (bench/pg_bench.py)"
-	@echo "make train      refit the extractive answerer (rag/answer/data/answerer.json) and its LODO report"
+	@echo "make train      refit the extractive answerer and the claim checker (rag/answer/data/answerer.json,"
+	@echo "                rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json, docs/claims-lodo.json)"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
 
 venv install: $(STAMP)
@@ -79,6 +80,7 @@ bench-pg: $(STAMP)
 # Deterministic: the same question sets and documents give the same rag/answer/data/answerer.json.
 train: $(STAMP)
 	$(BIN)/python -m rag.answer.training
+	$(BIN)/python -m rag.claims_training
 
 clean:
 	find index -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

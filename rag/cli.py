@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="run a gold question set: retrieval, answer, citation metrics")
     evaluate.add_argument("--gold", type=Path, help="gold set: JSONL (default: eval/gold.jsonl) or SQuAD 2.0 JSON, "
                           "whose articles are indexed in a temporary corpus for the run")
+    evaluate.add_argument("--claims", type=Path, metavar="FILE",
+                          help="instead of questions, score `rag check` on a claim set (JSONL: id, claim, label "
+                          "supported/partial/unsupported, kind, evidence; a foo.txt beside foo.claims.jsonl is "
+                          "checked in a temporary corpus)")
     evaluate.add_argument("--report", type=Path, metavar="DIR",
                           help="write report.md, metrics.json, results.jsonl and plots (calibration ones included)")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the baselines")
@@ -434,6 +438,25 @@ def cmd_eval(args) -> int:
     from rag.eval import evaluate, format_table
 
     pipeline = _load_pipeline(args)
+    if args.claims is not None:
+        if args.gold is not None:
+            raise UsageError("--claims and --gold are two different runs; give one")
+        from rag.eval.claims import evaluate_claims, format_claim_table
+
+        claims_report = evaluate_claims(pipeline, args.claims, progress=not args.json)
+        if args.report:
+            args.report.mkdir(parents=True, exist_ok=True)
+            (args.report / "claims-metrics.json").write_text(json.dumps(claims_report["metrics"], indent=2) + "\n")
+            with (args.report / "claims-results.jsonl").open("w", encoding="utf-8") as out:
+                for row in claims_report["results"]:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if args.json:
+            _print_json(claims_report["metrics"])
+        else:
+            print(format_claim_table(claims_report["metrics"]))
+            if args.report:
+                print(f"report written to {args.report}")
+        return 0
     report = evaluate(
         pipeline,
         gold_path=args.gold,

@@ -24,7 +24,7 @@ from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest,
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, short_answer
 from rag.answer.registry import create_backend
-from rag.claims import check_claim
+from rag.claims import ClaimFeaturizer, check_claim
 from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
 from rag.embeddings import Embedder
 from rag.index import Index
@@ -80,6 +80,7 @@ class Pipeline:
         self._backend_lock = threading.Lock()  # creating a backend
         self._write_lock = threading.Lock()  # one corpus change / rebuild at a time; readers never wait on it
         self._snapshot = self._snapshot_of(index)
+        self._claim_featurizer: ClaimFeaturizer | None = None
         if hasattr(index, "changed"):  # a shared store (PostgreSQL): follow what other processes commit
             from rag.pgstore import follow
 
@@ -351,14 +352,37 @@ class Pipeline:
 
     # ------------------------------------------------------------ checking claims
 
+    def claim_candidates(self, claim: str, k: int | None = None, index: Index | None = None) -> set[int]:
+        """Ids of the sentences a claim is checked against: those of the chunks retrieved for it (at least
+        8), with their neighbours."""
+        snap = self._snapshot
+        hits = snap.retriever.search(claim, max(k or self.settings.top_k, 8))
+        return {s.id for s in self.passages_for(hits, index or snap.index)}
+
+    def claim_model(self):
+        """The learned claim model (``rag.claims_model``), or None when RAG_CLAIM_MODEL is 'rules'."""
+        choice = self.settings.claim_model
+        if choice is not None and choice.strip().lower() == "rules":
+            return None
+        from rag.claims_model import load_model
+
+        return load_model(choice or None)
+
+    def claim_featurizer(self, index: Index) -> ClaimFeaturizer:
+        """Per-index state of the claim checker (term frequencies, word pieces), made once per index."""
+        cached = self._claim_featurizer
+        if cached is None or cached.index is not index:
+            cached = self._claim_featurizer = ClaimFeaturizer(index, self.embedder)
+        return cached
+
     def check(self, claim: str, k: int | None = None) -> CheckResult:
         """Find the passages that best support a claim or quote, with a verdict and its reason."""
         claim = clean_text_input(claim, self.settings.max_question_chars, "claim")
-        snap = self._snapshot
-        index = snap.index
-        hits = snap.retriever.search(claim, max(k or self.settings.top_k, 8))
-        candidates = {s.id for s in self.passages_for(hits, index)}
-        return check_claim(claim, index, candidates, self.judge)
+        index = self._snapshot.index
+        candidates = self.claim_candidates(claim, k, index)
+        model = self.claim_model()
+        featurizer = self.claim_featurizer(index) if model is not None else None
+        return check_claim(claim, index, candidates, self.judge, model, featurizer)
 
     # ------------------------------------------------------------ documents
 

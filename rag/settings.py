@@ -177,6 +177,14 @@ class Settings(BaseSettings):
     answer_model: Path | None = Field(
         None, description="A JSON answer model to use instead of the shipped one (written by `make train`)."
     )
+    claim_model: str | None = Field(
+        None,
+        description=(
+            "How `rag check` and the app's claim checker decide: unset, the shipped learned claim model; the path "
+            "of a JSON claim model (written by `make train`); or 'rules' for the hand-written rules of rag.verify "
+            "alone (docs/claims.md compares them)."
+        ),
+    )
     blas_threads: int = Field(
         1,
         ge=0,
@@ -227,7 +235,7 @@ class Settings(BaseSettings):
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_answer_check", "llm_min_check", "llm_temperature",
-                   "max_question_chars", "min_confidence", "answer_model", "blas_threads"),
+                   "max_question_chars", "min_confidence", "answer_model", "claim_model", "blas_threads"),
         "server": ("host", "port", "ui_port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
                    "max_queue", "server_backends"),
     }

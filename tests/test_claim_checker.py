@@ -1,0 +1,197 @@
+"""The claim checker (`rag check`): the learned model's file, its features' findings, the reasons a reader gets,
+the claim sets and their evaluation (`rag eval --claims`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, _unresolved, difference
+from rag.claims_model import VERDICT_FEATURES, ClaimModel, load_model, parse_model
+from rag.claims_training import claim_files
+from rag.errors import InputFileError, ModelError
+from rag.eval.claims import claim_metrics, document_beside, load_claims
+from rag.settings import PROJECT_ROOT
+
+# ---------------------------------------------------------------------------------------------- reasons
+
+
+@pytest.mark.parametrize(("claim", "passage", "expected"), [
+    ("Soleimani's replacement, Esmail Ghaani, has the same stature and authority.",
+     "Soleimani's replacement, Esmail Ghaani, lacks the same stature and authority.",
+     'the passage says "lacks" where the claim says "has"'),
+    ("The killing was ordered by President Joe Biden.",
+     "The killing, ordered by President Donald Trump, sent the militias scrambling.",
+     'the passage says "donald trump" where the claim says "joe biden"'),
+    ("Qais al-Khazali issued a fiery statement on X praising the US.",
+     "Qais al-Khazali, a US-sanctioned commander, issued an anodyne statement on X condemning the US.",
+     'the passage says "an anodyne" where the claim says "a fiery", and "condemning" where the claim says '
+     '"praising"'),
+    ("The council did approve the budget.", "The council did not approve the budget on Monday.",
+     'the passage says "not", which the claim leaves out'),
+])
+def test_difference_names_where_a_near_copy_departs_from_its_passage(claim, passage, expected):
+    assert difference(claim, passage) == expected
+
+
+def test_difference_is_silent_for_exact_copies_and_for_claims_that_are_not_copies():
+    passage = "The council approved the budget on Monday after a long debate."
+    assert difference("The council approved the budget on Monday.", passage) is None
+    assert difference("Lawmakers backed the spending plan at the start of the week.", passage) is None
+    # Words the claim leaves out of the passage are no departure: claims summarise.
+    assert difference("The council approved the budget after a long debate.", passage) is None
+
+
+def test_a_surname_in_the_passage_resolves_the_full_name_the_document_gave():
+    document = "gareth stansfield, a professor at exeter, said so. later: \"it is over,\" said stansfield."
+    passage = "\"it is over,\" said stansfield."
+    assert _unresolved(["gareth"], [["gareth", "stansfield"]], passage, document) == []
+    # Not when the document never wrote that full name.
+    assert _unresolved(["john"], [["john", "stansfield"]], passage, document) == ["john"]
+
+
+# ---------------------------------------------------------------------------------------------- the model file
+
+
+def test_every_feature_has_a_sign_and_the_shipped_model_keeps_it():
+    assert set(PASSAGE_FEATURES) | {"passage_probability"} == set(FEATURE_SIGNS)
+    model = load_model()
+    for logistic in (model.passage, model.support, model.partial):
+        for name, weight in zip(logistic.features, logistic.coef, strict=True):
+            assert weight * FEATURE_SIGNS[name] >= -1e-9, (name, weight)
+    assert 0 < model.min_support < 1 and 0 < model.min_partial < 1
+
+
+def test_the_shipped_model_was_fitted_on_the_claim_sets_of_this_checkout():
+    import hashlib
+
+    meta = load_model().meta
+    files = {str(f.relative_to(PROJECT_ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() for f in claim_files()}
+    assert meta["files"] == files, "claim sets changed: run `make train`"
+    assert meta["claims"] == sum(len(load_claims(f)[1]) for f in claim_files())
+    assert meta["lodo"]["false_support"] < 0.15
+
+
+def test_the_model_file_round_trips_and_malformed_files_are_refused(tmp_path):
+    model = load_model()
+    again = parse_model(json.loads(json.dumps(model.to_json())), "copy")
+    row = np.linspace(0, 1, len(PASSAGE_FEATURES))
+    assert again.verdict(row, 0.5) == model.verdict(row, 0.5)
+    data = model.to_json()
+    with pytest.raises(ModelError, match="format"):
+        parse_model({**data, "format": 99}, "x")
+    broken = json.loads(json.dumps(data))
+    broken["support"]["features"] = broken["support"]["features"][:-1]
+    with pytest.raises(ModelError, match="do not match"):
+        parse_model(broken, "x")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(str(tmp_path / "bad.json"))
+    assert VERDICT_FEATURES[-1] == "passage_probability"
+    assert isinstance(again, ClaimModel)
+
+
+# ---------------------------------------------------------------------------------------------- claim sets
+
+
+def test_claim_sets_are_valid_and_their_evidence_is_in_their_document():
+    files = claim_files()
+    assert len(files) == 25
+    labels = []
+    for path in files:
+        documents, claims = load_claims(path)
+        text = documents[0][1] if documents else (PROJECT_ROOT / "data" / "corpus" /
+                                                  "2026-03-06-iran-proxies-iraq.txt").read_text(encoding="utf-8")
+        for claim in claims:
+            assert all(e in text for e in claim.evidence), (path.name, claim.id)
+            labels.append(claim.label)
+    assert {"supported", "partial", "unsupported"} == set(labels)
+
+
+def test_load_claims_refuses_bad_files_with_the_line(tmp_path):
+    path = tmp_path / "x.claims.jsonl"
+    path.write_text('{"id": "a", "claim": "c", "label": "maybe"}\n')
+    with pytest.raises(InputFileError, match=r"line 1: label 'maybe'"):
+        load_claims(path)
+    path.write_text('{"id": "a", "claim": "c", "label": "supported"}\n{"id": "a", "claim": "d", "label": "partial"}\n')
+    with pytest.raises(InputFileError, match="line 2: duplicate id 'a'"):
+        load_claims(path)
+    path.write_text('{"id": "a", "claim": "c", "label": "supported", "evidence": "x"}\n')
+    with pytest.raises(InputFileError, match="'evidence' must be a list"):
+        load_claims(path)
+    with pytest.raises(InputFileError, match="not found"):
+        load_claims(tmp_path / "missing.jsonl")
+
+
+def test_a_document_beside_a_claim_file_is_its_corpus(tmp_path):
+    (tmp_path / "doc.txt").write_text("A sentence.")
+    assert document_beside(tmp_path / "doc.claims.jsonl") == tmp_path / "doc.txt"
+    assert document_beside(tmp_path / "doc.jsonl") == tmp_path / "doc.txt"
+    assert document_beside(tmp_path / "other.claims.jsonl") is None
+
+
+def test_claim_metrics_count_false_support_and_recall():
+    rows = [
+        {"label": "supported", "verdict": "supported", "kind": "verbatim", "evidence_at_1": True},
+        {"label": "supported", "verdict": "partial", "kind": "paraphrase", "evidence_at_1": False},
+        {"label": "unsupported", "verdict": "supported", "kind": "negated", "evidence_at_1": None},
+        {"label": "unsupported", "verdict": "unsupported", "kind": "negated", "evidence_at_1": None},
+        {"label": "partial", "verdict": "partial", "kind": "partly_true", "evidence_at_1": None},
+    ]
+    for r in rows:
+        r.update(correct=r["label"] == r["verdict"], evidence_in_passages=r["evidence_at_1"], latency_ms=1.0)
+    m = claim_metrics(rows)
+    assert m["accuracy"] == 0.6 and m["false_support"] == round(1 / 3, 4) and m["supported_recall"] == 0.5
+    assert m["binary_accuracy"] == 0.6 and m["evidence_at_1"] == 0.5
+    assert m["by_kind"]["negated"]["accuracy"] == 0.5
+    assert m["confusion"]["unsupported"]["supported"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- real pipeline
+
+
+@pytest.mark.parametrize(("claim", "verdict", "reason_part"), [
+    ("The killing was ordered by President Joe Biden.", "unsupported", "biden"),
+    ("Qais al-Khazali, a US-sanctioned commander, issued a fiery statement on X praising the US.",
+     "unsupported", '"condemning" where the claim says "praising"'),
+    ("The Popular Mobilization Forces is a 150,000-strong paramilitary organization", "supported", ""),
+    ("The capital of Australia is Canberra.", "unsupported", "australia"),
+])
+def test_the_learned_checker_on_the_bundled_article(pipeline, claim, verdict, reason_part):
+    result = pipeline.check(claim)
+    assert result.verdict == verdict, result.reason
+    assert reason_part in result.reason.lower()
+    for p in result.passages:
+        assert p.text == pipeline.index.documents[p.source].text[p.start : p.end]
+
+
+def test_the_rules_alone_can_still_be_chosen(pipeline):
+    from rag.pipeline import Pipeline
+
+    rules = Pipeline(pipeline.settings.model_copy(update={"claim_model": "rules"}), pipeline.embedder, pipeline.index)
+    assert rules.claim_model() is None
+    # The rules see a name the passage lacks and stop at "partial"; the learned checker says unsupported.
+    assert rules.check("The killing was ordered by President Joe Biden.").verdict == "partial"
+
+
+@pytest.mark.slow
+def test_rag_eval_claims_scores_a_claim_set(rag_executable, tmp_path):
+    path = PROJECT_ROOT / "eval" / "dev" / "enc-glaciers.claims.jsonl"
+    out = subprocess.run([rag_executable, "eval", "--claims", str(path), "--json", "--report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)
+    assert metrics["claims"] == 20 and 0 <= metrics["accuracy"] <= 1
+    assert "enc-glaciers.txt" in metrics["corpus"]
+    assert len((tmp_path / "claims-results.jsonl").read_text().splitlines()) == 20
+    both = subprocess.run([rag_executable, "eval", "--claims", str(path), "--gold", str(path)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert both.returncode == 2 and "--claims and --gold" in both.stderr
+
+
+def test_claim_files_are_found_beside_their_documents():
+    assert all(Path(f).is_file() for f in claim_files())
