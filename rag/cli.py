@@ -185,12 +185,15 @@ def _bold(text: str) -> str:
 
 
 def _print_answer(answer) -> None:
+    from rag.answer.base import NOTHING_ASKED
+
     text = answer.answer
     if answer.short_answer and answer.short_answer in text:
         text = text.replace(answer.short_answer, _bold(answer.short_answer), 1)
     print(text)
     if answer.abstained:
-        print("(no answer: the retrieved passages do not contain it)")
+        if answer.answer != NOTHING_ASKED:  # that one says itself why there is no answer
+            print("(no answer: the retrieved passages do not contain it)")
     elif answer.confidence is not None and answer.backend == "extractive":
         print(f"(confidence {answer.confidence:.0%}: estimated probability that this answer is right)")
     elif answer.confidence is not None:

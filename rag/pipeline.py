@@ -20,9 +20,17 @@ from typing import Any
 import numpy as np
 
 from rag import corpus
-from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest, Reading, Rewritten
+from rag.answer.base import (
+    NO_ANSWER,
+    NOTHING_ASKED,
+    AnswerBackend,
+    AnswerNote,
+    AnswerRequest,
+    Reading,
+    Rewritten,
+)
 from rag.answer.citations import assemble, split_answer
-from rag.answer.question import analyze, short_answer
+from rag.answer.question import analyze, names_nothing, short_answer
 from rag.answer.registry import create_backend
 from rag.claims import ClaimFeaturizer, check_claim
 from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
@@ -277,6 +285,16 @@ class Pipeline:
             if standalone and progress:
                 yield Rewritten(standalone)
         asked = standalone or question
+        if names_nothing(asked):
+            # "Who?", "the": nothing to retrieve, and any answer would be a guess the confidence model cannot
+            # see through (it scores a sentence against a question it has no words of). Checked after a
+            # follow-up is rewritten, so "And when?" answers when the conversation gives it content.
+            yield NOTHING_ASKED
+            answer = Answer(question, NOTHING_ASKED, True, [], chosen.name, 0.0, confidence=0.0,
+                            standalone_question=standalone, timings_ms=timings)
+            answer.latency_ms = (time.perf_counter() - started) * 1000
+            yield answer
+            return
         t = time.perf_counter()
         self.embedder.encode_query(asked)
         timings["embed"] = (time.perf_counter() - t) * 1000
@@ -301,7 +319,7 @@ class Pipeline:
         timings["answer"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         answer = self.assemble(asked, "".join(pieces), request.passages, chosen.name, snap.index, note)
-        if standalone and answer.abstained and chosen.name == "extractive":
+        if standalone and answer.abstained and chosen.name == "extractive" and not names_nothing(question):
             # The extractive answerer weighs the names a question holds, and a rewritten follow-up names the
             # entity ("What did Qais al-Khazali say ...?") that the answering sentence may only call "he". Over
             # the same passages (retrieved for the standalone question), the user's own wording gets a turn.

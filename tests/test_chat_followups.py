@@ -57,6 +57,16 @@ def test_api_ask_takes_a_history(client):
         client.predict("What does he lack?", "", 0, ["not a turn"], api_name="/ask")
 
 
+def test_api_abstains_on_a_question_naming_nothing_unless_the_history_gives_it_content(client):
+    from rag.answer.base import NOTHING_ASKED
+
+    alone = client.predict("Who?", api_name="/ask")
+    assert alone["abstained"] and alone["confidence"] == 0 and alone["answer"] == NOTHING_ASKED
+    first = client.predict("Who replaced Qassem Soleimani?", api_name="/ask")
+    follow = client.predict("Who?", "", 0, [first], api_name="/ask")
+    assert follow["standalone_question"] and follow["answer"] != NOTHING_ASKED
+
+
 @pytest.mark.slow
 def test_rag_chat_rewrites_follow_ups(pipeline, rag_executable, tmp_path):
     settings = pipeline.settings

@@ -48,6 +48,59 @@ def test_a_question_without_entities_gets_the_previous_ones():
     assert carry_entities("Why?", [GHAANI]) == "Why (Qassem Soleimani, Esmail Ghaani)?"
 
 
+KHAZALI = Turn("Who is Qais al-Khazali?",
+               "Qais al-Khazali, a US-sanctioned commander whose militia's banners were raised by the protesters, "
+               "issued an anodyne statement on X condemning the US. [1]", "US-sanctioned commander")
+KHAZALI_SAID = Turn("What did Qais al-Khazali say?", KHAZALI.answer, "anodyne statement")
+TRUMP = Turn("Who ordered the killing of Soleimani?",
+             "The killing, ordered by President Donald Trump, sent the militias scrambling for a coordinator. [1]",
+             "President Donald")  # the span model cut the name short
+
+
+@pytest.mark.parametrize("question, previous, expected", [
+    # A bare wh-word asks the previous question again with it (was "What did when say?", "Who replaced why?").
+    ("And when?", KHAZALI_SAID, "When did Qais al-Khazali say it?"),
+    ("And why?", KHAZALI_SAID, "Why did Qais al-Khazali say it?"),
+    ("And where?", KHAZALI_SAID, "Where did Qais al-Khazali say it?"),
+    ("Where?", KHAZALI_SAID, "Where did Qais al-Khazali say it?"),
+    ("And where?", KHAZALI, "Where is Qais al-Khazali?"),  # was "Who is where?"
+    ("And why?", Turn("When did Israel kill Hassan Nasrallah?", "... in September 2024 ...", "September 2024"),
+     "Why did Israel kill Hassan Nasrallah?"),
+    # ... and, when the previous question's wh-word is its subject, the previous entities as for "Why?".
+    ("And why?", GHAANI, "Why (Qassem Soleimani, Esmail Ghaani)?"),
+    ("And when?", TRUMP, "When (Soleimani, President Donald Trump)?"),
+    ("And when?", Turn("Who was killed in 2020?", "Qassem Soleimani was killed. [1]", "Qassem Soleimani"),
+     "When (Qassem Soleimani)?"),
+])
+def test_a_bare_wh_word_asks_the_previous_question_with_it(question, previous, expected):
+    assert needs_context(question)
+    assert carry_entities(question, [previous]) == expected
+
+
+def test_pronouns_and_wh_words_are_never_taken_for_names():
+    assert carry_entities("How about him?", [GHAANI]) == "Who replaced Esmail Ghaani?"  # was "Who is him?"
+    assert carry_entities("What about him?", [KHAZALI_SAID]) == "What did Qais al-Khazali say?"
+    assert carry_entities("And Hezbollah?", [KHAZALI_SAID]) == "What did Hezbollah say?"  # a name still is one
+
+
+def test_a_question_after_and_is_taken_as_it_stands():
+    # was "Who replaced how many militias are there?"; "there" here points nowhere
+    assert carry_entities("And how many militias are there?", [GHAANI]) == "How many militias are there?"
+    assert condense("And how many militias are there?", [KHAZALI]) == "How many militias are there?"
+    assert carry_entities("And what did he say?", [KHAZALI]) == "What did Qais al-Khazali say?"  # pronouns resolved
+
+
+def test_there_as_a_place_still_points_back():
+    protest = Turn("Where did the protest happen?", "The protest happened in Baghdad. [1]", "Baghdad")
+    assert carry_entities("Who was there?", [protest]) == "Who was in Baghdad?"
+    assert not needs_context("How many fighters are there in the Popular Mobilization Forces?")
+
+
+def test_multi_word_names_are_carried_whole():
+    # was "When did President Donald do it?": the short answer stops inside the name the answer gives in full
+    assert carry_entities("When did he do it?", [TRUMP]) == "When did President Donald Trump do it?"
+
+
 def test_standalone_questions_are_left_alone():
     assert condense("How many fighters does the Popular Mobilization Forces have?", [GHAANI]) is None
     assert condense("What does he lack?", []) is None

@@ -135,6 +135,15 @@ def test_abstention_is_a_neutral_notice_not_an_error():
     assert "rag-chip" not in html
 
 
+def test_a_question_naming_nothing_says_so_instead_of_blaming_the_passages():
+    from rag.answer.base import NOTHING_ASKED
+
+    answer = {**_answer(NOTHING_ASKED, abstained=True), "citations": [], "checks": [], "warnings": []}
+    assert NOTHING_ASKED in render.answer_message(answer, turn=0)
+    panel = render.sources_panel(answer, [], turn=0)
+    assert "Nothing was searched" in panel and "No retrieved passage" not in panel
+
+
 def test_markers_without_a_citation_are_dropped():
     html = render.answer_message(_answer("Claim [7]."), turn=0)
     assert "[7]" not in html and "rag-cite-0-7" not in html

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from html import escape
 
+from rag.answer.base import NOTHING_ASKED
+
 VERDICTS = ("supported", "partial", "unsupported")
 _MARKER = re.compile(r"\s*\[(\d+)\]")
 
@@ -149,6 +151,8 @@ def sources_panel(answer: dict | None, passages: list[CitedPassage], turn: int, 
     if answer is None:
         return _placeholder("Sources", "Ask a question: the passages the answer cites appear here, with the cited "
                                        "sentence highlighted and whether it supports the answer.")
+    if answer.get("abstained") and answer.get("answer") == NOTHING_ASKED:
+        return _placeholder("Sources", "Nothing was searched: the question names nothing to look for.")
     if answer.get("abstained"):
         return _placeholder("Sources", "No retrieved passage contains the answer, so the assistant abstained "
                                        "instead of guessing.")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from rag.types import Hit, Sentence
 
 NO_ANSWER = "The article does not say."
+# The reply to a question with no content word ("Who?", "the"): nothing to retrieve or answer from.
+NOTHING_ASKED = "The question names nothing to look for: ask about a person, place, event or figure."
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ Two ways, picked by the backend:
   earlier turns are fenced as data like passages are). An empty, multi-question or runaway reply falls back
   to the rule below;
 - otherwise (the extractive backend) the entities of the previous question and answer are carried over: a
-  pronoun (he, his, it, they...) is replaced by the entity it most likely refers to, "What about X?" reuses
-  the previous question with X in place of its entity, and a question naming no entity at all gets the
-  previous turn's entities added.
+  pronoun (he, his, it, they...) is replaced by the entity it most likely refers to (a name is carried whole),
+  "What about X?" reuses the previous question with X in place of its entity (X may be a pronoun: "How
+  about him?"), a bare "When?" / "And why?" asks the previous question again with the new wh-word ("What
+  did Qais al-Khazali say?" -> "When did Qais al-Khazali say it?"), "And <a question>" is that question
+  (its pronouns resolved), and a question naming no entity at all gets the previous turn's entities added
+  (also a bare wh-word whose previous question cannot be re-asked: "Why (Qassem Soleimani, Esmail Ghaani)?").
 
 A question that names its own entities and holds no pronoun is taken as standalone and left alone (and no
 LLM is called for it).
@@ -23,8 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rag.answer.question import entity_phrases
+from rag.answer.question import alternation, entity_phrases
 from rag.errors import UsageError
+from rag.text import word_list
 
 if TYPE_CHECKING:
     from rag.answer.base import AnswerBackend
@@ -38,8 +42,25 @@ _IMPERSONAL = {"it": "", "its": "'s", "they": "", "them": "", "their": "'s", "th
 _PLACE = {"there": ""}
 _PRONOUN = re.compile(r"\b(" + "|".join(sorted({**_PERSONAL, **_IMPERSONAL, **_PLACE}, key=len, reverse=True))
                       + r")\b", re.IGNORECASE)
+_AUXILIARY = alternation("auxiliary_verbs.txt")
+_BE = {"am", "is", "are", "was", "were", "be", "been"}
+# "there" as in "How many militias are there?" / "there are": no place to point back to.
+_EXISTENTIAL = re.compile(r"(?:\s+(?:is|are|was|were|has|have|had|will|would|may|might|must|can|could)|['’]s)\b",
+                          re.IGNORECASE)
+_AFTER_BE = re.compile(r"\b(?:is|are|was|were|be|been)\s+$", re.IGNORECASE)
+_WH = ("who", "whom", "whose", "what", "which", "when", "where", "why", "how")
+_NOT_NAMES = {*_WH, *word_list("auxiliary_verbs.txt"), *_PERSONAL, *_IMPERSONAL, *_PLACE}
+# "What about X?", "How about X?"; "And X?" where X is a name (capitalised: "And Hezbollah?", not "And when?").
 _ELLIPSIS = re.compile(r"^\s*(?:and\s+)?(?:what|how)\s+about\s+(?P<x>.+?)\s*[?.!]*\s*$"
-                       r"|^\s*and\s+(?P<y>[A-Z].*?)\s*[?.!]*\s*$", re.IGNORECASE)
+                       r"|^\s*and\s+(?P<y>(?-i:[A-Z]).*?)\s*[?.!]*\s*$", re.IGNORECASE)
+# A bare wh-word ("When?", "And why?"): the previous question, asked with that wh-word.
+_WH_ONLY = re.compile(r"^\s*(?:and\s+)?(?P<wh>when|where|why|how)\s*[?.!]*\s*$", re.IGNORECASE)
+# "And how many militias are there?": a question of its own after "and".
+_AND_QUESTION = re.compile(r"^\s*and\s+(?P<rest>(?:" + "|".join(_WH) + "|" + _AUXILIARY + r")\b.*)$",
+                           re.IGNORECASE | re.DOTALL)
+# A previous question the wh-word can be swapped in: "What did X say?", "When did X ...?", "Who is X?".
+_REASKABLE = re.compile(r"^\s*(?P<wh>what|who|whom|when|where|why|how)\s+(?P<aux>" + _AUXILIARY
+                        + r")\s+(?P<rest>.+?)\s*[?.!]*\s*$", re.IGNORECASE | re.DOTALL)
 # Words that make an entity an organisation, a place or a thing rather than a person ("it", "they").
 _NOT_PERSON = {
     "forces", "force", "hezbollah", "party", "army", "council", "organization", "organisation", "brigades",
@@ -89,14 +110,53 @@ _SHORT_WORDS = 5  # a question naming no entity leans on the conversation when i
 _POINTS_BACK = re.compile(r"\b(?:that|this|these|those|then|the same)\s*[?.!]*\s*$", re.IGNORECASE)
 
 
+def _pronoun(question: str) -> re.Match | None:
+    """The first pronoun of a question that points back ("he", "its", "there" as a place, not in "How many
+    militias are there?")."""
+    for match in _PRONOUN.finditer(question):
+        if match.group(1).lower() == "there" and (
+            _EXISTENTIAL.match(question, match.end())
+            or (_AFTER_BE.search(question[: match.start()]) and re.match(r"\s*\w", question[match.end():]))
+            or (_AFTER_BE.search(question[: match.start()]) and re.match(r"\s*how\s+(?:many|much)\b", question,
+                                                                        re.IGNORECASE))
+        ):
+            continue
+        return match
+    return None
+
+
+def _ellipsis(question: str) -> str | None:
+    """X of "What about X?" / "How about X?" / "And X?" (X a name, or a pronoun to resolve), else None."""
+    match = _ELLIPSIS.match(question)
+    if not match:
+        return None
+    new = (match.group("x") or match.group("y") or "").strip()
+    first = re.match(r"[\w'’]+", new)
+    if match.group("y") and (first is None or first.group(0).lower() in _NOT_NAMES):
+        return None  # "And When did ...?": a question, not a name
+    if match.group("x") and first is not None and first.group(0).lower() in _WH:
+        return None  # "What about when ...?"
+    return new or None
+
+
+def _and_question(question: str) -> str | None:
+    """The question after a leading "And" ("And how many militias are there?" -> "how many militias are
+    there?"), None when the question does not open with "And" and a question word or auxiliary."""
+    match = _AND_QUESTION.match(question)
+    return match.group("rest").strip() if match else None
+
+
 def needs_context(question: str) -> bool:
     """Whether a question leans on the conversation: it holds a pronoun, is an ellipsis ("What about X?",
-    "And X?"), or names no entity and is short or ends pointing back ("Why?", "What happened after that?").
-    A longer question that names nothing ("What happened on day two of the war?") is taken as it is."""
-    if _PRONOUN.search(question) or _ELLIPSIS.match(question):
+    "And X?"), a bare wh-word ("And when?"), opens with "And" ("And how many ...?"), or names no entity and is
+    short or ends pointing back ("Why?", "What happened after that?"). A longer question that names nothing
+    ("What happened on day two of the war?") is taken as it is."""
+    if _pronoun(question) or _ellipsis(question) or _WH_ONLY.match(question):
         return True
     if entity_phrases(question):
         return False
+    if _and_question(question):
+        return True
     return len(re.findall(r"[\w'’-]+", question)) <= _SHORT_WORDS or bool(_POINTS_BACK.search(question))
 
 
@@ -156,8 +216,12 @@ def clean_condensed(reply: str, question: str) -> str | None:
 
 
 def _entities(text: str | None) -> list[str]:
-    """Entity phrases anywhere in ``text`` (a single capitalised word opening it counts too: "Erbil")."""
-    return entity_phrases("about " + text) if text else []
+    """Entity phrases anywhere in ``text`` (a single capitalised word opening it counts too: "Erbil"), without
+    the full stop of a sentence they end ("in Baghdad." -> "Baghdad"; "A.J." keeps its own)."""
+    if not text:
+        return []
+    phrases = [re.sub(r"(?<=[^\W\d_]{2})\.$", "", p) for p in entity_phrases("about " + text)]
+    return list(dict.fromkeys(phrases))
 
 
 def _organisation(entity: str) -> bool:
@@ -173,10 +237,18 @@ def _multiword(entity: str) -> bool:
     return len(entity.replace("-", " ").split()) >= 2
 
 
+def _whole(entity: str, phrases: list[str]) -> str:
+    """``entity`` as the longest of ``phrases`` that holds it as whole words: a short answer cut inside a name
+    ("President Donald") is carried as the answer names it ("President Donald Trump")."""
+    inside = re.compile(r"(?<![\w'’-])" + re.escape(entity) + r"(?![\w-])")
+    return max((p for p in phrases if inside.search(p)), key=len, default=entity)
+
+
 def _referent(word: str, turns: list[Turn]) -> str | None:
     """The entity a pronoun most likely points to in the previous turn."""
     last = turns[-1]
-    asked, short, said = _entities(last.question), _entities(last.short_answer), _entities(last.answer)
+    asked, said = _entities(last.question), _entities(last.answer)
+    short = list(dict.fromkeys(_whole(e, said) for e in _entities(last.short_answer)))
     # "Who replaced X?" asks for a person, whose name the answer gives; "Whom did X ...?" keeps X as the subject,
     # and "Who is X?" asks about X.
     asked_who = re.match(r"\s*who\b(?!\s+(?:is|was|are|were)\b)", last.question, re.IGNORECASE) is not None
@@ -201,35 +273,82 @@ def _referent(word: str, turns: list[Turn]) -> str | None:
     return ranked[0] if ranked else None
 
 
+def _ask_again(wh: str, last: Turn) -> str | None:
+    """The previous question asked with another wh-word ("when", "where", "why", "how"), or None when its form
+    does not allow it (its wh-word is the subject: "Who replaced X?"; "How many ...?")."""
+    match = _REASKABLE.match(last.question)
+    if not match:
+        return None
+    old, aux, rest = match.group("wh").lower(), match.group("aux"), match.group("rest")
+    if old in ("who", "whom", "what"):
+        if aux.lower() in _BE:  # "Who is X?" -> "Where is X?"; not "Who was killed in ...?" (no subject left)
+            head = rest.split()[0]
+            if head.islower() and head.endswith(("ed", "en")):
+                return None
+        elif old == "what":  # "What did X say?" -> "When did X say it?"
+            subject, _, verb = rest.rpartition(" ")
+            subject = re.sub(r"^(?:the)\s+", "", subject, flags=re.IGNORECASE)
+            if verb.isalpha() and verb.islower() and subject in _entities(last.question):
+                rest = f"{rest} it"
+        else:  # "Whom did X meet?": who it was is not known here
+            return None
+    return f"{wh.capitalize()} {aux} {rest}?"
+
+
+def _resolve_pronoun(question: str, pronoun: re.Match, turns: list[Turn]) -> str | None:
+    word = pronoun.group(1).lower()
+    target = _referent(word, turns)
+    if target is None:
+        return None
+    suffix = {**_PERSONAL, **_IMPERSONAL}.get(word, "")
+    if word == "her" and re.match(r"\s+[a-z]+\b(?!\s*\?)", question[pronoun.end():]):
+        suffix = "'s"  # "her husband": possessive
+    if word == "there":
+        target = "in " + target
+    if suffix == "'s" and target.endswith("s"):
+        suffix = "'"  # "Forces'"
+    return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
+
+
 def carry_entities(question: str, turns: list[Turn]) -> str | None:
     """Rewrite a follow-up with the entities of the previous turn (see the module's docstring)."""
     last = turns[-1]
-    ellipsis = _ELLIPSIS.match(question)
-    if ellipsis:
-        new = (ellipsis.group("x") or ellipsis.group("y") or "").strip()
+    new = _ellipsis(question)
+    if new is not None:
+        pronoun = _pronoun(new)
+        if pronoun:  # "How about him?": about whom "him" points to
+            new = _resolve_pronoun(new, pronoun, turns)
+            if new is None:
+                return None
         asked = [e for e in _entities(last.question) if e in last.question]
         if asked:  # the previous question, about X instead of its entity most like X (a name for a name)
             size = len(new.replace("-", " ").split())
             old = min(asked, key=lambda e: (abs(len(e.replace("-", " ").split()) - size), -len(e)))
             return last.question.replace(old, new, 1)
         return f"{last.question.rstrip(' ?.!')} ({new})?"
-    pronoun = _PRONOUN.search(question)
+    wh_only = _WH_ONLY.match(question)
+    if wh_only:
+        again = _ask_again(wh_only.group("wh").lower(), last)
+        if again:
+            return again
+        question = wh_only.group("wh").capitalize() + "?"  # then as "When?": the previous entities added
+    rest = _and_question(question)
+    if rest:
+        rest = rest[0].upper() + rest[1:]
+        pronoun = _pronoun(rest)
+        if pronoun:
+            return _resolve_pronoun(rest, pronoun, turns)
+        if not _POINTS_BACK.search(rest):
+            return rest  # a question of its own: taken as it stands
+        question = rest
+    pronoun = _pronoun(question)
     if pronoun:
-        word = pronoun.group(1).lower()
-        target = _referent(word, turns)
-        if target is None:
-            return None
-        suffix = {**_PERSONAL, **_IMPERSONAL}.get(word, "")
-        if word == "her" and re.match(r"\s+[a-z]+\b(?!\s*\?)", question[pronoun.end():]):
-            suffix = "'s"  # "her husband": possessive
-        if word == "there":
-            target = "in " + target
-        if suffix == "'s" and target.endswith("s"):
-            suffix = "'"  # "Forces'"
-        return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
+        return _resolve_pronoun(question, pronoun, turns)
     if entity_phrases(question):
         return None
-    entities = list(dict.fromkeys([*_entities(last.question), *_entities(last.short_answer)]))
+    said = _entities(last.answer)
+    short = [_whole(e, said) for e in _entities(last.short_answer)]
+    entities = list(dict.fromkeys([*_entities(last.question), *short]))
     if not entities:
         return None
     body = question.rstrip(" ?.!")

@@ -30,6 +30,13 @@ _DATE = re.compile(
 )
 
 
+def names_nothing(question: str) -> bool:
+    """Whether a question holds no content word ("Who?", "When?", "the", "What did he say?"): once stopwords
+    (wh-words, pronouns, auxiliaries among them; ``rag/data/en/stopwords.txt``) and punctuation are removed,
+    nothing is left to look for. A figure counts as content ("2019?")."""
+    return not content_terms(question)
+
+
 def alternation(name: str, plural: bool = False) -> str:
     """A regex alternation of a word list's entries, longest first ("because of" before "because")."""
     entries = sorted(word_list(name), key=len, reverse=True)
