@@ -42,8 +42,13 @@ def checked_names(paths: list[Path]) -> list[str]:
                                  "rename it")
         if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name):
             raise InputFileError(f"{name!r}: file name contains control characters; rename it")
-    if len(set(names)) != len(names):
-        raise InputFileError("two files with the same name given; document ids are file names")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            given = ", ".join(str(p) for p in paths if Path(p).name == name)
+            raise InputFileError(f"{name}: more than one file of this name given ({given}); a document's id is its "
+                                 "file name, so each name can be added once")
+        seen.add(name)
     return names
 
 
