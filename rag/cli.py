@@ -250,7 +250,8 @@ def cmd_index(args) -> int:
     manifest = index.manifest
     if args.json:
         _print_json({k: manifest[k] for k in ("format_version", "created", "build_seconds", "embedding", "chunking",
-                                              "index_type", "counts", "documents")} | {"path": str(settings.index_path)})
+                                              "index_type", "counts", "documents")}
+                    | {"skipped": manifest.get("skipped", []), "path": str(settings.index_path)})
         return 0
     counts = manifest["counts"]
     if manifest.get("store") == "postgresql":
@@ -299,6 +300,8 @@ def cmd_index(args) -> int:
         ignored = []
     for path in ignored:
         print(f"  ignored   {_shown(path.name)} (unsupported file type, not indexed)")
+    for skipped in manifest.get("skipped", []):  # files of the corpus folder that could not be read
+        print(f"  skipped   {_shown(skipped['id'])} (not indexed: {_one_line(skipped['reason'])})")
     return 0
 
 
