@@ -4,8 +4,8 @@ Layout of ``RAG_INDEX_DIR/<name>`` (a symlink to the current build under ``.buil
 so a crash mid-build leaves the previous index in place):
 
 - ``manifest.json``: format version, embedding model id/sha256/dim, chunking parameters, per-document sha256,
-  counts, the sha256 of every other file of the build (verified once, when the index is loaded), creation time
-  and build duration;
+  the corpus files skipped because they cannot be read (``skipped``: id, sha256, reason), counts, the sha256 of
+  every other file of the build (verified once, when the index is loaded), creation time and build duration;
 - ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
