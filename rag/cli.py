@@ -125,11 +125,29 @@ def make_settings(args: argparse.Namespace):
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise UsageError(f"invalid setting {field}: {first['msg']}") from None
+        origin = _from_env_file(str(first["loc"][0]), overrides) if first["loc"] else ""
+        raise UsageError(f"invalid setting {field}: {first['msg']}{origin}") from None
     except UnicodeDecodeError as exc:  # the only file read here is the .env of the working directory
         raise UsageError(f"{Path('.env').absolute()}: not valid UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"{Path('.env').absolute()}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _from_env_file(field: str, overrides: dict) -> str:
+    """" (from <.env path>)" when the value of ``field`` came from the .env file of the working directory: not
+    from a flag, nor from the environment (which wins over .env); else "". Names match as pydantic-settings
+    matches them, ignoring case."""
+    variable = f"RAG_{field}".upper()
+    if field in overrides or any(name.upper() == variable for name in os.environ):
+        return ""
+    env_file = Path(".env")
+    try:
+        from dotenv import dotenv_values
+
+        in_file = env_file.is_file() and any((name or "").upper() == variable for name in dotenv_values(env_file))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    return f" (from {env_file.absolute()})" if in_file else ""
 
 
 def _shown(name: str) -> str:
@@ -239,7 +257,8 @@ def cmd_index(args) -> int:
     manifest = index.manifest
     if args.json:
         _print_json({k: manifest[k] for k in ("format_version", "created", "build_seconds", "embedding", "chunking",
-                                              "index_type", "counts", "documents")} | {"path": str(settings.index_path)})
+                                              "index_type", "counts", "documents")}
+                    | {"skipped": manifest.get("skipped", []), "path": str(settings.index_path)})
         return 0
     counts = manifest["counts"]
     if manifest.get("store") == "postgresql":
@@ -288,6 +307,8 @@ def cmd_index(args) -> int:
         ignored = []
     for path in ignored:
         print(f"  ignored   {_shown(path.name)} (unsupported file type, not indexed)")
+    for skipped in manifest.get("skipped", []):  # files of the corpus folder that could not be read
+        print(f"  skipped   {_shown(skipped['id'])} (not indexed: {_one_line(skipped['reason'])})")
     return 0
 
 

@@ -19,10 +19,10 @@ import tempfile
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.documents import DocumentLimits, load_corpus, read_document
+from rag.documents import DocumentLimits, Skipped, read_corpus, read_document
 from rag.errors import InputFileError, UsageError
 from rag.types import Document
 
@@ -42,8 +42,13 @@ def checked_names(paths: list[Path]) -> list[str]:
                                  "rename it")
         if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name):
             raise InputFileError(f"{name!r}: file name contains control characters; rename it")
-    if len(set(names)) != len(names):
-        raise InputFileError("two files with the same name given; document ids are file names")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            given = ", ".join(str(p) for p in paths if Path(p).name == name)
+            raise InputFileError(f"{name}: more than one file of this name given ({given}); a document's id is its "
+                                 "file name, so each name can be added once")
+        seen.add(name)
     return names
 
 
@@ -70,18 +75,20 @@ class Staged:
     max_bytes: int | None = None
     max_chars: int | None = None
     limits: DocumentLimits | None = None
+    # Files of the corpus folder that cannot be read (rag.documents.read_corpus), set by documents().
+    skipped: list[Skipped] = field(default_factory=list)
 
     def documents(self) -> list[Document]:
-        """The corpus as it will be once the staged files are moved in, sorted by id (as a full build sorts it).
+        """The corpus as it will be once the staged files are moved in, sorted by id (as a full build sorts it);
+        files of the corpus that cannot be read are skipped (``self.skipped``), the staged ones never are.
 
         Called with the index's build lock held, so the existence check cannot race another add."""
         if not self.replace:
             for name in self.names:
                 if (self.corpus_dir / name).exists():
                     raise _already_there(name)
-        current = [d for d in load_corpus(self.corpus_dir, self.max_bytes, self.max_chars, allow_empty=True,
-                                          limits=self.limits)
-                   if d.id not in self.names]
+        current, self.skipped = read_corpus(self.corpus_dir, self.max_bytes, self.max_chars, allow_empty=True,
+                                            limits=self.limits, exclude=self.names)
         staged = [read_document(self.folder / name, max_bytes=self.max_bytes, max_chars=self.max_chars,
                                 limits=self.limits)
                   for name in self.names]

@@ -1,16 +1,19 @@
 """Reading documents: plain text and Markdown as stored, main text of HTML, text of PDF.
 
 A document's id is its file name inside the corpus folder. Offsets always index ``Document.text``:
-for .txt/.md that is the file decoded as UTF-8, exactly as stored.
+for .txt/.md that is the file decoded as UTF-8, exactly as stored but for a leading byte order mark (U+FEFF,
+which editors on Windows write), which is not part of the text.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import re
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +74,19 @@ def _looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:8192]
 
 
+def starts_with_bom(data: bytes) -> bool:
+    """True when ``data`` begins with the UTF-8 byte order mark, which ``_decode`` leaves out of the text."""
+    return data.startswith(codecs.BOM_UTF8)
+
+
 def _decode(path: Path, data: bytes) -> str:
+    """The file's text: UTF-8, without a leading byte order mark (it would start the first sentence, the title
+    and any answer quoting them)."""
+    skip = len(codecs.BOM_UTF8) if starts_with_bom(data) else 0
     try:
-        return data.decode("utf-8")
+        return data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path.name}: not valid UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise InputFileError(f"{path.name}: not valid UTF-8 text (byte {exc.start + skip}); save it as UTF-8") from None
 
 
 def _html_text(path: Path, data: bytes, limits: DocumentLimits | None = None) -> tuple[str, str | None]:
@@ -261,13 +272,59 @@ def ignored_files(corpus_dir: Path) -> list[Path]:
     return [p for p in _listing(corpus_dir) if p.suffix.lower() not in SUPPORTED_SUFFIXES]
 
 
-def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
-                allow_empty: bool = False, limits: DocumentLimits | None = None) -> list[Document]:
-    files = corpus_files(corpus_dir)
+@dataclass(frozen=True)
+class Skipped:
+    """A file of the corpus folder that could not be read as a document (binary, not UTF-8, empty, too large, a
+    damaged PDF...): left out of the index, with the reason. ``sha256`` is of its bytes as they were (None when
+    they could not be read), so the index knows it is the same file and is not stale because of it."""
+
+    id: str
+    sha256: str | None
+    reason: str
+
+
+def _skip(path: Path, exc: InputFileError) -> Skipped:
+    name = path.name if path.name.isprintable() else repr(path.name)
+    message = str(exc)
+    reason = message.split(": ", 1)[1] if message.startswith((f"{path.name}: ", f"{path}: ", f"{name}: ")) else message
+    try:
+        sha = sha256_bytes(path.read_bytes())
+    except OSError:
+        sha = None
+    log.warning("%s: skipped, not indexed: %s", name, reason)
+    return Skipped(path.name, sha, reason)
+
+
+def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
+                allow_empty: bool = False, limits: DocumentLimits | None = None, exclude: Collection[str] = (),
+                ) -> tuple[list[Document], list[Skipped]]:
+    """The documents of the corpus folder, and its files that cannot be read as documents.
+
+    A file of another type is skipped with a warning (``ignored_files``), and so is a file of a supported type
+    that ``read_document`` refuses (one line naming it and the reason): one bad file dropped into the folder by
+    hand does not stop the rest from being indexed. ``rag index add`` refuses such files before they get there.
+    Files named in ``exclude`` (about to be replaced) are not read."""
+    files = [p for p in corpus_files(corpus_dir) if p.name not in exclude]
     for ignored in ignored_files(corpus_dir):
         name = ignored.name if ignored.name.isprintable() else repr(ignored.name)
         log.warning("%s: skipped: unsupported file type '%s' in the corpus folder (supported: %s)",
                     name, ignored.suffix or "(none)", ", ".join(SUPPORTED_SUFFIXES))
-    if not files and not allow_empty:
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    for path in files:
+        try:
+            documents.append(read_document(path, max_bytes=max_bytes, max_chars=max_chars, limits=limits))
+        except InputFileError as exc:
+            skipped.append(_skip(path, exc))
+    if not documents and not allow_empty:
+        if skipped:
+            raise InputFileError(f"{corpus_dir}: corpus folder has no readable documents (skipped: "
+                                 f"{', '.join(s.id if s.id.isprintable() else repr(s.id) for s in skipped)})")
         raise InputFileError(f"{corpus_dir}: corpus folder has no documents")
-    return [read_document(p, max_bytes=max_bytes, max_chars=max_chars, limits=limits) for p in files]
+    return documents, skipped
+
+
+def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
+                allow_empty: bool = False, limits: DocumentLimits | None = None) -> list[Document]:
+    """The readable documents of the corpus folder (``read_corpus`` without the skipped files)."""
+    return read_corpus(corpus_dir, max_bytes, max_chars, allow_empty, limits)[0]

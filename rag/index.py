@@ -4,8 +4,8 @@ Layout of ``RAG_INDEX_DIR/<name>`` (a symlink to the current build under ``.buil
 so a crash mid-build leaves the previous index in place):
 
 - ``manifest.json``: format version, embedding model id/sha256/dim, chunking parameters, per-document sha256,
-  counts, the sha256 of every other file of the build (verified once, when the index is loaded), creation time
-  and build duration;
+  the corpus files skipped because they cannot be read (``skipped``: id, sha256, reason), counts, the sha256 of
+  every other file of the build (verified once, when the index is loaded), creation time and build duration;
 - ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from rag import corpus
 from rag.bm25 import BM25Index
-from rag.documents import DocumentLimits, corpus_files, load_corpus, sha256_bytes
+from rag.documents import DocumentLimits, Skipped, corpus_files, read_corpus, sha256_bytes, starts_with_bom
 from rag.embeddings import Embedder, ModelInfo
 from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
 from rag.segment import Seen, segment_document
@@ -290,12 +290,14 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     started = time.perf_counter()
     max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
     limits = DocumentLimits.from_settings(settings)
+    skipped: list[Skipped] = []  # files of the corpus folder that cannot be read: left out, listed in the manifest
     if staged is not None:
         docs = staged.documents()
+        skipped = staged.skipped
     elif documents is not None:
         docs = documents
     else:
-        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
+        docs, skipped = read_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
     sentences, chunks, per_doc = segment_corpus(settings, docs, limits)
     cache, token_cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors, sentence_tokens = _embed_with_tokens(embedder, [s.text for s in sentences], cache, token_cache)
@@ -337,6 +339,12 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         "build_seconds": round(time.perf_counter() - started, 3),
         "embedding": {"model_id": embedder.info.model_id, "sha256": embedder.info.sha256, "dim": embedder.dim},
         "documents": per_doc,
+        # Files of the corpus folder left out because they cannot be read, with their sha256: the index is not
+        # stale because of them until they change (stale_reason).
+        "skipped": [asdict(s) for s in skipped],
+        # Documents' text never begins with a byte order mark (rag.documents._decode): an index built before
+        # (no such key) holding a document whose file has one is stale (stale_reason).
+        "bom_stripped": True,
         "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
         "files": files,
     }
@@ -457,6 +465,7 @@ def _manifest_is_complete(manifest: dict) -> bool:
     """The fields of the current format that loading, staleness checks and ``rag index info`` read."""
     embedding, files, counts = manifest.get("embedding"), manifest.get("files"), manifest.get("counts")
     chunking, documents = manifest.get("chunking"), manifest.get("documents")
+    skipped = manifest.get("skipped", [])  # absent from builds made before unreadable files were skipped
     return (
         isinstance(embedding, dict) and _is_int(embedding.get("dim")) and embedding["dim"] > 0
         and isinstance(embedding.get("model_id"), str) and isinstance(embedding.get("sha256"), str)
@@ -470,6 +479,12 @@ def _manifest_is_complete(manifest: dict) -> bool:
             isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("sha256"), str)
             and isinstance(d.get("date"), str | None) and all(_is_int(d.get(k)) for k in ("chars", "sentences", "chunks"))
             for d in documents
+        )
+        and isinstance(skipped, list)
+        and all(
+            isinstance(s, dict) and isinstance(s.get("id"), str) and isinstance(s.get("sha256"), str | None)
+            and isinstance(s.get("reason"), str)
+            for s in skipped
         )
     )
 
@@ -520,15 +535,39 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
     try:
         files = corpus_files(settings.corpus_dir)
     except InputFileError:
-        return None  # the corpus folder is gone: the index is all we have, keep serving it
-    current = {p.name: sha256_bytes(p.read_bytes()) for p in files}
-    if current != indexed:
-        added, removed = set(current) - set(indexed), set(indexed) - set(current)
-        changed = {k for k in set(current) & set(indexed) if current[k] != indexed[k]}
+        # The corpus folder is gone: the index is all we have, keep serving it, but say so.
+        log.warning("corpus folder %s does not exist: answering from index '%s' as it was built",
+                    settings.corpus_dir, settings.index_name)
+        return None
+    current: dict[str, str | None] = {}
+    with_bom = set()
+    for p in files:
+        try:
+            data = p.read_bytes()
+        except OSError:  # cannot be read: the build skips it (rag.documents.read_corpus) and records None
+            current[p.name] = None
+            continue
+        current[p.name] = sha256_bytes(data)
+        if starts_with_bom(data):
+            with_bom.add(p.name)
+    known = _skipped_files(manifest) | indexed
+    if current != known:
+        added, removed = set(current) - set(known), set(known) - set(current)
+        changed = {k for k in set(current) & set(known) if current[k] != known[k]}
         parts = [f"{label}: {', '.join(sorted(names))}" for label, names in
                  (("added", added), ("removed", removed), ("changed", changed)) if names]
         return "corpus changed (" + "; ".join(parts) + ")"
+    if not manifest.get("bom_stripped") and with_bom & set(indexed):
+        return f"byte order mark of {', '.join(sorted(with_bom & set(indexed)))} indexed as text"
     return None
+
+
+def _skipped_files(manifest: dict) -> dict[str, str | None]:
+    """The files of the corpus folder the build left out because they could not be read: id -> sha256."""
+    skipped = manifest.get("skipped")
+    if not isinstance(skipped, list):
+        return {}
+    return {s["id"]: s.get("sha256") for s in skipped if isinstance(s, dict) and isinstance(s.get("id"), str)}
 
 
 def _file_sha256(file: Path) -> str:
@@ -630,7 +669,18 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
         if not rebuild_if_stale:
             raise IndexCorruptError(f"{path}: index is stale ({reason}); rebuild with `rag index build`")
         log.warning("index '%s' is stale (%s): rebuilding", settings.index_name, reason)
-        return build_index(settings, embedder, only_if_stale=True)
+        try:
+            return build_index(settings, embedder, only_if_stale=True)
+        except InputFileError as exc:
+            # The corpus cannot be indexed as it is now (no readable document left, a document that cannot be
+            # split...): keep answering from the index as it was built rather than from nothing.
+            try:
+                index = load_index(path, read_manifest(path))
+            except IndexCorruptError:
+                raise exc from None
+            log.warning("index '%s' could not be rebuilt (%s): answering from it as it was built",
+                        settings.index_name, exc)
+            return index
     return load_index(path, manifest)
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         "flat", description="FAISS index type: exact 'flat' inner product, or approximate 'hnsw' for large corpora."
     )
     chunk_sentences: int = Field(3, ge=1, le=20, description="Maximum sentences per chunk (within one paragraph).")
-    chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph.")
+    chunk_overlap: int = Field(1, ge=0, le=10, description="Sentences shared by consecutive chunks of a paragraph; less than RAG_CHUNK_SENTENCES.")
     max_file_mb: float = Field(20.0, gt=0, description="Largest document accepted for indexing, in megabytes.")
     max_text_chars: int = Field(
         5_000_000,
@@ -247,6 +247,16 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
             raise ValueError("RAG_INDEX_NAME must be a plain name: letters, digits, '.', '_' or '-', starting "
                              "with a letter or digit, at most 100 characters (it names a folder inside RAG_INDEX_DIR)")
+        return value
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_is_less_than_a_chunk(cls, value: int, info: ValidationInfo) -> int:
+        # Checked here rather than clamped by the segmenter, so `rag index info` never reports an overlap that is
+        # not the one used. chunk_sentences is validated first (fields are validated in order); absent when invalid.
+        sentences = info.data.get("chunk_sentences")
+        if sentences is not None and value >= sentences:
+            raise ValueError(f"RAG_CHUNK_OVERLAP ({value}) must be smaller than RAG_CHUNK_SENTENCES ({sentences})")
         return value
 
     @field_validator("store")

@@ -177,3 +177,27 @@ def test_rag_serve_killed_mid_upload_restarts_on_the_last_good_index(browser, tm
         stop_process(restarted)
     assert state_of(settings) == before
     assert "rebuilding" not in (tmp_path / "serve-2.log").read_text(errors="replace")  # opened, not rebuilt
+
+
+def test_a_file_chosen_again_after_a_refusal_is_listed_once_and_added(open_app, tmp_path, fake_embedder):
+    """Review item: the upload component appends what is chosen to what it holds, so choosing a refused file again
+    (once fixed) listed it twice, and "Add to index" was refused again for a name given twice."""
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    broken, fixed = tmp_path / "broken" / "ferry-note.txt", tmp_path / "fixed" / "ferry-note.txt"
+    broken.parent.mkdir()
+    fixed.parent.mkdir()
+    broken.write_bytes(b"caf\xe9 au lait\n")  # Latin-1: refused
+    fixed.write_text(NOTE, encoding="utf-8")
+    page = open_app(pipeline)
+    _upload(page, broken)
+    page.wait_for_selector(f"{STATUS}.rag-status-error:text('ferry-note.txt: not valid UTF-8 text')")
+    page.set_input_files("#rag-upload input[type=file]", [str(fixed)])
+    page.wait_for_function("document.querySelectorAll('#rag-upload tbody tr').length === 1 && "
+                           "!document.querySelector('#rag-upload .uploading')")
+    page.wait_for_timeout(1000)  # the list's own handler has run: it stays at one row
+    assert page.locator("#rag-upload tbody tr").count() == 1
+    page.get_by_role("button", name="Add to index").click()
+    done = page.locator(f"{STATUS}.rag-status-ok")
+    done.wait_for()
+    assert done.inner_text() == "Indexed 1 document: ferry-note.txt"
+    assert pipeline.index.documents["ferry-note.txt"].text == NOTE

@@ -98,7 +98,8 @@ def test_index_info_json(cli, pipeline):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert set(info) == {"format_version", "created", "build_seconds", "embedding", "chunking", "index_type",
-                         "counts", "documents", "path"}
+                         "counts", "documents", "skipped", "path"}
+    assert info["skipped"] == []
     assert info["counts"] == pipeline.index.manifest["counts"]
     assert info["embedding"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert info["path"] == str(cli.index_dir / "default")

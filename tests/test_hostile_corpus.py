@@ -27,11 +27,12 @@ def test_a_newline_in_a_file_name_is_never_printed_raw(home):  # noqa: F811
         "rag: index 'default' is stale (corpus changed (added: evil\\nname.txt)): rebuilding"]
     assert "  - 'evil\\nname.txt'  date=2026-01-01" in result.stdout
     assert all(line.startswith(("index ", "  ")) for line in result.stdout.splitlines())
-    (corpus / "empty\none.txt").write_bytes(b"")
+    (corpus / "empty\none.txt").write_bytes(b"")  # cannot be read: skipped, named escaped, and listed
     result = home.run("index", "info")
-    assert result.returncode == 3
-    assert result.stderr.splitlines()[-1] == "rag: error: empty\\none.txt: file is empty"
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "rag: 'empty\\none.txt': skipped, not indexed: file is empty"
     assert all(line.startswith("rag: ") for line in result.stderr.splitlines())
+    assert "  skipped   'empty\\none.txt' (not indexed: file is empty)" in result.stdout.splitlines()
 
 
 # ------------------------------------------------------------------ 13. a corpus of duplicates

@@ -8,11 +8,13 @@ import gradio as gr
 import pytest
 
 from rag.errors import UsageError
+from rag.settings import Settings
 from ui import render
 from ui.app import (
     ParagraphLocator,
     _checked_uploads,
     _message,
+    _one_per_name,
     build_app,
     cited_passages,
     documents_table,
@@ -218,6 +220,19 @@ def test_upload_limits(pipeline, tmp_path):
     with pytest.raises(UsageError, match="unsupported type"):
         _checked_uploads([str(exe)], settings)
     assert _checked_uploads([str(p) for p in small[:2]], settings) == small[:2]
+
+
+def test_the_upload_list_holds_each_file_name_once(tmp_path):
+    first, again, other = (str(tmp_path / "1" / "note.txt"), str(tmp_path / "2" / "note.txt"),
+                           str(tmp_path / "1" / "other.md"))
+    assert _one_per_name([first, other, again]) == [again, other]  # the latest choice, in the first one's place
+    assert _one_per_name([first, other]) == [first, other]
+    assert _one_per_name(None) is None and _one_per_name([]) == []
+    for path in (tmp_path / "2" / "note.txt", tmp_path / "1" / "other.md"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("The mayor spoke.\n", encoding="utf-8")
+    settings = Settings(_env_file=None)  # the default limits
+    assert [str(p) for p in _checked_uploads([first, other, again], settings)] == [again, other]
 
 
 def test_failures_become_one_line_messages():

@@ -587,6 +587,14 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
             return gr.skip(), gr.skip(), gr.skip()
         return job_line(job_status), gr.update(visible=True), gr.Timer(active=True)
 
+    def one_per_name(files: list[str] | None):
+        unique = _one_per_name(files)
+        return gr.skip() if unique == files else unique
+
+    # Choosing files adds them to what the component holds: choosing a file again (after a refusal, say) would
+    # list it twice, and the add would be refused for the name given twice. The list keeps the latest of each name.
+    uploads.upload(one_per_name, uploads, uploads, api_visibility="private", concurrency_limit=None,
+                   show_progress="hidden")
     progress_outputs = [status, table, header, uploads, cancel_button, timer]
     add_button.click(add_documents, [uploads, replace], [status, cancel_button, timer], api_visibility="private",
                      concurrency_limit=1, concurrency_id="index-write")
@@ -597,9 +605,20 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
              show_progress="hidden")
 
 
+def _one_per_name(files: list[str] | None) -> list[str] | None:
+    """The chosen files with each file name once: a file chosen again under a name replaces the earlier one, in its
+    place (a document's id is its file name, so two files of one name could never be added together)."""
+    if not files:
+        return files
+    latest: dict[str, str] = {}
+    for file in files:
+        latest[Path(file).name] = file  # a dict keeps the first position of a key, and takes its latest value
+    return list(latest.values())
+
+
 def _checked_uploads(files: list[str] | None, settings: Settings) -> list[Path]:
     """The app's own limits (count, size, type), checked before the pipeline reads anything."""
-    paths = [Path(f) for f in files or []]
+    paths = [Path(f) for f in _one_per_name(files) or []]
     if not paths:
         raise UsageError("choose one or more files to add")
     if len(paths) > settings.max_uploads:

@@ -96,12 +96,13 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     basic = HTTPBasic(auto_error=False)
 
     # Wrong credentials count as failed logins of the app (ui/login.py): the same lockout per client address, in
-    # the counts that every process serving these settings on this machine shares.
+    # the counts that every process serving these settings on this machine shares. Without RAG_AUTH there are no
+    # logins to count, and no counts file is created.
     throttle = LoginThrottle(None, max_failures=settings.login_max_failures, lockout_s=settings.login_lockout,
-                             store=shared_failures(settings))
+                             store=shared_failures(settings)) if settings.auth else None
 
     def authorised(request: Request, credentials: HTTPBasicCredentials | None = Depends(basic)) -> None:  # noqa: B008
-        if not settings.auth:
+        if throttle is None:  # no RAG_AUTH
             return
         client = request.client.host if request.client else "unknown"
         wait = throttle.retry_after(client)

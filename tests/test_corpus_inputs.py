@@ -1,0 +1,294 @@
+"""Robustness review of inputs: a byte order mark, unreadable files dropped into the corpus folder, an overlap as
+large as a chunk, two files of one name, a missing corpus folder, a bad value in .env, and the login counts file
+of a server without login. Library-level cases use the hashing embedder (tests/fakes.py); the ``rag`` command
+runs where the exit code or the printed line is the point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+
+from rag.cli import build_parser, make_settings
+from rag.corpus import checked_names
+from rag.documents import read_document, sha256_bytes
+from rag.errors import InputFileError, UsageError
+from rag.index import build_index, open_index, read_manifest, stale_reason
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from tests.conftest import make_fake_pipeline
+from tests.test_cli import assert_one_line_error
+from tests.test_hostile_inputs import home  # noqa: F401 (fixture)
+from tests.test_index import ARTICLE_NAME
+
+USAGE, INPUT_FILE = 2, 3
+BOM = b"\xef\xbb\xbf"
+MAYOR = b"BOM file: The mayor said hello on Sunday.\n"
+
+
+def _spans_match(index) -> None:
+    for span in (*index.sentences, *index.chunks):
+        assert index.documents[span.source].text[span.start : span.end] == span.text
+
+
+# ------------------------------------------------------------------ 1. a UTF-8 byte order mark
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md"])
+def test_a_byte_order_mark_is_not_part_of_the_text_or_the_title(tmp_path, suffix):
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(BOM + MAYOR)
+    doc = read_document(path)
+    assert doc.text == MAYOR.decode("utf-8")
+    assert doc.title == "BOM file: The mayor said hello on Sunday."
+    assert doc.sha256 == sha256_bytes(BOM + MAYOR)  # of the file as stored: what the stale check compares
+
+
+def test_a_byte_order_mark_is_left_out_of_html_too(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_bytes(BOM + b"<html><head><title>Mayor</title></head><body><article><p>The mayor of Springfield "
+                     b"said hello to the crowd on Sunday morning.</p></article></body></html>")
+    assert "\ufeff" not in read_document(path).text + read_document(path).title
+
+
+def test_an_invalid_byte_after_a_byte_order_mark_is_counted_from_the_file_start(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(BOM + b"caf\xe9\n")
+    with pytest.raises(InputFileError, match=r"^latin1\.txt: not valid UTF-8 text \(byte 6\)"):
+        read_document(path)
+
+
+def test_an_index_built_with_a_byte_order_mark_in_its_text_is_stale_and_rebuilt(tmp_path, fake_embedder, caplog):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = pipeline.settings
+    (settings.corpus_dir / "bom.txt").write_bytes(BOM + MAYOR)
+    index = build_index(settings, fake_embedder)
+    assert index.documents["bom.txt"].text == MAYOR.decode("utf-8")
+    assert not any(s.text.startswith("\ufeff") for s in index.sentences)
+    _spans_match(index)
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+
+    # An index built before (its manifest without "bom_stripped") holds the BOM in its text: stale, rebuilt.
+    manifest_file = settings.index_path / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    del manifest["bom_stripped"]
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    assert stale_reason(settings, manifest, fake_embedder.info) == "byte order mark of bom.txt indexed as text"
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        rebuilt = open_index(settings, fake_embedder)
+    assert "is stale (byte order mark of bom.txt indexed as text): rebuilding" in caplog.text
+    assert rebuilt.manifest["bom_stripped"] is True and rebuilt.documents["bom.txt"].text == MAYOR.decode("utf-8")
+
+    # Without a BOM file in the corpus, such an older index is current: no rebuild for nothing.
+    (settings.corpus_dir / "bom.txt").unlink()
+    build_index(settings, fake_embedder)
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    del manifest["bom_stripped"]
+    assert stale_reason(settings, manifest, fake_embedder.info) is None
+
+
+@pytest.mark.slow
+def test_rag_ask_cites_a_bom_file_without_the_mark(home, tmp_path):  # noqa: F811
+    """The review's reproduction: `rag index add bom.txt`, then the citation's text began with U+FEFF."""
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(BOM + MAYOR)
+    added = home.run("index", "add", str(bom))
+    assert added.returncode == 0, added.stderr
+    result = home.run("ask", "What did the mayor say on Sunday?", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    citation = answer["citations"][0]
+    assert citation["source"] == "bom.txt" and citation["text"] == "BOM file: The mayor said hello on Sunday."
+    assert (citation["start"], citation["end"]) == (0, len(citation["text"]))
+    assert "\ufeff" not in result.stdout
+
+
+# ------------------------------------------------------------------ 2. unreadable files in the corpus folder
+
+UNREADABLE = {
+    "binary.txt": (b"GIF89a\x00\x01\x02\x03", "looks binary, not text"),
+    "latin1.txt": (b"caf\xe9 au lait\n", "not valid UTF-8 text (byte 3); save it as UTF-8"),
+    "empty.md": (b"", "file is empty"),
+    "broken.pdf": (b"%PDF-1.4\n garbage", "damaged or truncated PDF"),
+}
+
+
+def test_unreadable_corpus_files_are_skipped_listed_and_do_not_make_the_index_stale(tmp_path, fake_embedder,
+                                                                                   caplog):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = pipeline.settings
+    for name, (data, _) in UNREADABLE.items():
+        (settings.corpus_dir / name).write_bytes(data)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = open_index(settings, fake_embedder)  # stale (files added): rebuilt from the readable ones
+    assert set(index.documents) == {ARTICLE_NAME}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name, (_, reason) in UNREADABLE.items():
+        assert any(w.startswith(f"{name}: skipped, not indexed: {reason}") for w in warnings), warnings
+    skipped = {s["id"]: s for s in index.manifest["skipped"]}
+    assert set(skipped) == set(UNREADABLE)
+    assert skipped["binary.txt"] == {"id": "binary.txt", "sha256": sha256_bytes(UNREADABLE["binary.txt"][0]),
+                                     "reason": "looks binary, not text"}
+    # Recorded with their checksums: the next command finds the index current and does not rebuild again.
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+
+    # A skipped file that is fixed makes the index stale, and is indexed.
+    (settings.corpus_dir / "latin1.txt").write_text("The café opened on Monday. It serves tea.\n", encoding="utf-8")
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) == \
+        "corpus changed (changed: latin1.txt)"
+    index = open_index(settings, fake_embedder)
+    assert "latin1.txt" in index.documents and "latin1.txt" not in {s["id"] for s in index.manifest["skipped"]}
+
+
+def test_an_add_keeps_skipping_unreadable_corpus_files_but_refuses_an_unreadable_new_one(tmp_path, fake_embedder):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = pipeline.settings
+    (settings.corpus_dir / "binary.txt").write_bytes(UNREADABLE["binary.txt"][0])
+    note = tmp_path / "note.txt"
+    note.write_text("The mayor of Springfield opened a bridge on Monday.\n", encoding="utf-8")
+    pipeline.add_documents([note])
+    assert set(pipeline.index.documents) == {ARTICLE_NAME, "note.txt"}
+    assert [s["id"] for s in pipeline.index.manifest["skipped"]] == ["binary.txt"]
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+    other = tmp_path / "other" / "binary.txt"
+    other.parent.mkdir()
+    other.write_bytes(UNREADABLE["binary.txt"][0])
+    with pytest.raises(InputFileError, match="^binary.txt: looks binary, not text$"):
+        pipeline.add_documents([other], replace=True)
+
+
+def test_a_corpus_that_cannot_be_indexed_at_all_keeps_the_index_it_had(tmp_path, fake_embedder, caplog):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = pipeline.settings
+    (settings.corpus_dir / ARTICLE_NAME).write_bytes(b"\x00\x01 overwritten by a binary file")
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = open_index(settings, fake_embedder)
+    assert set(index.documents) == {ARTICLE_NAME}  # the index as it was built
+    assert "could not be rebuilt" in caplog.text and "corpus folder has no readable documents (skipped: " \
+        f"{ARTICLE_NAME})" in caplog.text
+    with pytest.raises(InputFileError, match="has no readable documents"):
+        build_index(settings, fake_embedder)  # an explicit build says so
+
+
+@pytest.mark.slow
+def test_one_binary_file_dropped_into_the_corpus_no_longer_stops_every_command(home):  # noqa: F811
+    """The review's reproduction: binary.txt copied into the corpus folder by hand made `rag ask`, `rag search` and
+    `rag index info` fail with exit 3."""
+    (home.folder / "corpus" / "binary.txt").write_bytes(b"GIF89a\x00\x01\x02\x03")
+    info = home.run("index", "info")
+    assert info.returncode == 0, info.stderr
+    assert info.stderr.splitlines() == [
+        "rag: index 'default' is stale (corpus changed (added: binary.txt)): rebuilding",
+        "rag: binary.txt: skipped, not indexed: looks binary, not text"]
+    assert "  skipped   binary.txt (not indexed: looks binary, not text)" in info.stdout.splitlines()
+    assert json.loads(home.run("index", "info", "--json").stdout)["skipped"][0]["id"] == "binary.txt"
+    answer = home.run("ask", "Who replaced Qassem Soleimani?")
+    assert answer.returncode == 0 and answer.stderr == "", answer.stderr  # current: no rebuild, no warning
+    assert "Esmail Ghaani" in answer.stdout
+    refused = home.run("index", "add", "--replace", str(home.folder / "corpus" / "binary.txt"))
+    assert_one_line_error(refused, INPUT_FILE, "binary.txt: looks binary, not text")
+
+
+# ------------------------------------------------------------------ 3. an overlap as large as a chunk
+
+
+@pytest.mark.parametrize(("sentences", "overlap"), [(3, 3), (3, 5), (1, 1)])
+def test_an_overlap_not_smaller_than_a_chunk_is_an_invalid_setting(tmp_path, monkeypatch, sentences, overlap):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_CHUNK_SENTENCES", str(sentences))
+    monkeypatch.setenv("RAG_CHUNK_OVERLAP", str(overlap))
+    with pytest.raises(UsageError) as refused:
+        make_settings(build_parser().parse_args(["index", "info"]))
+    assert str(refused.value) == (f"invalid setting chunk_overlap: Value error, RAG_CHUNK_OVERLAP ({overlap}) must "
+                                  f"be smaller than RAG_CHUNK_SENTENCES ({sentences})")
+    assert refused.value.exit_code == USAGE
+    assert Settings(_env_file=None, chunk_sentences=sentences, chunk_overlap=sentences - 1).chunk_overlap == \
+        sentences - 1
+
+
+def test_rag_index_info_refuses_an_overlap_it_would_misreport(home):  # noqa: F811
+    result = home.run("index", "info", env={"RAG_CHUNK_OVERLAP": "5"})
+    assert_one_line_error(result, USAGE, "invalid setting chunk_overlap", "RAG_CHUNK_OVERLAP (5) must be smaller "
+                          "than RAG_CHUNK_SENTENCES (3)")
+
+
+# ------------------------------------------------------------------ 4. two files of one name
+
+
+def test_two_files_of_one_name_are_refused_naming_the_file(tmp_path):
+    with pytest.raises(InputFileError) as refused:
+        checked_names([tmp_path / "a" / "crlf.txt", tmp_path / "b" / "crlf.txt"])
+    assert str(refused.value) == (f"crlf.txt: more than one file of this name given ({tmp_path}/a/crlf.txt, "
+                                  f"{tmp_path}/b/crlf.txt); a document's id is its file name, so each name can be "
+                                  "added once")
+
+
+def test_rag_index_add_of_two_files_of_one_name_names_it(home, tmp_path):  # noqa: F811
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "crlf.txt").write_bytes(b"The mayor spoke.\r\n")
+    result = home.run("index", "add", str(tmp_path / "a" / "crlf.txt"), str(tmp_path / "b" / "crlf.txt"))
+    assert_one_line_error(result, INPUT_FILE, "rag: error: crlf.txt: more than one file of this name given")
+
+
+# ------------------------------------------------------------------ 5. a missing corpus folder
+
+
+def test_a_missing_corpus_folder_is_warned_about_and_the_index_served(tmp_path, fake_embedder, caplog):
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    shutil.rmtree(pipeline.settings.corpus_dir)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = open_index(pipeline.settings, fake_embedder)
+    assert set(index.documents) == {ARTICLE_NAME}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"corpus folder {pipeline.settings.corpus_dir} does not exist: answering from index 'default' as it was "
+        "built"]
+
+
+# ------------------------------------------------------------------ 6. a bad value in .env
+
+
+def test_a_bad_value_from_env_file_says_it_came_from_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAG_TOP_K", raising=False)
+    (tmp_path / ".env").write_text("RAG_TOP_K=zero\n", encoding="utf-8")
+    args = build_parser().parse_args(["search", "Ghaani"])
+    with pytest.raises(UsageError) as refused:
+        make_settings(args)
+    message = str(refused.value)
+    assert message.startswith("invalid setting top_k: Input should be a valid integer")
+    assert message.endswith(f" (from {tmp_path}/.env)") and "\n" not in message
+    monkeypatch.setenv("RAG_TOP_K", "zero")  # the environment wins over .env: the bad value is the environment's
+    with pytest.raises(UsageError) as refused:
+        make_settings(args)
+    assert ".env" not in str(refused.value)
+    monkeypatch.delenv("RAG_TOP_K")
+    (tmp_path / ".env").write_text("rag_top_k=99\n", encoding="utf-8")  # names ignore case, as pydantic-settings'
+    with pytest.raises(UsageError, match=r"^invalid setting top_k: .* \(from .*\.env\)$"):
+        make_settings(args)
+
+
+def test_rag_names_the_env_file_a_bad_value_came_from(home):  # noqa: F811
+    (home.folder / ".env").write_text("RAG_TOP_K=zero\n", encoding="utf-8")
+    result = home.run("search", "Who replaced Qassem Soleimani?")
+    assert_one_line_error(result, USAGE, "invalid setting top_k", f"(from {home.folder}/.env)")
+
+
+# ------------------------------------------------------------------ 7. the login counts file
+
+
+def test_a_server_without_login_creates_no_login_counts_file(tmp_path, fake_embedder):
+    from ui.login import failures_file
+    from ui.server import create_api
+
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    create_api(pipeline)
+    assert not failures_file(pipeline.settings).exists()
+    with_login = Pipeline(pipeline.settings.model_copy(update={"auth": "editor:s3cret-Pass"}), fake_embedder,
+                          pipeline.index)
+    create_api(with_login)
+    assert failures_file(pipeline.settings).exists()
