@@ -76,7 +76,11 @@ def parse_model(data: dict, where: str) -> ClaimModel:
 def load_model(path: str | None = None) -> ClaimModel:
     """The shipped model (package data), or the file at ``path``."""
     if path:
-        where, text = str(path), Path(path).read_text(encoding="utf-8")
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{where}: cannot read the claim model ({getattr(exc, 'strerror', None) or exc})") from None
     else:
         where = f"rag/data/{DEFAULT_MODEL}"
         text = resources.files("rag").joinpath("data", DEFAULT_MODEL).read_text(encoding="utf-8")

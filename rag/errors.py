@@ -38,7 +38,8 @@ class IndexLockedError(RagError):
 
 
 class ModelError(RagError):
-    """The embedding model is missing or fails its checksum."""
+    """A model is missing, unreadable or malformed: the embedding model (or its checksum fails), or the answer or
+    claim model file."""
 
     exit_code = 6
 

@@ -195,3 +195,17 @@ def test_rag_eval_claims_scores_a_claim_set(rag_executable, tmp_path):
 
 def test_claim_files_are_found_beside_their_documents():
     assert all(Path(f).is_file() for f in claim_files())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variable", "command"), [
+    ("RAG_CLAIM_MODEL", ["check", "Esmail Ghaani replaced Soleimani."]),
+    ("RAG_ANSWER_MODEL", ["ask", "Who replaced Soleimani?"]),
+])
+def test_a_missing_model_file_is_a_one_line_error_with_exit_6(rag_executable, tmp_path, variable, command):
+    import os
+
+    env = {**os.environ, variable: str(tmp_path / "missing.json")}
+    out = subprocess.run([rag_executable, *command], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 6, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "missing.json: cannot read the" in out.stderr

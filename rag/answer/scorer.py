@@ -94,7 +94,10 @@ def load_model(path: str | None = None) -> AnswerModel:
     """The shipped model (package data), or the file at ``path``."""
     if path:
         where = str(path)
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{where}: cannot read the answer model ({getattr(exc, 'strerror', None) or exc})") from None
     else:
         where = f"rag/answer/data/{DEFAULT_MODEL}"
         text = resources.files("rag.answer").joinpath("data", DEFAULT_MODEL).read_text(encoding="utf-8")
