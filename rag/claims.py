@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +63,15 @@ def _squash(text: str) -> str:
     return _SQUASH.sub(" ", normalize(text).lower()).strip()
 
 
+@dataclass(frozen=True)
+class _Facts:
+    terms: frozenset[str]  # content terms (stems)
+    numbers: tuple[float, ...]  # values of its figures and number words
+    negated: bool
+    lowered: str  # normalised, lower-cased
+    squashed: str  # lower-cased words separated by single spaces
+
+
 class ClaimFeaturizer:
     """Per-index state for featurising claim / passage pairs: document frequencies of content terms and the
     sentences' stored vectors and word pieces."""
@@ -77,6 +87,17 @@ class ClaimFeaturizer:
         self.n = max(len(index.sentences), 1)
         self._tokens: dict[int, np.ndarray] = {}
         self._documents: dict[str, str] = {}  # source -> normalised, lower-cased text
+        self._sentence_facts: dict[int, _Facts] = {}
+
+    def _facts(self, sentence: Sentence) -> _Facts:
+        """What the features read of one sentence, worked out once per sentence and index (a claim's ~60
+        candidate passages share their sentences, and most sentences are candidates again for the next claim)."""
+        facts = self._sentence_facts.get(sentence.id)
+        if facts is None:
+            facts = self._sentence_facts[sentence.id] = _Facts(
+                frozenset(content_terms(sentence.text)), tuple(v for _, v in numbers(sentence.text)),
+                _has_negation(sentence.text), normalize(sentence.text).lower(), _squash(sentence.text))
+        return facts
 
     def _preceding(self, sentence: Sentence, n: int) -> list[Sentence]:
         """Up to ``n`` sentences before this one in its document (a quote is often a paragraph of its own, its
@@ -137,16 +158,17 @@ class ClaimFeaturizer:
         rows = np.zeros((len(groups), len(PASSAGE_FEATURES)), dtype=np.float32)
         for r, group in enumerate(groups):
             text = " ".join(s.text for s in group)
-            squashed = _squash(text)
-            terms = set(content_terms(text))
+            facts = [self._facts(s) for s in group]
+            terms = set().union(*(f.terms for f in facts))
+            squashed = " ".join(f.squashed for f in facts)
+            lowered = " ".join(f.lowered for f in facts)
+            evidence_numbers = [v for f in facts for v in f.numbers]
             covered = [t for t in claim_terms if t in terms]
             uncovered = [idf[t] for t in claim_terms if t not in terms]
             passage_vector = self.index.sentence_vectors[[s.id for s in group]].sum(axis=0)
             passage_vector = passage_vector / (np.linalg.norm(passage_vector) or 1.0)
             match, weakest, weak = _token_match(pieces, weights, word_of_piece, [tokens[s.id] for s in group])
-            evidence_numbers = numbers(text)
-            figure_missing = any(not any(_close(v, w) for _, w in evidence_numbers) for _, v in claim_numbers)
-            lowered = normalize(text).lower()
+            figure_missing = any(not any(_close(v, w) for w in evidence_numbers) for _, v in claim_numbers)
             missing = [n for n in claim_names if n not in lowered and n.split("-")[-1] not in lowered]
             if missing:
                 missing = _unresolved(missing, claim_runs, lowered, self._document_text(group[0].source))
@@ -173,7 +195,7 @@ class ClaimFeaturizer:
                 "figure_missing": float(figure_missing),
                 "names_missing": min(len(missing), 3) / 3,
                 "names_missing_share": len(missing) / len(claim_names) if claim_names else 0.0,
-                "negation_differs": float(claim_negated != _has_negation(text)),
+                "negation_differs": float(claim_negated != any(f.negated for f in facts)),
                 "quote_missing": float(quote_missing),
                 "speaker_other": speaker_other,
                 "speaker_near": speaker_near,
