@@ -1,15 +1,15 @@
 """Checking a claim or a quote against the corpus: the passages that best support it, with a verdict and its
 reason.
 
-Candidates are the sentences retrieval finds for the claim (with their neighbours), every sentence that holds a
-quote of the claim verbatim, each candidate alone and with the sentence before it in its paragraph. Each
-candidate passage gets the
-features of ``passage_features`` — the reader-checkable findings of ``rag.verify`` (figures, names, negation,
-quotes and speakers, word coverage) and how closely the model's contextual word pieces of the claim are matched
-by the passage's (a paraphrase shares meaning, not words). With a learned ``ClaimModel`` (``rag.claims_model``,
-fitted by ``rag.claims_training`` on labelled claims over 25 documents) the passage most likely to state the
-claim is chosen and the verdict comes from that passage's probabilities; the reason is the finding a reader can
-check. Without one (``judge`` only) the rules of ``rag.verify`` decide.
+Candidates are the sentences retrieval finds for the claim (with their neighbours) and every sentence that holds
+a quote of the claim verbatim; each alone and with the sentence before it in its paragraph is a candidate
+passage. Each passage gets ``PASSAGE_FEATURES`` (``ClaimFeaturizer``): the reader-checkable findings of
+``rag.verify`` (figures, names, negation, quotes and speakers, word coverage) and how closely the model's
+contextual word pieces of the claim are matched by the passage's (a paraphrase shares meaning, not words). With
+a learned ``ClaimModel`` (``rag.claims_model``, fitted by ``rag.claims_training`` on 520 labelled claims about 25
+documents; docs/claims.md) the passage most likely to state the claim is chosen and the verdict comes from its
+features; the reason is the finding a reader can check. Without one (``RAG_CLAIM_MODEL=rules``) the rules of
+``rag.verify`` decide.
 """
 
 from __future__ import annotations

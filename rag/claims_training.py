@@ -29,6 +29,7 @@ from rag.answer.scorer import Logistic
 from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, ClaimFeaturizer, candidate_groups
 from rag.claims_model import VERDICT_FEATURES, ClaimModel, verdict_row
 from rag.eval.claims import GoldClaim, claim_metrics, load_claims
+from rag.eval.gold import _find_all
 from rag.settings import PROJECT_ROOT
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
@@ -104,13 +105,6 @@ def collect(files: list[Path], embedder=None, log=print) -> list[ClaimExample]:
                                              groups, matrix, labels, featurizer, ruled.verdict, rule_at_1))
         log(f"  {path.name}: {len(claims)} claims")
     return examples
-
-
-def _find_all(text: str, needle: str):
-    at = text.find(needle)
-    while at != -1:
-        yield at
-        at = text.find(needle, at + 1)
 
 
 def _document_weights(documents: list[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import InputFileError
-from rag.eval.gold import _read_text, _readable
+from rag.eval.gold import _find_all, _read_text, _readable
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
 if TYPE_CHECKING:
@@ -110,13 +110,6 @@ def _spans(claim: GoldClaim, documents: dict, where: str) -> list[tuple[str, int
                                  "(evidence must be an exact substring of the document)")
         spans += found
     return spans
-
-
-def _find_all(text: str, needle: str):
-    at = text.find(needle)
-    while at != -1:
-        yield at
-        at = text.find(needle, at + 1)
 
 
 def _overlaps(passage, spans: list[tuple[str, int, int]]) -> bool:
