@@ -135,9 +135,6 @@ class ClaimFeaturizer:
                     self._tokens[i] = np.asarray(rows, dtype=np.float16).astype(np.float32)
         return {i: self._tokens[i] for i in ids}
 
-    def features(self, claim: str, group: list[Sentence]) -> np.ndarray:
-        return self.features_many(claim, [group])[0]
-
     def features_many(self, claim: str, groups: list[list[Sentence]]) -> np.ndarray:
         """One row of PASSAGE_FEATURES per group of sentences (a passage)."""
         claim = clean_answer_sentence(claim)
@@ -298,7 +295,7 @@ def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[
         support = model.passage.predict(matrix)
         order = [int(i) for i in np.argsort(-support, kind="stable")]
         best = order[0]
-        verdict, _ = model.verdict(matrix[best], float(support[best]))
+        verdict = model.verdict(matrix[best], float(support[best]))
         passage = " ".join(s.text for s in groups[best])
         reason = _reason(verdict, judge(claim, passage), matrix[best], claim, passage)
         ranked = [(float(support[i]), groups[i]) for i in order]

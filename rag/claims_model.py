@@ -14,15 +14,12 @@ Three logistic regressions, each fitted with a sign constraint on every weight (
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
-from rag.answer.scorer import Logistic
+from rag.answer.scorer import Logistic, read_model_file
 from rag.claims import PASSAGE_FEATURES
 from rag.errors import ModelError
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
@@ -45,15 +42,14 @@ class ClaimModel:
     min_partial: float
     meta: dict
 
-    def verdict(self, row: np.ndarray, passage_probability: float) -> tuple[str, float]:
-        """The verdict on the chosen passage (its features and passage probability), and P(supported)."""
+    def verdict(self, row: np.ndarray, passage_probability: float) -> str:
+        """The verdict on the chosen passage, from its features and its passage probability."""
         x = verdict_row(row, passage_probability)
-        support = float(self.support.predict(x)[0])
-        if support >= self.min_support:
-            return SUPPORTED, support
+        if float(self.support.predict(x)[0]) >= self.min_support:
+            return SUPPORTED
         if float(self.partial.predict(x)[0]) >= self.min_partial:
-            return PARTIAL, support
-        return UNSUPPORTED, support
+            return PARTIAL
+        return UNSUPPORTED
 
     def to_json(self) -> dict:
         return {"format": MODEL_FORMAT, "passage": self.passage.to_json(), "support": self.support.to_json(), "partial": self.partial.to_json(),
@@ -75,17 +71,4 @@ def parse_model(data: dict, where: str) -> ClaimModel:
 @lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> ClaimModel:
     """The shipped model (package data), or the file at ``path``."""
-    if path:
-        where = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{where}: cannot read the claim model ({getattr(exc, 'strerror', None) or exc})") from None
-    else:
-        where = f"rag/data/{DEFAULT_MODEL}"
-        text = resources.files("rag").joinpath("data", DEFAULT_MODEL).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{where}: not valid JSON ({exc.msg})") from None
-    return parse_model(data, where)
+    return parse_model(*read_model_file(path, "rag", DEFAULT_MODEL, "claim model"))

@@ -19,17 +19,16 @@ import argparse
 import json
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rag.answer.scorer import Logistic
+from rag.answer.training import document_weights
 from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, ClaimFeaturizer, candidate_groups
 from rag.claims_model import VERDICT_FEATURES, ClaimModel, verdict_row
-from rag.eval.claims import GoldClaim, claim_metrics, load_claims
-from rag.eval.gold import _find_all
+from rag.eval.claims import GoldClaim, claim_metrics, evidence_spans, load_claims, overlaps
 from rag.settings import PROJECT_ROOT
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
@@ -56,13 +55,14 @@ class ClaimExample:
     groups: list  # candidate passages (lists of Sentence)
     matrix: np.ndarray  # (groups, PASSAGE_FEATURES)
     labels: np.ndarray  # per group: it overlaps a gold evidence passage of a supported claim
+    spans: list[tuple[str, int, int]]  # where the claim's evidence strings are in the indexed documents
     featurizer: ClaimFeaturizer
     rule_verdict: str  # what the rules of rag.verify say (the comparison)
     rule_evidence_at_1: bool | None
 
 
 def _overlaps(group, spans) -> bool:
-    return any(s.source == doc and min(s.end, end) > max(s.start, start) for s in group for doc, start, end in spans)
+    return any(overlaps(s, spans) for s in group)
 
 
 def collect(files: list[Path], embedder=None, log=print) -> list[ClaimExample]:
@@ -91,26 +91,18 @@ def collect(files: list[Path], embedder=None, log=print) -> list[ClaimExample]:
             index = pipeline.index
             featurizer = ClaimFeaturizer(index, embedder)
             for claim in claims:
-                spans = [(doc_id, at, at + len(text)) for text in claim.evidence
-                         for doc_id, doc in index.documents.items() for at in _find_all(doc.text, text)]
+                spans = evidence_spans(claim, index.documents, f"{path}, line {claim.line}")
                 candidates = pipeline.claim_candidates(claim.claim)
                 groups = candidate_groups(claim.claim, index, candidates)
                 matrix = featurizer.features_many(claim.claim, groups)
                 labels = np.array([claim.label == SUPPORTED and _overlaps(g, spans) for g in groups], np.float32)
                 ruled = check_claim(claim.claim, index, candidates, pipeline.judge)
                 top = ruled.passages[0] if ruled.passages else None
-                rule_at_1 = (any(top.source == d and min(top.end, e) > max(top.start, s) for d, s, e in spans)
-                             if spans and top else None)
+                rule_at_1 = overlaps(top, spans) if spans and top else None
                 examples.append(ClaimExample(path.name.removesuffix(".jsonl").removesuffix(".claims"), claim,
-                                             groups, matrix, labels, featurizer, ruled.verdict, rule_at_1))
+                                             groups, matrix, labels, spans, featurizer, ruled.verdict, rule_at_1))
         log(f"  {path.name}: {len(claims)} claims")
     return examples
-
-
-def _document_weights(documents: list[str]) -> np.ndarray:
-    counts = Counter(documents)
-    weights = np.array([1.0 / counts[d] for d in documents])
-    return weights / weights.mean()
 
 
 def _standardise(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +142,7 @@ def fit_signed_logistic(matrix: np.ndarray, labels: np.ndarray, weights: np.ndar
 def _group_rows(examples: list[ClaimExample], labels_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All candidate passages of these claims with their labels; every claim weighs the same within its
     document, every document the same."""
-    per_claim = _document_weights([e.document for e in examples])
+    per_claim = document_weights([e.document for e in examples])
     matrix = np.concatenate([e.matrix for e in examples]).astype(np.float64)
     labels = np.concatenate([labels_of(e) for e in examples]).astype(np.float64)
     weights = np.concatenate([np.full(len(e.labels), w / len(e.labels)) for e, w in zip(examples, per_claim,
@@ -191,7 +183,7 @@ def best_thresholds(support: np.ndarray, partial: np.ndarray, labels: list[str],
     """(min_support, min_partial): among P(supported) thresholds whose false support (claims that are not
     supported called supported; documents weigh the same) is at most MAX_FALSE_SUPPORT, and any P(partial)
     threshold, the pair with the most right verdicts."""
-    weights = _document_weights(documents)
+    weights = document_weights(documents)
     gold = np.array(labels)
     not_supported = gold != SUPPORTED
     best, best_value = (float(THRESHOLDS[-1]), float(THRESHOLDS[-1])), -1.0
@@ -211,7 +203,7 @@ def fit(examples: list[ClaimExample], documents: list[str] | None = None) -> Cla
     documents = documents or list(dict.fromkeys(e.document for e in examples))
     within = [e for e in examples if e.document in documents]
     rows, labels, docs = _verdict_rows(within, documents)
-    weights = _document_weights(docs)
+    weights = document_weights(docs)
     support = fit_signed_logistic(rows, np.array([lab == SUPPORTED for lab in labels], float), weights,
                                   VERDICT_FEATURES, SIGNED_VERDICTS)
     partial = fit_signed_logistic(rows, np.array([lab != UNSUPPORTED for lab in labels], float), weights,
@@ -221,8 +213,7 @@ def fit(examples: list[ClaimExample], documents: list[str] | None = None) -> Cla
 
 
 def _result(e: ClaimExample, verdict: str, group: list) -> dict:
-    spans = [(doc_id, at, at + len(text)) for text in e.claim.evidence
-             for doc_id, doc in e.featurizer.index.documents.items() for at in _find_all(doc.text, text)]
+    spans = e.spans
     return {"document": e.document, "id": e.claim.id, "claim": e.claim.claim, "label": e.claim.label,
             "kind": e.claim.kind, "verdict": verdict, "correct": verdict == e.claim.label,
             "evidence_at_1": _overlaps(group, spans) if spans else None, "evidence_in_passages": None,
@@ -236,7 +227,7 @@ def leave_one_document_out(examples: list[ClaimExample], log=print) -> list[dict
         model = fit(examples, [x for x in documents if x != d])
         for e in (e for e in examples if e.document == d):
             row, probability, group = choose(e, model.passage)
-            results.append(_result(e, model.verdict(row, probability)[0], group))
+            results.append(_result(e, model.verdict(row, probability), group))
         log(f"  held out {d}")
     return results
 

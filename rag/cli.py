@@ -461,39 +461,35 @@ def cmd_check(args) -> int:
 def cmd_eval(args) -> int:
     from rag.eval import evaluate, format_table
 
+    if args.claims is not None and args.gold is not None:
+        raise UsageError("--claims and --gold are two different runs; give one")
     pipeline = _load_pipeline(args)
     if args.claims is not None:
-        if args.gold is not None:
-            raise UsageError("--claims and --gold are two different runs; give one")
         from rag.eval.claims import evaluate_claims, format_claim_table
 
-        claims_report = evaluate_claims(pipeline, args.claims, progress=not args.json)
+        report = evaluate_claims(pipeline, args.claims, progress=not args.json)
         if args.report:
             args.report.mkdir(parents=True, exist_ok=True)
-            (args.report / "claims-metrics.json").write_text(json.dumps(claims_report["metrics"], indent=2) + "\n")
+            (args.report / "claims-metrics.json").write_text(json.dumps(report["metrics"], indent=2) + "\n")
             with (args.report / "claims-results.jsonl").open("w", encoding="utf-8") as out:
-                for row in claims_report["results"]:
+                for row in report["results"]:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        if args.json:
-            _print_json(claims_report["metrics"])
-        else:
-            print(format_claim_table(claims_report["metrics"]))
-            if args.report:
-                print(f"report written to {args.report}")
-        return 0
-    report = evaluate(
-        pipeline,
-        gold_path=args.gold,
-        backend=args.backend,
-        k=args.top_k,
-        baseline=False if args.no_baseline else args.baselines,
-        report_dir=args.report,
-        progress=not args.json,
-    )
+        table = format_claim_table
+    else:
+        report = evaluate(
+            pipeline,
+            gold_path=args.gold,
+            backend=args.backend,
+            k=args.top_k,
+            baseline=False if args.no_baseline else args.baselines,
+            report_dir=args.report,
+            progress=not args.json,
+        )
+        table = format_table
     if args.json:
         _print_json(report["metrics"])
     else:
-        print(format_table(report["metrics"]))
+        print(table(report["metrics"]))
         if args.report:
             print(f"report written to {args.report}")
     return 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,20 +90,25 @@ def parse_model(data: dict, where: str) -> AnswerModel:
         raise ModelError(f"{where}: answer model is malformed ({exc})") from None
 
 
-@lru_cache(maxsize=4)
-def load_model(path: str | None = None) -> AnswerModel:
-    """The shipped model (package data), or the file at ``path``."""
+def read_model_file(path: str | None, package: str, name: str, what: str) -> tuple[Any, str]:
+    """(parsed JSON, where it came from) of a model file: the one at ``path``, else the package's
+    ``data/<name>``; an unreadable file or invalid JSON raises ModelError naming it."""
     if path:
         where = str(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{where}: cannot read the answer model ({getattr(exc, 'strerror', None) or exc})") from None
+            raise ModelError(f"{where}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc})") from None
     else:
-        where = f"rag/answer/data/{DEFAULT_MODEL}"
-        text = resources.files("rag.answer").joinpath("data", DEFAULT_MODEL).read_text(encoding="utf-8")
+        where = f"{package.replace('.', '/')}/data/{name}"
+        text = resources.files(package).joinpath("data", name).read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
+        return json.loads(text), where
     except json.JSONDecodeError as exc:
         raise ModelError(f"{where}: not valid JSON ({exc.msg})") from None
-    return parse_model(data, where)
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> AnswerModel:
+    """The shipped model (package data), or the file at ``path``."""
+    return parse_model(*read_model_file(path, "rag.answer", DEFAULT_MODEL, "answer model"))

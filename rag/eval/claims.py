@@ -20,7 +20,6 @@ kind and per gold label, and the confusion matrix.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter, defaultdict
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import InputFileError
-from rag.eval.gold import _find_all, _read_text, _readable
+from rag.eval.gold import _find_all, _read_text, _readable, read_jsonl
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
 if TYPE_CHECKING:
@@ -60,21 +59,7 @@ def document_beside(path: Path) -> Path | None:
 def load_claims(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[GoldClaim]]:
     """(documents, claims) of a claim file; problems raise InputFileError naming the file and line."""
     path = _readable(path)
-    claims: list[GoldClaim] = []
-    first_line_of: dict[str, int] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        claims.append(_claim(record, number, where))
-        if claims[-1].id in first_line_of:
-            raise InputFileError(f"{where}: duplicate id '{claims[-1].id}' (first used on line "
-                                 f"{first_line_of[claims[-1].id]})")
-        first_line_of[claims[-1].id] = number
+    claims: list[GoldClaim] = read_jsonl(path, _claim)
     if not claims:
         raise InputFileError(f"{path}: no claims in the file")
     sibling = document_beside(path)
@@ -99,7 +84,8 @@ def _claim(record: Any, number: int, where: str) -> GoldClaim:
     return GoldClaim(record["id"], record["claim"], record["label"], kind, tuple(evidence), number)
 
 
-def _spans(claim: GoldClaim, documents: dict, where: str) -> list[tuple[str, int, int]]:
+def evidence_spans(claim: GoldClaim, documents: dict, where: str) -> list[tuple[str, int, int]]:
+    """(document id, start, end) of every occurrence of the claim's evidence strings in the indexed documents."""
     spans = []
     for text in claim.evidence:
         found = [(doc_id, at, at + len(text)) for doc_id, doc in documents.items()
@@ -112,7 +98,8 @@ def _spans(claim: GoldClaim, documents: dict, where: str) -> list[tuple[str, int
     return spans
 
 
-def _overlaps(passage, spans: list[tuple[str, int, int]]) -> bool:
+def overlaps(passage, spans: list[tuple[str, int, int]]) -> bool:
+    """Whether a passage (or a sentence: anything with source, start and end) overlaps one of the spans."""
     return any(passage.source == doc and min(passage.end, end) > max(passage.start, start)
                for doc, start, end in spans)
 
@@ -123,15 +110,15 @@ def score_claims(pipeline: Pipeline, claims: list[GoldClaim], path: Path | str =
     documents = pipeline.index.documents
     results = []
     for done, claim in enumerate(claims, 1):
-        spans = _spans(claim, documents, f"{path}, line {claim.line}")
+        spans = evidence_spans(claim, documents, f"{path}, line {claim.line}")
         started = time.perf_counter()
         checked = pipeline.check(claim.claim)
         elapsed = (time.perf_counter() - started) * 1000
         results.append({
             "id": claim.id, "claim": claim.claim, "label": claim.label, "kind": claim.kind,
             "verdict": checked.verdict, "reason": checked.reason, "correct": checked.verdict == claim.label,
-            "evidence_at_1": _overlaps(checked.passages[0], spans) if spans and checked.passages else None,
-            "evidence_in_passages": any(_overlaps(p, spans) for p in checked.passages) if spans else None,
+            "evidence_at_1": overlaps(checked.passages[0], spans) if spans and checked.passages else None,
+            "evidence_in_passages": any(overlaps(p, spans) for p in checked.passages) if spans else None,
             "passages": [p.__dict__ for p in checked.passages], "latency_ms": round(elapsed, 2),
         })
         if progress is not None:

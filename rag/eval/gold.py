@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -110,10 +110,18 @@ def load_gold(path: str | os.PathLike) -> list[GoldQuestion]:
     path = _readable(path)
     if path.suffix.lower() == ".json":
         return load_squad(path)[1]
-    lines = _read_text(path).splitlines()
-    questions: list[GoldQuestion] = []
+    questions = read_jsonl(path, _gold_question)
+    if not questions:
+        raise InputFileError(f"{path}: no questions in the gold file")
+    return questions
+
+
+def read_jsonl(path: Path, parse: Callable[[Any, int, str], Any]) -> list:
+    """One ``parse(record, line number, "file, line N")`` per non-blank line of a JSONL file, each with an ``id``
+    no other line has; a line that is not JSON or repeats an id raises InputFileError naming the file and line."""
+    items: list = []
     first_line_of: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}, line {number}"
@@ -121,14 +129,12 @@ def load_gold(path: str | os.PathLike) -> list[GoldQuestion]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputFileError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        question = _gold_question(record, number, where)
-        if question.id in first_line_of:
-            raise InputFileError(f"{where}: duplicate id '{question.id}' (first used on line {first_line_of[question.id]})")
-        first_line_of[question.id] = number
-        questions.append(question)
-    if not questions:
-        raise InputFileError(f"{path}: no questions in the gold file")
-    return questions
+        item = parse(record, number, where)
+        if item.id in first_line_of:
+            raise InputFileError(f"{where}: duplicate id '{item.id}' (first used on line {first_line_of[item.id]})")
+        first_line_of[item.id] = number
+        items.append(item)
+    return items
 
 
 def _gold_question(record: Any, number: int, where: str) -> GoldQuestion:
