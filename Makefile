@@ -30,7 +30,8 @@ help:
 	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
 	@echo "make bench-pg   PostgreSQL store vs FAISS + BM25 at 10k / 100k real sentences (bench/pg_bench.py)"
 	@echo "make train      refit the extractive answerer and the claim checker (rag/answer/data/answerer.json,"
-	@echo "                rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json, docs/claims-lodo.json)"
+	@echo "                rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json, docs/claims-lodo.json);"
+	@echo "                with RAG_NLI_MODEL set, also the claim checker read with it (rag/data/claims-nli.json)"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
 
 venv install: $(STAMP)
@@ -81,6 +82,10 @@ bench-pg: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python -m rag.answer.training
 	$(BIN)/python -m rag.claims_training
+	@if [ -n "$$RAG_NLI_MODEL" ]; then \
+		$(BIN)/python -m rag.claims_training --nli "$$RAG_NLI_MODEL" \
+			$${RAG_NLI_ENTAILMENT_LABEL:+--nli-label $$RAG_NLI_ENTAILMENT_LABEL}; \
+	else echo "RAG_NLI_MODEL unset: rag/data/claims-nli.json left as it is (docs/claims.md)"; fi
 
 clean:
 	find index -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,10 +1,12 @@
 """Latency of `rag check` on the bundled article: the learned claim checker against the rules alone, in one warm
 process, the two settings alternating claim by claim so that both see the same machine.
 
-    .venv/bin/python bench/claims_check.py [--rounds 5] [--out bench/claims_check.json]
+    .venv/bin/python bench/claims_check.py [--rounds 5] [--nli LOCATION] [--out bench/claims_check.json]
 
 Questions: the 40 claims of eval/claims.jsonl, each checked ``rounds`` times per setting (after one warm-up pass
-of both). Writes p50 / p95 / mean in milliseconds per setting and the machine it ran on.
+of both). With ``--nli`` (an NLI model, as RAG_NLI_MODEL) a third setting: the learned checker with that NLI
+model and the shipped claims-nli.json. Writes p50 / p95 / mean in milliseconds per setting and the machine it ran
+on.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--nli", metavar="LOCATION", help="also time the checker with this NLI model")
+    parser.add_argument("--nli-label", type=int, help="its entailment class (as RAG_NLI_ENTAILMENT_LABEL)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "claims_check.json")
     args = parser.parse_args(argv)
 
@@ -44,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     index = open_index(settings, embedder)
     pipelines = {"learned": Pipeline(settings, embedder, index),
                  "rules": Pipeline(settings.model_copy(update={"claim_model": "rules"}), embedder, index)}
+    if args.nli:
+        pipelines["learned + NLI"] = Pipeline(settings.model_copy(update={
+            "nli_model": args.nli, "nli_entailment_label": args.nli_label}), embedder, index)
     _, claims = load_claims(ROOT / "eval" / "claims.jsonl")
     for pipeline in pipelines.values():  # warm-up: model files, word pieces, caches
         for claim in claims:

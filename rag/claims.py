@@ -50,12 +50,13 @@ if TYPE_CHECKING:
 # paraphrases — and called "The US killed Soleimani in early 2020" unsupported.
 FEATURE_SIGNS = {
     "passage_probability": 1,  # the verdict models' extra input (rag.claims_model.VERDICT_FEATURES)
+    "entailment": 1,  # an NLI model's log-odds that the chosen passage entails the claim (rag.nli; optional)
     "verbatim": 1, "coverage": 1, "coverage_idf": 1, "cosine": 1, "tokens": 1, "tokens_weakest": 1,
     "speaker_near": 1,
     "uncovered_idf_max": -1, "weak_share_50": -1, "weak_share_70": -1, "figure_missing": -1, "names_missing": -1,
     "names_missing_share": -1, "negation_differs": -1, "quote_missing": -1, "speaker_other": -1,
 }
-PASSAGE_FEATURES = tuple(f for f in FEATURE_SIGNS if f != "passage_probability")
+PASSAGE_FEATURES = tuple(f for f in FEATURE_SIGNS if f not in ("passage_probability", "entailment"))
 _SQUASH = re.compile(r"\W+")
 
 
@@ -283,10 +284,12 @@ def candidate_groups(claim: str, index: Index, candidates: set[int]) -> list[lis
 
 
 def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[[str, str], Verdict],
-                model=None, featurizer: ClaimFeaturizer | None = None) -> CheckResult:
+                model=None, featurizer: ClaimFeaturizer | None = None, nli=None) -> CheckResult:
     """Judge the claim against every candidate passage; the best three passages are the evidence. With a
     ``model`` (``rag.claims_model.ClaimModel``) and a ``featurizer`` the learned models choose the passage
-    and give the verdict; the reason comes from ``judge`` on that passage (what a reader can check)."""
+    and give the verdict; the reason comes from ``judge`` on that passage (what a reader can check). A model
+    fitted with an NLI model needs that model as ``nli`` (``rag.nli.EntailmentModel``): it scores the chosen
+    passage only (about 33 ms a check on 2 cores: bench/claims_check.py)."""
     groups = candidate_groups(claim, index, candidates)
     if not groups:
         return CheckResult(claim, UNSUPPORTED, "no passage of the corpus relates to this claim", [])
@@ -295,8 +298,9 @@ def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[
         support = model.passage.predict(matrix)
         order = [int(i) for i in np.argsort(-support, kind="stable")]
         best = order[0]
-        verdict = model.verdict(matrix[best], float(support[best]))
         passage = " ".join(s.text for s in groups[best])
+        entailment = float(nli.entailment([(passage, claim)])[0]) if model.nli_sha256 else None
+        verdict = model.verdict(matrix[best], float(support[best]), entailment)
         reason = _reason(verdict, judge(claim, passage), matrix[best], claim, passage)
         ranked = [(float(support[i]), groups[i]) for i in order]
         return CheckResult(claim, verdict, reason, _passages(index, ranked))
@@ -310,7 +314,8 @@ def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[
 def _reason(verdict: str, judged: Verdict, row: np.ndarray, claim: str, passage: str) -> str:
     """Why, in terms a reader can check against the passage shown: the rule finding (a figure, a name, a quote,
     negation) when it points the same way as the verdict; else the words where a near copy of the passage
-    differs from it; else what the match says."""
+    differs from it; else what the match says. (An NLI model's score is left out: the one measured puts clear
+    entailments near P 0.5, which a reader would take for doubt.)"""
     col = {name: i for i, name in enumerate(PASSAGE_FEATURES)}
     if verdict == SUPPORTED:
         if judged.verdict == SUPPORTED:

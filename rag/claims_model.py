@@ -10,6 +10,10 @@ Three logistic regressions, each fitted with a sign constraint on every weight (
 
 ``rag.claims_training`` fits both on the claim sets of ``eval/`` and writes ``rag/data/claims.json``
 (``make train``).
+
+A model fitted with an NLI model (``rag.nli``; ``python -m rag.claims_training --nli LOCATION``) has one more
+verdict feature, ``entailment``: the NLI model's log-odds that the chosen passage entails the claim. It records the
+NLI model's sha256 and is used only with that model (another model's logits have another scale).
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
 MODEL_FORMAT = 1
 DEFAULT_MODEL = "claims.json"
+NLI_MODEL = "claims-nli.json"  # fitted with the NLI model docs/claims.md names (used when RAG_NLI_MODEL is set)
 VERDICT_FEATURES = (*PASSAGE_FEATURES, "passage_probability")
+NLI_VERDICT_FEATURES = (*VERDICT_FEATURES, "entailment")
 
 
-def verdict_row(row: np.ndarray, passage_probability: float) -> np.ndarray:
-    return np.append(row, passage_probability)[None, :]
+def verdict_row(row: np.ndarray, passage_probability: float, entailment: float | None = None) -> np.ndarray:
+    extra = [passage_probability] if entailment is None else [passage_probability, entailment]
+    return np.append(row, extra)[None, :]
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,14 @@ class ClaimModel:
     min_support: float  # P(supported) needed to say so, chosen to keep false support low (rag.claims_training)
     min_partial: float
     meta: dict
+    nli_sha256: str | None = None  # the NLI model the verdict models were fitted with (None: no entailment input)
 
-    def verdict(self, row: np.ndarray, passage_probability: float) -> str:
-        """The verdict on the chosen passage, from its features and its passage probability."""
-        x = verdict_row(row, passage_probability)
+    def verdict(self, row: np.ndarray, passage_probability: float, entailment: float | None = None) -> str:
+        """The verdict on the chosen passage, from its features, its passage probability and, for a model fitted
+        with an NLI model, that model's entailment log-odds."""
+        if (entailment is None) != (self.nli_sha256 is None):
+            raise ValueError("the entailment score is given exactly when the model was fitted with one")
+        x = verdict_row(row, passage_probability, entailment)
         if float(self.support.predict(x)[0]) >= self.min_support:
             return SUPPORTED
         if float(self.partial.predict(x)[0]) >= self.min_partial:
@@ -53,22 +64,25 @@ class ClaimModel:
 
     def to_json(self) -> dict:
         return {"format": MODEL_FORMAT, "passage": self.passage.to_json(), "support": self.support.to_json(), "partial": self.partial.to_json(),
-                "min_support": self.min_support, "min_partial": self.min_partial, "meta": self.meta}
+                "min_support": self.min_support, "min_partial": self.min_partial, "meta": self.meta,
+                **({"nli_sha256": self.nli_sha256} if self.nli_sha256 else {})}
 
 
 def parse_model(data: dict, where: str) -> ClaimModel:
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise ModelError(f"{where}: not a claim model of format {MODEL_FORMAT}")
+    nli = data.get("nli_sha256")
+    verdict_features = VERDICT_FEATURES if nli is None else NLI_VERDICT_FEATURES
     try:
         return ClaimModel(Logistic.from_json(data["passage"], PASSAGE_FEATURES, where),
-                          Logistic.from_json(data["support"], VERDICT_FEATURES, where),
-                          Logistic.from_json(data["partial"], VERDICT_FEATURES, where), float(data["min_support"]),
-                          float(data["min_partial"]), dict(data.get("meta", {})))
+                          Logistic.from_json(data["support"], verdict_features, where),
+                          Logistic.from_json(data["partial"], verdict_features, where), float(data["min_support"]),
+                          float(data["min_partial"]), dict(data.get("meta", {})), None if nli is None else str(nli))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: claim model is malformed ({exc})") from None
 
 
 @lru_cache(maxsize=4)
-def load_model(path: str | None = None) -> ClaimModel:
-    """The shipped model (package data), or the file at ``path``."""
-    return parse_model(*read_model_file(path, "rag", DEFAULT_MODEL, "claim model"))
+def load_model(path: str | None = None, shipped: str = DEFAULT_MODEL) -> ClaimModel:
+    """The shipped model ``shipped`` (package data), or the file at ``path``."""
+    return parse_model(*read_model_file(path, "rag", shipped, "claim model"))

@@ -2,7 +2,7 @@
 leave-one-document-out.
 
 Data: ``eval/claims.jsonl`` (the bundled article) and every ``eval/dev/<doc>.claims.jsonl`` (one document each):
-364 claims over 25 documents, written for this purpose by people who had not seen the checker's code — true
+520 claims over 25 documents, written for this purpose by people who had not seen the checker's code — true
 claims copied or paraphrased, claims with one figure, name or speaker changed, negated, half true, or about
 things the document never says (``kind``).
 
@@ -11,6 +11,10 @@ whose claims they judge; their thresholds are chosen on probabilities from model
 document either (nested), every document weighing the same. ``python -m rag.claims_training``
 (part of ``make train``) writes ``rag/data/claims.json`` and ``docs/claims-lodo.json``; the rules of
 ``rag.verify`` are scored on the same claims in the same run.
+
+``--nli LOCATION`` (an NLI model, ``rag.nli``) fits the variant whose verdict models also read the NLI model's
+entailment log-odds of the chosen passage, and writes it to ``rag/data/claims-nli.json`` and its report to
+``docs/claims-nli-lodo.json`` unless ``--out`` / ``--report`` say otherwise.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ import numpy as np
 from rag.answer.scorer import Logistic
 from rag.answer.training import document_weights
 from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, ClaimFeaturizer, candidate_groups
-from rag.claims_model import VERDICT_FEATURES, ClaimModel, verdict_row
+from rag.claims_model import NLI_VERDICT_FEATURES, VERDICT_FEATURES, ClaimModel, verdict_row
+from rag.errors import RagError
 from rag.eval.claims import GoldClaim, claim_metrics, evidence_spans, load_claims, overlaps
 from rag.settings import PROJECT_ROOT
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
 
 DEFAULT_OUT = PROJECT_ROOT / "rag" / "data" / "claims.json"
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "claims-lodo.json"
+DEFAULT_NLI_OUT = PROJECT_ROOT / "rag" / "data" / "claims-nli.json"
+DEFAULT_NLI_REPORT = PROJECT_ROOT / "docs" / "claims-nli-lodo.json"
 REGULARISATION = 1.0  # inverse L2 strength of both models (scikit-learn's C)
 # Most claims that are not supported (out-of-document verdicts on the training documents, each document weighing
 # the same) the checker may call supported; the threshold on P(supported) is the one with the most right verdicts
@@ -164,15 +171,35 @@ def choose(example: ClaimExample, passage: Logistic) -> tuple[np.ndarray, float,
     return example.matrix[best], float(probabilities[best]), example.groups[best]
 
 
-def _verdict_rows(examples: list[ClaimExample], documents: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    """The chosen passage of each claim of ``documents`` (its VERDICT_FEATURES), chosen by a passage model fitted
+class Entailments:
+    """An NLI model's scores of (chosen passage, claim) pairs, each pair scored once (the folds of the nested
+    protocol mostly choose the same passages)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.scores: dict[tuple[str, str], float] = {}
+
+    def __call__(self, example: ClaimExample, group: list) -> float:
+        key = (" ".join(s.text for s in group), example.claim.claim)
+        if key not in self.scores:
+            self.scores[key] = float(self.model.entailment([key])[0])
+        return self.scores[key]
+
+
+def _row(example: ClaimExample, passage: Logistic, entailments: Entailments | None) -> tuple[np.ndarray, list]:
+    row, probability, group = choose(example, passage)
+    return verdict_row(row, probability, entailments(example, group) if entailments else None)[0], group
+
+
+def _verdict_rows(examples: list[ClaimExample], documents: list[str], entailments: Entailments | None = None
+                  ) -> tuple[np.ndarray, list[str], list[str]]:
+    """The chosen passage of each claim of ``documents`` (its verdict features), chosen by a passage model fitted
     without the claim's document."""
     rows, labels, docs = [], [], []
     for d in documents:
         passage = fit_passage_model([e for e in examples if e.document != d and e.document in documents])
         for e in (e for e in examples if e.document == d):
-            row, probability, _ = choose(e, passage)
-            rows.append(verdict_row(row, probability)[0])
+            rows.append(_row(e, passage, entailments)[0])
             labels.append(e.claim.label)
             docs.append(d)
     return np.array(rows), labels, docs
@@ -199,17 +226,20 @@ def best_thresholds(support: np.ndarray, partial: np.ndarray, labels: list[str],
     return best
 
 
-def fit(examples: list[ClaimExample], documents: list[str] | None = None) -> ClaimModel:
+def fit(examples: list[ClaimExample], documents: list[str] | None = None, entailments: Entailments | None = None
+        ) -> ClaimModel:
     documents = documents or list(dict.fromkeys(e.document for e in examples))
     within = [e for e in examples if e.document in documents]
-    rows, labels, docs = _verdict_rows(within, documents)
+    rows, labels, docs = _verdict_rows(within, documents, entailments)
     weights = document_weights(docs)
+    features = VERDICT_FEATURES if entailments is None else NLI_VERDICT_FEATURES
     support = fit_signed_logistic(rows, np.array([lab == SUPPORTED for lab in labels], float), weights,
-                                  VERDICT_FEATURES, SIGNED_VERDICTS)
+                                  features, SIGNED_VERDICTS)
     partial = fit_signed_logistic(rows, np.array([lab != UNSUPPORTED for lab in labels], float), weights,
-                                  VERDICT_FEATURES, SIGNED_VERDICTS)
+                                  features, SIGNED_VERDICTS)
     min_support, min_partial = best_thresholds(support.predict(rows), partial.predict(rows), labels, docs)
-    return ClaimModel(fit_passage_model(within), support, partial, min_support, min_partial, {})
+    return ClaimModel(fit_passage_model(within), support, partial, min_support, min_partial, {},
+                      None if entailments is None else entailments.model.sha256)
 
 
 def _result(e: ClaimExample, verdict: str, group: list) -> dict:
@@ -220,14 +250,16 @@ def _result(e: ClaimExample, verdict: str, group: list) -> dict:
             "rule_verdict": e.rule_verdict, "rule_evidence_at_1": e.rule_evidence_at_1, "latency_ms": 0.0}
 
 
-def leave_one_document_out(examples: list[ClaimExample], log=print) -> list[dict]:
+def leave_one_document_out(examples: list[ClaimExample], log=print, entailments: Entailments | None = None
+                           ) -> list[dict]:
     documents = list(dict.fromkeys(e.document for e in examples))
     results = []
     for d in documents:
-        model = fit(examples, [x for x in documents if x != d])
+        model = fit(examples, [x for x in documents if x != d], entailments)
         for e in (e for e in examples if e.document == d):
             row, probability, group = choose(e, model.passage)
-            results.append(_result(e, model.verdict(row, probability), group))
+            entailment = entailments(e, group) if entailments else None
+            results.append(_result(e, model.verdict(row, probability, entailment), group))
         log(f"  held out {d}")
     return results
 
@@ -255,26 +287,36 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print) -> ClaimModel:
+def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print,
+          nli: str | None = None, nli_label: int | None = None) -> ClaimModel:
+    """Fit on every claim set and measure LODO; with ``nli`` (a ``rag.nli`` location) the variant that reads
+    that NLI model's entailment scores."""
     from threadpoolctl import threadpool_limits
 
     from rag.answer.training import FIT_BLAS_THREADS, _sha256
 
+    entailments = None
+    if nli is not None:
+        from rag.nli import load_entailment_model
+
+        entailments = Entailments(load_entailment_model(nli, nli_label))
     with threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
         files = claim_files()
         log(f"featurising the claims of {len(files)} files")
         examples = collect(files, log=log)
         log("leave-one-document-out")
-        results = leave_one_document_out(examples, log=log)
-        model = fit(examples)
+        results = leave_one_document_out(examples, log=log, entailments=entailments)
+        model = fit(examples, entailments=entailments)
     s = summary(results)
     log(format_summary(s))
+    extra = {} if nli is None else {"nli_model": {"location": nli, "sha256": entailments.model.sha256}}
     model = ClaimModel(model.passage, model.support, model.partial, model.min_support, model.min_partial, {
+        **extra,
         "claims": len(examples), "documents": len({e.document for e in examples}),
         "files": {str(f.relative_to(PROJECT_ROOT)): _sha256(f) for f in files},
         "lodo": {k: s["learned"][k] for k in ("accuracy", "binary_accuracy", "false_support", "supported_recall",
                                                 "evidence_at_1")},
-    })
+    }, model.nli_sha256)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
     if report_path is not None:
@@ -285,10 +327,22 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
+    parser.add_argument("--out", type=Path, help=f"model file (default {DEFAULT_OUT.name}, with --nli "
+                                                   f"{DEFAULT_NLI_OUT.name}, in rag/data/)")
+    parser.add_argument("--report", type=Path, help="per-claim LODO report (default docs/claims-lodo.json, with "
+                                                     "--nli docs/claims-nli-lodo.json)")
+    parser.add_argument("--nli", metavar="LOCATION", help="fit with this NLI model (a folder or an installed "
+                                                          "package, as RAG_NLI_MODEL; rag.nli)")
+    parser.add_argument("--nli-label", type=int, help="index of its entailment class (default: from its "
+                                                      "config.json, as RAG_NLI_ENTAILMENT_LABEL)")
     args = parser.parse_args(argv)
-    train(args.out, args.report, log=lambda *a: print(*a, file=sys.stderr))
+    out = args.out or (DEFAULT_NLI_OUT if args.nli else DEFAULT_OUT)
+    report = args.report or (DEFAULT_NLI_REPORT if args.nli else DEFAULT_REPORT)
+    try:
+        train(out, report, log=lambda *a: print(*a, file=sys.stderr), nli=args.nli, nli_label=args.nli_label)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

