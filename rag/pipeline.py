@@ -10,6 +10,7 @@ This is the library's front door (the CLI and the app are thin layers over it)::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ from rag.stores import build_index, open_index
 from rag.text import normalize
 from rag.types import Answer, CheckResult, Document, Hit, Sentence
 from rag.verify import Verdict, best_of, judge
+
+log = logging.getLogger("rag")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Pipeline:
         self._write_lock = threading.Lock()  # one corpus change / rebuild at a time; readers never wait on it
         self._snapshot = self._snapshot_of(index)
         self._claim_featurizer: ClaimFeaturizer | None = None
+        self._nli_unused_warned = False
         if hasattr(index, "changed"):  # a shared store (PostgreSQL): follow what other processes commit
             from rag.pgstore import follow
 
@@ -396,6 +400,10 @@ class Pipeline:
         wanted = claim_model.nli_sha256 if claim_model is not None else None
         location = self.settings.nli_model
         if wanted is None:
+            if location and claim_model is not None and not self._nli_unused_warned:
+                self._nli_unused_warned = True
+                log.warning("RAG_NLI_MODEL is set, but RAG_CLAIM_MODEL %s was fitted without an NLI model: the NLI "
+                            "model is not used", self.settings.claim_model)
             return None
         if not location:
             raise ModelError("this claim model was fitted with an NLI model: set RAG_NLI_MODEL to it, or choose "

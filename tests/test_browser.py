@@ -25,6 +25,28 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 WAIT_MS = 60_000
 
 
+def choose_files(page, paths: list[Path]) -> None:
+    """Choose files in the Documents tab's upload box and wait until it lists every one. On a timeout the failure
+    says what the box showed and what the browser logged and requested meanwhile: twice (both in full CI runs
+    beside other heavy jobs on this 2-core machine) a chosen file never appeared within WAIT_MS, with nothing to
+    say why — Gradio's upload (POST /upload, then the component's own upload event) or the app's handler."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}"))
+    page.on("requestfailed", lambda r: seen.append(f"failed {r.method} {r.url}: {r.failure}"))
+    page.on("response", lambda r: seen.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status >= 400 or "upload" in r.url or "queue" in r.url else None)
+    page.set_input_files("#rag-upload input[type=file]", [str(p) for p in paths])
+    try:
+        for path in paths:
+            page.wait_for_selector(f"#rag-upload :text('{path.name}')")
+    except PlaywrightTimeoutError:
+        box = page.locator("#rag-upload").inner_html()[:1500]
+        raise AssertionError(f"chosen file(s) {[p.name for p in paths]} not listed within {WAIT_MS} ms; the upload "
+                             f"box holds: {box!r}; the browser meanwhile: {seen[-40:]}") from None
+
+
 def _need(condition: bool, reason: str) -> None:
     if not condition:
         if IN_CI:
@@ -191,8 +213,7 @@ def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_set
         page.set_default_timeout(WAIT_MS)
         page.goto(url)
         page.get_by_role("tab", name="Documents").click()
-        page.set_input_files("#rag-upload input[type=file]", [str(upload)])
-        page.wait_for_selector("#rag-upload :text('ferry-note.txt')")
+        choose_files(page, [upload])
         page.get_by_role("button", name="Add to index").click()
         # Indexed by a background job (rag.jobs): the status shows its progress, then the committed result.
         status = page.locator("#rag-documents-status .rag-status-ok")

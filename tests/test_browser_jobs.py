@@ -9,7 +9,7 @@ import pytest
 from rag.pipeline import Pipeline
 from tests.conftest import make_fake_pipeline
 from tests.job_helpers import StuckEmbedder
-from tests.test_browser import WAIT_MS, _ask, browser  # noqa: F401 (fixture)
+from tests.test_browser import WAIT_MS, _ask, browser, choose_files  # noqa: F401 (fixture)
 from tests.test_jobs import NOTE, state_of
 from ui.app import build_app, start
 
@@ -40,8 +40,7 @@ def open_app(browser):  # noqa: F811
 
 
 def _upload(page, path) -> None:
-    page.set_input_files("#rag-upload input[type=file]", [str(path)])
-    page.wait_for_selector(f"#rag-upload :text('{path.name}')")
+    choose_files(page, [path])
     page.get_by_role("button", name="Add to index").click()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from rag.errors import ModelError
 from rag.nli import OnnxEntailmentModel, load_entailment_model, resolve
+from rag.settings import PROJECT_ROOT
 
 WORDS = ("the council approved budget on monday a long debate lawmakers backed plan militias iraq iran "
          "soleimani was killed by us in 2020 . , ' s").split()
@@ -142,7 +144,6 @@ def test_locations_that_are_not_one_model_are_one_line_model_errors(tmp_path, mo
 def nli_claim_model(tmp_path):
     """The NLI model built here and the shipped NLI claim model re-labelled as fitted with it."""
     from rag.claims_model import NLI_MODEL
-    from rag.settings import PROJECT_ROOT
 
     folder = make_nli_folder(tmp_path / "nli", ENTAILMENT_FIRST)
     data = json.loads((PROJECT_ROOT / "rag" / "data" / NLI_MODEL).read_text(encoding="utf-8"))
@@ -177,7 +178,8 @@ def test_the_checker_reads_the_entailment_of_the_chosen_passage(pipeline, nli_cl
     assert result.verdict in ("supported", "partial", "unsupported")
 
 
-def test_a_claim_model_and_an_nli_model_that_do_not_belong_together_are_refused(pipeline, nli_claim_model, tmp_path):
+def test_a_claim_model_and_an_nli_model_that_do_not_belong_together_are_refused(pipeline, nli_claim_model, tmp_path,
+                                                                                 caplog):
     from rag.pipeline import Pipeline
 
     folder, model_file = nli_claim_model
@@ -192,8 +194,18 @@ def test_a_claim_model_and_an_nli_model_that_do_not_belong_together_are_refused(
                        pipeline.embedder, pipeline.index)
     with pytest.raises(ModelError, match="set RAG_NLI_MODEL"):
         without.check("The militias are in Iraq.")
-    # The plain shipped model needs no NLI model; 'rules' ignores one.
+    # The plain shipped model needs no NLI model; chosen by file beside one, it says the NLI model goes unused.
     assert Pipeline(pipeline.settings, pipeline.embedder, pipeline.index).check("The militias are in Iraq.")
+    plain_file = str(PROJECT_ROOT / "rag" / "data" / "claims.json")
+    beside = Pipeline(pipeline.settings.model_copy(update={"nli_model": str(other), "claim_model": plain_file}),
+                      pipeline.embedder, pipeline.index)
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        beside.check("The militias are in Iraq.")
+        beside.check("The militias are in Baghdad.")
+    assert [r.message for r in caplog.records].count(
+        f"RAG_NLI_MODEL is set, but RAG_CLAIM_MODEL {plain_file} was fitted without an NLI model: the NLI model is "
+        "not used") == 1
+    # 'rules' ignores it.
     rules = Pipeline(pipeline.settings.model_copy(update={"nli_model": str(other), "claim_model": "rules"}),
                      pipeline.embedder, pipeline.index)
     assert rules.check("The militias are in Iraq.").verdict
