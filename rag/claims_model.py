@@ -49,6 +49,9 @@ class ClaimModel:
     min_partial: float
     meta: dict
     nli_sha256: str | None = None  # the NLI model the verdict models were fitted with (None: no entailment input)
+    # Answer sentences against the sentences they cite (rag.claims.LearnedJudge): below this P(supported) they are
+    # flagged unsupported, up to min_support partial (rag.claims_training.flag_threshold). None: not fitted.
+    flag_below: float | None = None
 
     def verdict(self, row: np.ndarray, passage_probability: float, entailment: float | None = None) -> str:
         """The verdict on the chosen passage, from its features, its passage probability and, for a model fitted
@@ -62,10 +65,26 @@ class ClaimModel:
             return PARTIAL
         return UNSUPPORTED
 
+    def support_probability(self, row: np.ndarray, passage_probability: float, entailment: float | None = None
+                            ) -> float:
+        """P(supported) of a claim against a passage."""
+        if (entailment is None) != (self.nli_sha256 is None):
+            raise ValueError("the entailment score is given exactly when the model was fitted with one")
+        return float(self.support.predict(verdict_row(row, passage_probability, entailment))[0])
+
+    def sentence_verdict(self, support: float) -> str:
+        """The verdict on an answer sentence against what it cites, from its P(supported): a pasted claim the
+        checker does not call supported is unsupported, but an answer sentence is flagged (or dropped) only below
+        ``flag_below``, chosen to flag few true sentences."""
+        if self.flag_below is None:
+            raise ValueError("this claim model has no operating point for answer sentences (refit it)")
+        return SUPPORTED if support >= self.min_support else UNSUPPORTED if support < self.flag_below else PARTIAL
+
     def to_json(self) -> dict:
         return {"format": MODEL_FORMAT, "passage": self.passage.to_json(), "support": self.support.to_json(), "partial": self.partial.to_json(),
                 "min_support": self.min_support, "min_partial": self.min_partial, "meta": self.meta,
-                **({"nli_sha256": self.nli_sha256} if self.nli_sha256 else {})}
+                **({"nli_sha256": self.nli_sha256} if self.nli_sha256 else {}),
+                **({"flag_below": self.flag_below} if self.flag_below is not None else {})}
 
 
 def parse_model(data: dict, where: str) -> ClaimModel:
@@ -77,7 +96,8 @@ def parse_model(data: dict, where: str) -> ClaimModel:
         return ClaimModel(Logistic.from_json(data["passage"], PASSAGE_FEATURES, where),
                           Logistic.from_json(data["support"], verdict_features, where),
                           Logistic.from_json(data["partial"], verdict_features, where), float(data["min_support"]),
-                          float(data["min_partial"]), dict(data.get("meta", {})), None if nli is None else str(nli))
+                          float(data["min_partial"]), dict(data.get("meta", {})), None if nli is None else str(nli),
+                          None if data.get("flag_below") is None else float(data["flag_below"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: claim model is malformed ({exc})") from None
 

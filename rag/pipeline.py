@@ -33,7 +33,7 @@ from rag.answer.base import (
 from rag.answer.citations import assemble, split_answer
 from rag.answer.question import analyze, names_nothing, short_answer
 from rag.answer.registry import create_backend
-from rag.claims import ClaimFeaturizer, check_claim
+from rag.claims import ClaimFeaturizer, LearnedJudge, check_claim
 from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
 from rag.embeddings import Embedder
 from rag.errors import ModelError
@@ -353,8 +353,10 @@ class Pipeline:
             # The text was already streamed; the final answer says it was taken back, and why.
             return Answer(question, NO_ANSWER, True, [], backend_name, 0.0, warnings=[note.withdrawn],
                           confidence=note.confidence, prompt_tokens=note.prompt_tokens)
-        answer = assemble(question, raw, passages, backend_name, index or self.index, self.embedder.encode_query,
-                          unsupported=self.settings.llm_unsupported)
+        index = index or self.index
+        answer = assemble(question, raw, passages, backend_name, index, self.embedder.encode_query,
+                          unsupported=self.settings.llm_unsupported,
+                          sentence_judge=self.sentence_judge(index) if backend_name != "extractive" else None)
         if note is not None:
             answer.confidence = note.confidence
             answer.prompt_tokens = note.prompt_tokens
@@ -423,6 +425,15 @@ class Pipeline:
         if cached is None or cached.index is not index:
             cached = self._claim_featurizer = ClaimFeaturizer(index, self.embedder)
         return cached
+
+    def sentence_judge(self, index: Index) -> LearnedJudge | None:
+        """The learned claim checker as the verifier of an LLM's answer sentences; None (the rules judge them) with
+        RAG_CLAIM_MODEL=rules or a claim model fitted without an operating point for them. An extractive answer
+        quotes its sentences: the rules' exact-copy check says all there is to say, at no cost to the warm ask."""
+        model = self.claim_model()
+        if model is None or model.flag_below is None:
+            return None
+        return LearnedJudge(model, self.claim_featurizer(index), self.judge, self.entailment_model(model))
 
     def check(self, claim: str, k: int | None = None) -> CheckResult:
         """Find the passages that best support a claim or quote, with a verdict and its reason."""

@@ -7,7 +7,9 @@ Verdicts come from evidence a reader can check, each giving a reason:
 - negation must agree;
 - the remaining content words must be covered lexically, or the sentence must be close in embedding space.
 
-This stands in for an NLI model (none is available offline); the evaluation report says so.
+This stands in for an NLI model (none with a licence installs offline); the evaluation report says so. It gives
+the verdicts on extractive answers' sentences, the reasons of the learned claim checker (``rag.claims``, which
+decides ``rag check`` and LLM answers' sentence verdicts), and everything with RAG_CLAIM_MODEL=rules.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from rag.answer.citations import assemble, attribute_sentence
+from rag.answer.citations import assemble, attribute_sentence, rule_judge
 from rag.answer.llm import LangChainBackend
 
 QUESTION = "Who replaced Qassem Soleimani?"
@@ -56,7 +56,9 @@ def test_a_correct_marker_needs_no_attribution(pipeline):
 def test_unsupported_sentences_are_flagged_or_dropped(pipeline):
     text = "Esmail Ghaani replaced Soleimani. Ghaani was born in Paris in 1957."
     flagged = ask_fake(pipeline, text, "fake-flag")
-    assert [c.verdict for c in flagged.checks] == ["supported", "unsupported"]
+    # The learned verifier calls the paraphrase of "Soleimani's replacement, Esmail Ghaani, ..." partial (the rules
+    # said supported): what matters here is that it is kept and the invented sentence flagged.
+    assert [c.verdict for c in flagged.checks] in (["supported", "unsupported"], ["partial", "unsupported"])
     assert "Paris" in flagged.answer
     assert any("answer sentence 2 is not supported" in w for w in flagged.warnings)
 
@@ -90,7 +92,7 @@ def test_a_claim_joining_two_sentences_is_attributed_to_both(pipeline):
     similarity = lambda a, b: float(pipeline.embedder.encode_query(a) @ pipeline.embedder.encode_query(b))  # noqa: E731
     found, verdict = attribute_sentence(
         "The killing was ordered by President Donald Trump, and Esmail Ghaani replaced Soleimani.", passages,
-        similarity)
+        rule_judge(similarity))
     assert sorted(found) == [0, 1] and verdict.verdict == "supported"
 
 
@@ -102,3 +104,25 @@ def test_extractive_answers_are_not_attributed(pipeline):
     unmarked = assemble("Q?", sentences[1].text, sentences, "extractive", pipeline.index,
                         pipeline.embedder.encode_query)
     assert unmarked.citations == [] and unmarked.checks[0].reason == "no citation"
+
+
+def test_llm_sentences_are_verified_by_the_learned_checker_unless_the_rules_are_chosen(pipeline):
+    """The learned claim checker judges an LLM's sentences (rag.claims.LearnedJudge): a swapped name is flagged,
+    where the rules only said partial; RAG_CLAIM_MODEL=rules brings the rules back."""
+    from rag.claims import LearnedJudge
+    from rag.pipeline import Pipeline
+
+    assert isinstance(pipeline.sentence_judge(pipeline.index), LearnedJudge)
+    question = "Who ordered the killing of Soleimani?"
+    invented = "The killing was ordered by President Joe Biden."
+    learned = ask_fake(pipeline, invented, "fake-biden", question)
+    assert learned.checks[0].verdict == "unsupported"
+    assert any("answer sentence 1 is not supported" in w for w in learned.warnings)
+    rules = Pipeline(pipeline.settings.model_copy(update={"claim_model": "rules"}), pipeline.embedder, pipeline.index)
+    assert rules.sentence_judge(rules.index) is None
+    ruled = ask_fake(rules, invented, "fake-biden-rules", question)
+    assert ruled.checks[0].verdict == "partial" and "Biden" in ruled.checks[0].reason
+    # A true sentence is kept with its citation either way.
+    true = ask_fake(pipeline, "President Donald Trump ordered the killing.", "fake-trump", question)
+    assert true.checks[0].verdict in ("supported", "partial") and "Donald Trump" in true.citations[0].text
+    assert true.warnings == []

@@ -44,6 +44,9 @@ def test_difference_is_silent_for_exact_copies_and_for_claims_that_are_not_copie
     assert difference("Lawmakers backed the spending plan at the start of the week.", passage) is None
     # Words the claim leaves out of the passage are no departure: claims summarise.
     assert difference("The council approved the budget after a long debate.", passage) is None
+    # Nor are words it moves: a reordered passage.
+    assert difference("President Donald Trump ordered the killing.",
+                      "The killing, ordered by President Donald Trump, sent the militias scrambling.") is None
 
 
 def test_a_surname_in_the_passage_resolves_the_full_name_the_document_gave():
@@ -106,6 +109,13 @@ def test_the_model_file_round_trips_and_malformed_files_are_refused(tmp_path):
         nli.verdict(row, 0.5)
     with pytest.raises(ValueError, match="entailment"):
         model.verdict(row, 0.5, 1.0)
+    # Answer sentences: flagged below flag_below, partial up to min_support, supported from it.
+    assert again.flag_below == nli.flag_below and 0 < model.flag_below < model.min_support
+    assert [model.sentence_verdict(p) for p in (model.flag_below - 0.01, model.flag_below, model.min_support)] == \
+        ["unsupported", "partial", "supported"]
+    older = {k: v for k, v in data.items() if k != "flag_below"}
+    with pytest.raises(ValueError, match="operating point for answer sentences"):
+        parse_model(older, "older").sentence_verdict(0.5)
 
 
 # ---------------------------------------------------------------------------------------------- claim sets

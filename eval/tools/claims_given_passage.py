@@ -3,7 +3,9 @@ judged against that evidence (the passage it "cites"), by the rules of rag.verif
 with --nli, by the learned checker with that NLI model; the learned models are fitted without the claim's document
 (rag.claims_training.fit). Prints the three-verdict accuracy and what matters for answer sentences: how many true
 sentences would be flagged UNSUPPORTED (warned about, or dropped with RAG_LLM_UNSUPPORTED=drop) and how many false
-ones would be caught. docs/claims.md, "Answer sentences", has the figures.
+ones would be caught. These are the checker's own verdicts, as for a pasted claim: the measurement that showed
+it flags too many true sentences; the operating point answer sentences now get (ClaimModel.flag_below) is fitted
+and measured by `make train` (docs/claims.md, "Answer sentences").
 
 Usage: .venv/bin/python eval/tools/claims_given_passage.py [--nli LOCATION [--nli-label N]]
 """

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 from rag.answer.base import NO_ANSWER
 from rag.text import normalize
-from rag.types import Answer, Citation, SentenceCheck
+from rag.types import Answer, Citation, Sentence, SentenceCheck
 from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, Verdict, clean_answer_sentence, judge, rank
 
 if TYPE_CHECKING:
     from rag.index import Index
-    from rag.types import Sentence
 
 MARKER = re.compile(r"\[(\d+)\]")
 _MARKERS_WITH_SPACE = re.compile(r"\s*\[\d+\]")
@@ -82,16 +81,24 @@ def citation_for(n: int, sentence: Sentence, index: Index) -> Citation:
                     section=sentence.section)
 
 
+SentenceJudge = Callable[[str, list[Sentence]], Verdict]  # (claim, the sentences it is checked against) -> verdict
+
+
+def rule_judge(similarity: Callable[[str, str], float]) -> SentenceJudge:
+    """The hand-written rules of ``rag.verify.judge`` over the sentences' joined text."""
+    return lambda claim, sentences: judge(claim, " ".join(s.text for s in sentences), similarity)
+
+
 def attribute_sentence(
-    claim: str, passages: list[Sentence], similarity: Callable[[str, str], float]
+    claim: str, passages: list[Sentence], check: SentenceJudge
 ) -> tuple[list[int], Verdict | None]:
     """The passages (0-based positions) that best support ``claim``: the best single sentence when the
-    verifier calls it supported, else the best pair of the most relevant sentences when together they are
-    (a claim that joins two facts), else the best single sentence when it is partial support; ``([], None)``
+    verifier (``check``) calls it supported, else the best pair of the most relevant sentences when together they
+    are (a claim that joins two facts), else the best single sentence when it is partial support; ``([], None)``
     when no passage supports the claim even partially."""
     if not passages:
         return [], None
-    judged = [(judge(claim, p.text, similarity), i) for i, p in enumerate(passages)]
+    judged = [(check(claim, [p]), i) for i, p in enumerate(passages)]
     best_verdict, best = max(judged, key=lambda vi: (rank(vi[0].verdict), vi[0].score, -vi[1]))
     if best_verdict.verdict == SUPPORTED:
         return [best], best_verdict
@@ -99,7 +106,7 @@ def attribute_sentence(
     pairs = []
     for (_, a), (_, b) in combinations(top, 2):
         a, b = min(a, b), max(a, b)
-        together = judge(claim, f"{passages[a].text} {passages[b].text}", similarity)
+        together = check(claim, [passages[a], passages[b]])
         if together.verdict == SUPPORTED:
             pairs.append((together.score, -(b - a), [a, b], together))
     if pairs:
@@ -120,6 +127,7 @@ def assemble(
     *,
     attribute: bool | None = None,
     unsupported: str = "flag",
+    sentence_judge: SentenceJudge | None = None,
 ) -> Answer:
     """Parse markers, map them to spans, drop unknown ids, renumber, verify every sentence.
 
@@ -131,6 +139,9 @@ def assemble(
     attributed after the fact: the retrieved sentences the verifier finds supporting it are cited too, as
     citations with ``origin="attributed"``. A sentence that nothing supports stays flagged ``unsupported``
     with a warning (``unsupported="flag"``) or is removed from the answer (``"drop"``).
+
+    ``sentence_judge`` gives the verdicts (default: the rules of ``rag.verify``; the pipeline passes the learned
+    checker, ``rag.claims.LearnedJudge``, for LLM answers).
     """
     attribute = backend_name != "extractive" if attribute is None else attribute
     raw = raw.strip()
@@ -169,6 +180,9 @@ def assemble(
     def similarity(a: str, b: str) -> float:
         return float(vector(a) @ vector(b))
 
+    check = sentence_judge or rule_judge(similarity)
+    sentence_of = {new: passages[old - 1] for old, new in renumber.items()}  # citation number -> its sentence
+
     pieces: list[tuple[str, str, list[int], str, str]] = []  # (masked piece, markers to add, cited, verdict, reason)
     for masked_sentence in split_answer(masked, {_mask_key(p.text, originals) for p in passages}):
         cited = [int(n) for n in MARKER.findall(masked_sentence) if int(n) in citations]
@@ -177,29 +191,30 @@ def assemble(
             continue
         claim = _unmask(_MARKERS_WITH_SPACE.sub("", masked_sentence), originals)
         if cited:
-            verdict = judge(claim, " ".join(citations[n].text for n in cited), similarity)
+            verdict = check(claim, [sentence_of[n] for n in cited])
             outcome, reason = verdict.verdict, verdict.reason
         else:
             outcome, reason = UNSUPPORTED, "no citation"
         added: list[int] = []
         if attribute and outcome != SUPPORTED:
-            found, support = attribute_sentence(claim, passages, similarity)
+            found, support = attribute_sentence(claim, passages, check)
             for position in found:
                 n = renumber.get(position + 1)
                 if n is None:
                     n = renumber[position + 1] = len(renumber) + 1
                     citations[n] = citation_for(n, passages[position], index)
                     citations[n].origin = "attributed"
+                    sentence_of[n] = passages[position]
                 if n not in cited:
                     added.append(n)
             if support is not None and rank(support.verdict) > rank(outcome):
-                together = judge(claim, " ".join(citations[n].text for n in [*cited, *added]), similarity)
+                together = check(claim, [sentence_of[n] for n in [*cited, *added]])
                 outcome = together.verdict if rank(together.verdict) >= rank(support.verdict) else support.verdict
                 what = ", ".join(f"[{n}]" for n in added)
                 reason = f"{support.reason} (attributed: {what})" if added else support.reason
         cited = [*cited, *added]
         for n in cited:
-            own = judge(claim, citations[n].text, similarity)
+            own = check(claim, [sentence_of[n]])
             c = citations[n]
             if c.verdict == "unchecked" or rank(own.verdict) > rank(c.verdict):
                 c.verdict, c.reason = own.verdict, own.reason
