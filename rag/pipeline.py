@@ -427,9 +427,12 @@ class Pipeline:
         return cached
 
     def sentence_judge(self, index: Index) -> LearnedJudge | None:
-        """The learned claim checker as the verifier of an LLM's answer sentences; None (the rules judge them) with
-        RAG_CLAIM_MODEL=rules or a claim model fitted without an operating point for them. An extractive answer
-        quotes its sentences: the rules' exact-copy check says all there is to say, at no cost to the warm ask."""
+        """The learned claim checker as the verifier of an LLM's answer sentences with RAG_LLM_VERIFIER=learned;
+        None (the rules judge them) by default, with RAG_CLAIM_MODEL=rules, or with a claim model fitted without an
+        operating point for them. An extractive answer quotes its sentences: the rules' exact-copy check says all
+        there is to say, at no cost to the warm ask."""
+        if self.settings.llm_verifier != "learned":
+            return None
         model = self.claim_model()
         if model is None or model.flag_below is None:
             return None

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
             "'flag' (keep it, marked unsupported, with a warning) or 'drop' (remove it from the answer)."
         ),
     )
+    llm_verifier: Literal["rules", "learned"] = Field(
+        "rules",
+        description=(
+            "Who judges an LLM's answer sentences against the passages they cite: 'rules' (rag.verify) or "
+            "'learned' (the claim checker, with RAG_NLI_MODEL when set). On 68 sentences of a real 1.5B model "
+            "(eval/llm_sentences.jsonl) 'learned' flagged 7 of 12 false sentences against 2, but also 13 of 50 "
+            "true ones against 4 (docs/claims.md)."
+        ),
+    )
     llm_answer_check: bool = Field(
         True,
         description=(
@@ -249,7 +258,7 @@ class Settings(BaseSettings):
             "max_block_lines", "max_doc_seconds", "lock_timeout", "store",
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
-                   "llm_sentences", "llm_unsupported", "llm_answer_check", "llm_min_check", "llm_temperature",
+                   "llm_sentences", "llm_unsupported", "llm_verifier", "llm_answer_check", "llm_min_check", "llm_temperature",
                    "max_question_chars", "min_confidence", "answer_model", "claim_model", "nli_model",
                    "nli_entailment_label", "blas_threads"),
         "server": ("host", "port", "ui_port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",

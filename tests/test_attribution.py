@@ -56,9 +56,7 @@ def test_a_correct_marker_needs_no_attribution(pipeline):
 def test_unsupported_sentences_are_flagged_or_dropped(pipeline):
     text = "Esmail Ghaani replaced Soleimani. Ghaani was born in Paris in 1957."
     flagged = ask_fake(pipeline, text, "fake-flag")
-    # The learned verifier calls the paraphrase of "Soleimani's replacement, Esmail Ghaani, ..." partial (the rules
-    # said supported): what matters here is that it is kept and the invented sentence flagged.
-    assert [c.verdict for c in flagged.checks] in (["supported", "unsupported"], ["partial", "unsupported"])
+    assert [c.verdict for c in flagged.checks] == ["supported", "unsupported"]
     assert "Paris" in flagged.answer
     assert any("answer sentence 2 is not supported" in w for w in flagged.warnings)
 
@@ -106,23 +104,27 @@ def test_extractive_answers_are_not_attributed(pipeline):
     assert unmarked.citations == [] and unmarked.checks[0].reason == "no citation"
 
 
-def test_llm_sentences_are_verified_by_the_learned_checker_unless_the_rules_are_chosen(pipeline):
-    """The learned claim checker judges an LLM's sentences (rag.claims.LearnedJudge): a swapped name is flagged,
-    where the rules only said partial; RAG_CLAIM_MODEL=rules brings the rules back."""
+def test_llm_sentences_are_verified_by_the_learned_checker_when_chosen(pipeline):
+    """RAG_LLM_VERIFIER=learned: the claim checker judges an LLM's sentences (rag.claims.LearnedJudge), and flags a
+    swapped name where the rules (the default) only say partial; with RAG_CLAIM_MODEL=rules the rules judge."""
     from rag.claims import LearnedJudge
     from rag.pipeline import Pipeline
 
-    assert isinstance(pipeline.sentence_judge(pipeline.index), LearnedJudge)
+    assert pipeline.sentence_judge(pipeline.index) is None  # the default: the rules
+    learned = Pipeline(pipeline.settings.model_copy(update={"llm_verifier": "learned"}), pipeline.embedder,
+                       pipeline.index)
+    assert isinstance(learned.sentence_judge(learned.index), LearnedJudge)
     question = "Who ordered the killing of Soleimani?"
     invented = "The killing was ordered by President Joe Biden."
-    learned = ask_fake(pipeline, invented, "fake-biden", question)
-    assert learned.checks[0].verdict == "unsupported"
-    assert any("answer sentence 1 is not supported" in w for w in learned.warnings)
-    rules = Pipeline(pipeline.settings.model_copy(update={"claim_model": "rules"}), pipeline.embedder, pipeline.index)
-    assert rules.sentence_judge(rules.index) is None
-    ruled = ask_fake(rules, invented, "fake-biden-rules", question)
+    flagged = ask_fake(learned, invented, "fake-biden", question)
+    assert flagged.checks[0].verdict == "unsupported"
+    assert any("answer sentence 1 is not supported" in w for w in flagged.warnings)
+    ruled = ask_fake(pipeline, invented, "fake-biden-rules", question)
     assert ruled.checks[0].verdict == "partial" and "Biden" in ruled.checks[0].reason
+    both = Pipeline(pipeline.settings.model_copy(update={"llm_verifier": "learned", "claim_model": "rules"}),
+                    pipeline.embedder, pipeline.index)
+    assert both.sentence_judge(both.index) is None
     # A true sentence is kept with its citation either way.
-    true = ask_fake(pipeline, "President Donald Trump ordered the killing.", "fake-trump", question)
+    true = ask_fake(learned, "President Donald Trump ordered the killing.", "fake-trump", question)
     assert true.checks[0].verdict in ("supported", "partial") and "Donald Trump" in true.citations[0].text
     assert true.warnings == []
