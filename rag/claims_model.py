@@ -53,12 +53,15 @@ class ClaimModel:
     # flagged unsupported, up to min_support partial (rag.claims_training.flag_threshold). None: not fitted.
     flag_below: float | None = None
 
+    def _verdict_input(self, row: np.ndarray, passage_probability: float, entailment: float | None) -> np.ndarray:
+        if (entailment is None) != (self.nli_sha256 is None):
+            raise ValueError("the entailment score is given exactly when the model was fitted with one")
+        return verdict_row(row, passage_probability, entailment)
+
     def verdict(self, row: np.ndarray, passage_probability: float, entailment: float | None = None) -> str:
         """The verdict on the chosen passage, from its features, its passage probability and, for a model fitted
         with an NLI model, that model's entailment log-odds."""
-        if (entailment is None) != (self.nli_sha256 is None):
-            raise ValueError("the entailment score is given exactly when the model was fitted with one")
-        x = verdict_row(row, passage_probability, entailment)
+        x = self._verdict_input(row, passage_probability, entailment)
         if float(self.support.predict(x)[0]) >= self.min_support:
             return SUPPORTED
         if float(self.partial.predict(x)[0]) >= self.min_partial:
@@ -68,9 +71,7 @@ class ClaimModel:
     def support_probability(self, row: np.ndarray, passage_probability: float, entailment: float | None = None
                             ) -> float:
         """P(supported) of a claim against a passage."""
-        if (entailment is None) != (self.nli_sha256 is None):
-            raise ValueError("the entailment score is given exactly when the model was fitted with one")
-        return float(self.support.predict(verdict_row(row, passage_probability, entailment))[0])
+        return float(self.support.predict(self._verdict_input(row, passage_probability, entailment))[0])
 
     def sentence_verdict(self, support: float) -> str:
         """The verdict on an answer sentence against what it cites, from its P(supported): a pasted claim the

@@ -197,9 +197,9 @@ class Entailments:
         return self.scores[key]
 
 
-def _row(example: ClaimExample, passage: Logistic, entailments: Entailments | None) -> tuple[np.ndarray, list]:
+def _row(example: ClaimExample, passage: Logistic, entailments: Entailments | None) -> np.ndarray:
     row, probability, group = choose(example, passage)
-    return verdict_row(row, probability, entailments(example, group) if entailments else None)[0], group
+    return verdict_row(row, probability, entailments(example, group) if entailments else None)[0]
 
 
 def _verdict_rows(examples: list[ClaimExample], documents: list[str], entailments: Entailments | None = None
@@ -210,7 +210,7 @@ def _verdict_rows(examples: list[ClaimExample], documents: list[str], entailment
     for d in documents:
         passage = fit_passage_model([e for e in examples if e.document != d and e.document in documents])
         for e in (e for e in examples if e.document == d):
-            rows.append(_row(e, passage, entailments)[0])
+            rows.append(_row(e, passage, entailments))
             labels.append(e.claim.label)
             docs.append(d)
     return np.array(rows), labels, docs

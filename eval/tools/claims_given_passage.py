@@ -21,13 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 logging.disable(logging.WARNING)
 
 from rag.claims_training import Entailments, claim_files, collect, fit  # noqa: E402
-from rag.eval.claims import overlaps  # noqa: E402
-from rag.verify import SUPPORTED, UNSUPPORTED, judge  # noqa: E402
-
-
-def similarity(embedder):
-    """The pooled cosine the rules are given in an answer's verification (rag.answer.citations)."""
-    return lambda a, b: float(embedder.encode_query(a) @ embedder.encode_query(b))
+from rag.verify import SUPPORTED, UNSUPPORTED  # noqa: E402
 
 
 def main() -> None:
@@ -41,8 +35,7 @@ def main() -> None:
 
         entailments = Entailments(load_entailment_model(args.nli, args.nli_label))
     examples = collect(claim_files(), log=lambda *a: None)
-    given = [(e, [s for s in e.featurizer.index.sentences if overlaps(s, e.spans)]) for e in examples if e.spans]
-    given = [(e, group) for e, group in given if group]  # one claim's evidence overlaps no indexed sentence
+    given = [e for e in examples if e.evidence]  # collect() found the sentences each claim's evidence overlaps
     documents = list(dict.fromkeys(e.document for e in examples))
     rows = []
     for d in documents:
@@ -50,13 +43,12 @@ def main() -> None:
         models = {"learned": (fit(examples, others), None)}
         if entailments:
             models["learned + NLI"] = (fit(examples, others, entailments), entailments)
-        for e, group in (g for g in given if g[0].document == d):
-            text = " ".join(s.text for s in group)
-            verdicts = {"rules": judge(e.claim.claim, text, similarity(e.featurizer.embedder)).verdict}
-            row = e.featurizer.features_many(e.claim.claim, [group])[0]
+        for e in (e for e in given if e.document == d):
+            verdicts = {"rules": e.evidence_rule_verdict}
+            row = e.featurizer.features_many(e.claim.claim, [e.evidence])[0]
             for name, (model, scores) in models.items():
                 probability = float(model.passage.predict(row[None, :])[0])
-                verdicts[name] = model.verdict(row, probability, scores(e, group) if scores else None)
+                verdicts[name] = model.verdict(row, probability, scores(e, e.evidence) if scores else None)
             rows.append((e.claim.label, e.claim.kind, verdicts))
     print(f"{len(rows)} claims judged against their evidence passage, LODO")
     for name in rows[0][2]:

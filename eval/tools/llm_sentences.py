@@ -29,6 +29,10 @@ logging.disable(logging.WARNING)
 STYLES = ("direct", "paraphrase", "two_step", "unanswerable")
 
 
+def _records(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def pick(questions, per_file: int):
     """Round-robin over the styles (questions without a style count as direct), in file order."""
     by_style: dict[str, list] = {s: [] for s in STYLES}
@@ -89,7 +93,7 @@ def rejudge(path: str, backend_spec: str, nli: str, nli_label: int | None) -> No
     from rag.pipeline import Pipeline
     from rag.settings import Settings
 
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = _records(path)
     base = Pipeline.load(Settings(backend=backend_spec, nli_model=nli, nli_entailment_label=nli_label,
                                   llm_verifier="learned"))
     for file in dict.fromkeys(r["file"] for r in rows):
@@ -108,7 +112,7 @@ def rejudge(path: str, backend_spec: str, nli: str, nli_label: int | None) -> No
 
 
 def score(path: str) -> None:
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = _records(path)
     sentences = [s for r in rows for s in r["sentences"] if s.get("label") and "learned" in s]
     print(f"{len(rows)} answers, {len(sentences)} labelled sentences")
     for label in ("supported", "partial", "unsupported"):
