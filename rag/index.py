@@ -684,16 +684,24 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
     return load_index(path, manifest)
 
 
+STALE_LOCK_WAIT_S = 2.0
+
+
 def _clean_up_after_killed_processes(settings: Settings) -> None:
     """Remove what killed builds and adds left: build folders never swapped in, and staging folders of the corpus
     (whose files are moved in when their index was committed, rag.corpus). Skipped while a build runs."""
     live = settings.index_path.resolve() if settings.index_path.exists() else None
-    if not corpus.stale_staging(settings.corpus_dir) and all(p.resolve() == live for p in _builds_of(settings)):
+    stale = corpus.stale_staging(settings.corpus_dir)
+    if not stale and all(p.resolve() == live for p in _builds_of(settings)):
         return
     from filelock import Timeout
 
+    # A staging folder is stale once its process is a zombie, but a process that ends from one of its threads
+    # (os._exit in rag.net.exit_with_parent) shows as a zombie while its other threads still hold the build lock
+    # for a few milliseconds: wait a moment for it then (a CI run once found the lock still held and left the
+    # folder behind). Without stale staging, a held lock is a build that runs: skip at once.
     try:
-        with _lock(settings, timeout=0):
+        with _lock(settings, timeout=STALE_LOCK_WAIT_S if stale else 0):
             corpus.recover(settings.corpus_dir)
             live = settings.index_path.resolve() if settings.index_path.exists() else None
             for build in _builds_of(settings):

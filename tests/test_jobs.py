@@ -191,6 +191,31 @@ def test_a_job_whose_server_dies_ends_and_a_restarted_server_opens_the_last_good
     assert state_of(settings) == before
 
 
+def test_a_dead_adds_staging_folder_is_removed_even_while_its_lock_is_still_being_released(tmp_path, fake_embedder):
+    """A process that ends from a thread (os._exit) shows as a zombie a moment before its last thread lets go of the
+    build lock; a server opening the index in that moment still removes the dead add's staging folder."""
+    import threading
+
+    from filelock import FileLock
+
+    from rag.corpus import STAGING_PREFIX
+    from rag.index import open_index
+
+    built = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = built.settings
+    before = state_of(settings)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process
+    (settings.corpus_dir / f"{STAGING_PREFIX}{dead.pid}-x1").mkdir()
+    (settings.corpus_dir / f"{STAGING_PREFIX}{dead.pid}-x1" / "ferry-note.txt").write_text(NOTE, encoding="utf-8")
+    lock = FileLock(str(settings.index_dir / f".{settings.index_name}.lock"), thread_local=False)
+    lock.acquire()
+    threading.Timer(0.3, lock.release).start()  # the dying process's last thread, a moment later
+    open_index(settings, fake_embedder)
+    assert not lock.is_locked
+    assert state_of(settings) == before
+
+
 def test_the_job_reports_embedding_progress_batch_by_batch(capsys, fake_embedder):
     import numpy as np
 
