@@ -184,7 +184,12 @@ class Settings(BaseSettings):
         ),
     )
     answer_model: Path | None = Field(
-        None, description="A JSON answer model to use instead of the shipped one (written by `make train`)."
+        None,
+        description=(
+            "A JSON answer model to use instead of the shipped one (written by `make train`). Unset: the shipped "
+            "model fitted on the embedding model in use (RAG_EMBED_MODEL), else the one fitted on the bundled "
+            "MiniLM, with a warning that its confidence is not calibrated for another embedding model."
+        ),
     )
     claim_model: str | None = Field(
         None,

@@ -12,11 +12,12 @@ from rag.answer.base import NO_ANSWER, AnswerNote, AnswerRequest
 from rag.answer.extractive import ExtractiveBackend, choose
 from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, Featurizer
 from rag.answer.question import analyze, short_answer
-from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model
+from rag.answer.scorer import AnswerModel, Logistic, load_model, parse_model, shipped_model_name
 from rag.answer.span import SPAN_FEATURES, answer_head, best_span, candidate_spans, span_features
 from rag.answer.training import answer_bearing
 from rag.answer.training import collect as real_collect
 from rag.errors import ModelError
+from rag.model_files import BUNDLED_SHA256
 from rag.settings import PROJECT_ROOT
 from rag.types import Sentence
 
@@ -175,6 +176,32 @@ def test_shipped_model_loads_and_says_how_it_was_made():
     assert any(name.endswith("eval/gold.jsonl") for name in data), "the training data is named with checksums"
     assert len(model.meta["documents"]) >= 5
     assert "lodo" in model.meta
+    assert model.embedding_sha256 == BUNDLED_SHA256, "fitted on the bundled MiniLM's features, and says so"
+
+
+def test_the_shipped_model_is_chosen_by_the_embedding_model_it_was_fitted_on():
+    assert shipped_model_name(BUNDLED_SHA256) == "answerer.json"
+    assert shipped_model_name("0" * 64) == "answerer.json", "an embedder without its own model gets the default"
+
+
+def test_a_model_fitted_on_another_embedder_is_used_with_one_warning(fake_pipeline, caplog):
+    """The hashing embedder is not the MiniLM the shipped model was fitted on: the answerer still answers, and
+    says once that its confidence is not calibrated for this embedder."""
+    import rag.answer.extractive as extractive
+
+    extractive._warned.clear()
+    with caplog.at_level("WARNING", logger="rag"):
+        for _ in range(2):
+            backend = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder, fake_pipeline.settings)
+    warnings = [r.getMessage() for r in caplog.records if "was fitted with the embedding model" in r.getMessage()]
+    assert len(warnings) == 1 and "all-MiniLM-L6-v2" in warnings[0] and "RAG_ANSWER_MODEL" in warnings[0]
+    assert backend.model.embedding_sha256 == BUNDLED_SHA256
+    caplog.clear()
+    own = AnswerModel(backend.model.sentence, backend.model.confidence, 0.2, 0.6,
+                      {"embedding": {"model_id": "fake", "sha256": fake_pipeline.embedder.info.sha256}})
+    with caplog.at_level("WARNING", logger="rag"):
+        ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder, fake_pipeline.settings, model=own)
+    assert not [r for r in caplog.records if "was fitted with the embedding model" in r.getMessage()]
 
 
 def test_bad_model_file_is_one_clear_error(tmp_path):
@@ -342,10 +369,11 @@ def test_training_is_reproducible(tmp_path, fake_embedder, monkeypatch):
     groups = [(p.stem, [p]) for p in questions[:3]]
     assert len(groups) == 3
     monkeypatch.setattr(training, "dataset_files", lambda: groups)
-    monkeypatch.setattr(training, "collect", lambda g, log=print: _collect(g, fake_embedder))
-    first = training.train(tmp_path / "a.json", tmp_path / "a-lodo.json", log=lambda m: None)
-    training.train(tmp_path / "b.json", None, log=lambda m: None)
+    monkeypatch.setattr(training, "collect", lambda g, embedder, log=print: _collect(g, embedder))
+    first = training.train(tmp_path / "a.json", tmp_path / "a-lodo.json", log=lambda m: None, embedder=fake_embedder)
+    training.train(tmp_path / "b.json", None, log=lambda m: None, embedder=fake_embedder)
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert first.embedding_sha256 == fake_embedder.info.sha256, "the model records the embedder it was fitted on"
     report = json.loads((tmp_path / "a-lodo.json").read_text(encoding="utf-8"))
     assert set(report["summary"]["by_document"]) == {name for name, _ in groups}
     assert 0.0 <= first.min_confidence <= 1.0

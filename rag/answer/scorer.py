@@ -64,6 +64,12 @@ class AnswerModel:
     meta: dict
     span: Logistic | None = None  # the short-answer span model (rag.answer.span); None: the rule-based picker
 
+    @property
+    def embedding_sha256(self) -> str | None:
+        """The sha256 of the embedding model whose cosines the weights were fitted on (None: not recorded)."""
+        embedding = self.meta.get("embedding")
+        return embedding.get("sha256") if isinstance(embedding, dict) else None
+
     def to_json(self) -> dict:
         data = {"format": MODEL_FORMAT, "sentence": self.sentence.to_json(), "confidence": self.confidence.to_json(),
                 "min_confidence": self.min_confidence, "second_sentence": self.second_sentence, "meta": self.meta}
@@ -109,6 +115,13 @@ def read_model_file(path: str | None, package: str, name: str, what: str) -> tup
 
 
 @lru_cache(maxsize=4)
-def load_model(path: str | None = None) -> AnswerModel:
-    """The shipped model (package data), or the file at ``path``."""
-    return parse_model(*read_model_file(path, "rag.answer", DEFAULT_MODEL, "answer model"))
+def load_model(path: str | None = None, shipped: str = DEFAULT_MODEL) -> AnswerModel:
+    """The shipped model ``shipped`` (package data), or the file at ``path``."""
+    return parse_model(*read_model_file(path, "rag.answer", shipped, "answer model"))
+
+
+def shipped_model_name(embedding_sha256: str) -> str:
+    """The package data file of the model fitted on this embedding model's features:
+    ``answerer-<sha[:12]>.json`` when one is shipped for it, else ``answerer.json`` (the bundled MiniLM's)."""
+    name = f"answerer-{embedding_sha256[:12]}.json"
+    return name if resources.files("rag.answer").joinpath("data", name).is_file() else DEFAULT_MODEL

@@ -481,13 +481,20 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print) -> AnswerModel:
+def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print, embedder=None
+          ) -> AnswerModel:
+    """Fit on every dataset and write the model (and the LODO report). ``embedder``: the embedding model whose
+    features are fitted (default: the one RAG_EMBED_MODEL names); the model records which it was."""
+    from rag.embeddings import Embedder
     from rag.pipeline import limit_blas_threads
+    from rag.settings import Settings
 
     limit_blas_threads(FIT_BLAS_THREADS)
     groups = dataset_files()
-    log(f"collecting {len(groups)} documents")
-    examples = collect(groups, log=log)
+    if embedder is None:
+        embedder = Embedder.from_settings(Settings(_env_file=None))
+    log(f"collecting {len(groups)} documents (embedding model {embedder.info.model_id})")
+    examples = collect(groups, embedder=embedder, log=log)
     log("leave-one-document-out")
     rows = leave_one_document_out(examples, log=log)
     summary = report(rows)
@@ -499,6 +506,7 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
         fit_sentence_model(own), confidence_model, threshold, SECOND_SENTENCE, span=fit_span_model(own),
         meta={
             "trained_by": "python -m rag.answer.training (make train)",
+            "embedding": {"model_id": embedder.info.model_id, "sha256": embedder.info.sha256},
             "data": {str(p.relative_to(PROJECT_ROOT.parent) if p.is_relative_to(PROJECT_ROOT.parent) else p):
                      _sha256(p) for _, files in groups for p in files},
             "questions": sum(1 for e in own if not e.companions),
