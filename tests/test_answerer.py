@@ -187,9 +187,9 @@ def test_the_shipped_model_is_chosen_by_the_embedding_model_it_was_fitted_on():
 def test_a_model_fitted_on_another_embedder_is_used_with_one_warning(fake_pipeline, caplog):
     """The hashing embedder is not the MiniLM the shipped model was fitted on: the answerer still answers, and
     says once that its confidence is not calibrated for this embedder."""
-    import rag.answer.extractive as extractive
+    from rag.answer import scorer
 
-    extractive._warned.clear()
+    scorer._warned.clear()
     with caplog.at_level("WARNING", logger="rag"):
         for _ in range(2):
             backend = ExtractiveBackend(fake_pipeline.index, fake_pipeline.embedder, fake_pipeline.settings)

@@ -15,6 +15,7 @@ from rag.claims_model import DEFAULT_MODEL, NLI_MODEL, VERDICT_FEATURES, ClaimMo
 from rag.claims_training import claim_files
 from rag.errors import InputFileError, ModelError
 from rag.eval.claims import claim_metrics, document_beside, load_claims
+from rag.model_files import BUNDLED_SHA256
 from rag.settings import PROJECT_ROOT
 
 # ---------------------------------------------------------------------------------------------- reasons
@@ -80,6 +81,18 @@ def test_the_shipped_models_were_fitted_on_the_claim_sets_of_this_checkout(shipp
     assert meta["files"] == files, "claim sets changed: run `make train` (and `python -m rag.claims_training --nli`)"
     assert meta["claims"] == sum(len(load_claims(f)[1]) for f in claim_files())
     assert meta["lodo"]["false_support"] < 0.15
+    assert meta["embedding"]["sha256"] == BUNDLED_SHA256, "fitted on the bundled MiniLM's features, and says so"
+
+
+def test_a_claim_model_fitted_on_another_embedder_is_used_with_one_warning(fake_pipeline, caplog):
+    from rag.answer import scorer
+
+    scorer._warned.clear()
+    with caplog.at_level("WARNING", logger="rag"):
+        models = [fake_pipeline.claim_model() for _ in range(2)]
+    warnings = [r.getMessage() for r in caplog.records if "was fitted with the embedding model" in r.getMessage()]
+    assert models[0] is models[1] and len(warnings) == 1
+    assert warnings[0].startswith("claim model claims.json") and "RAG_CLAIM_MODEL=FILE" in warnings[0]
 
 
 def test_the_model_file_round_trips_and_malformed_files_are_refused(tmp_path):

@@ -17,7 +17,6 @@ kinds and measured leave-one-document-out (docs/answerer.md).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest
 from rag.answer.features import Candidates, Featurizer
 from rag.answer.question import short_answer
-from rag.answer.scorer import AnswerModel, load_model, shipped_model_name
+from rag.answer.scorer import AnswerModel, load_model, shipped_model_name, warn_if_fitted_on_another_embedder
 from rag.answer.span import best_span
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from rag.index import Index
     from rag.settings import Settings
 
-log = logging.getLogger("rag")
 _OPENS_WITH_REFERENCE = re.compile(r"^[\"“]?(He|She|They|It|His|Her|Their|Its|This|That|These|Those)\b")
 MAX_SENTENCES = 3
 
@@ -65,7 +63,9 @@ class ExtractiveBackend(AnswerBackend):
             # RAG_ANSWER_MODEL unset: the shipped model fitted on this embedding model's features, if there is one.
             model = load_model(which) if model_path else load_model(None, which)
         self.model = model
-        warn_if_fitted_on_another_embedder(model, embedder, which)
+        warn_if_fitted_on_another_embedder(
+            model.meta, embedder, f"answer model {which}",
+            "fit one with `RAG_EMBED_MODEL=<it> python -m rag.answer.training --out FILE` and set RAG_ANSWER_MODEL=FILE")
         configured = getattr(settings, "min_confidence", None)
         self.min_confidence = self.model.min_confidence if configured is None else float(configured)
         self.featurizer = Featurizer(index, embedder)
@@ -102,23 +102,6 @@ class ExtractiveBackend(AnswerBackend):
         if self.model.span is not None:
             return best_span(decision.candidates.info, texts, self.model.span, self.featurizer.word_vectors)
         return short_answer(decision.candidates.info, texts)
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def warn_if_fitted_on_another_embedder(model: AnswerModel, embedder: Embedder, which: str) -> None:
-    """Warn once per (model, embedder) when the model's weights were fitted on another embedding model's
-    cosines: its probabilities and confidence are then not calibrated (answers still come, abstentions shift)."""
-    fitted, used = model.embedding_sha256, embedder.info.sha256
-    if fitted is None or fitted == used or (fitted, used) in _warned:
-        return
-    _warned.add((fitted, used))
-    fitted_id = model.meta.get("embedding", {}).get("model_id", "another model")
-    log.warning("answer model %s was fitted with the embedding model %s (sha256 %s…), not %s (%s…): its "
-                "confidence is not calibrated for it; fit one with `RAG_EMBED_MODEL=%s python -m "
-                "rag.answer.training --out FILE --report REPORT` and set RAG_ANSWER_MODEL=FILE",
-                which, fitted_id, fitted[:12], embedder.info.model_id, used[:12], embedder.info.path)
 
 
 def choose(candidates: Candidates, probabilities: np.ndarray, second_share: float) -> list[int]:

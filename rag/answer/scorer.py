@@ -11,6 +11,7 @@ Three logistic regressions (``rag.answer.training`` fits them and writes the fil
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +24,7 @@ from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES
 from rag.answer.span import SPAN_FEATURES
 from rag.errors import ModelError
 
+log = logging.getLogger("rag")
 MODEL_FORMAT = 1
 DEFAULT_MODEL = "answerer.json"
 
@@ -67,8 +69,7 @@ class AnswerModel:
     @property
     def embedding_sha256(self) -> str | None:
         """The sha256 of the embedding model whose cosines the weights were fitted on (None: not recorded)."""
-        embedding = self.meta.get("embedding")
-        return embedding.get("sha256") if isinstance(embedding, dict) else None
+        return fitted_embedding(self.meta)[1]
 
     def to_json(self) -> dict:
         data = {"format": MODEL_FORMAT, "sentence": self.sentence.to_json(), "confidence": self.confidence.to_json(),
@@ -120,8 +121,39 @@ def load_model(path: str | None = None, shipped: str = DEFAULT_MODEL) -> AnswerM
     return parse_model(*read_model_file(path, "rag.answer", shipped, "answer model"))
 
 
+def shipped_for_embedder(package: str, name: str, embedding_sha256: str) -> str:
+    """The package data file of the model ``name`` fitted on this embedding model's features:
+    ``<stem>-<sha[:12]>.json`` when one is shipped for it, else ``name`` (fitted on the bundled MiniLM)."""
+    stem = name.removesuffix(".json")
+    fitted = f"{stem}-{embedding_sha256[:12]}.json"
+    return fitted if resources.files(package).joinpath("data", fitted).is_file() else name
+
+
 def shipped_model_name(embedding_sha256: str) -> str:
-    """The package data file of the model fitted on this embedding model's features:
-    ``answerer-<sha[:12]>.json`` when one is shipped for it, else ``answerer.json`` (the bundled MiniLM's)."""
-    name = f"answerer-{embedding_sha256[:12]}.json"
-    return name if resources.files("rag.answer").joinpath("data", name).is_file() else DEFAULT_MODEL
+    """The shipped answer model for this embedding model (``shipped_for_embedder``)."""
+    return shipped_for_embedder("rag.answer", DEFAULT_MODEL, embedding_sha256)
+
+
+def fitted_embedding(meta: dict) -> tuple[str | None, str | None]:
+    """(model id, sha256) of the embedding model a model's ``meta`` says it was fitted on (None: not recorded)."""
+    embedding = meta.get("embedding")
+    if not isinstance(embedding, dict):
+        return None, None
+    return embedding.get("model_id"), embedding.get("sha256")
+
+
+_warned: set[tuple[str, str, str]] = set()
+
+
+def warn_if_fitted_on_another_embedder(meta: dict, embedder, which: str, refit: str) -> None:
+    """Warn once per (model, embedder) when a model's weights were fitted on another embedding model's
+    cosines: its probabilities are then not calibrated (it still runs, its decisions shift). ``refit`` says how
+    to fit one for this embedder."""
+    fitted_id, fitted = fitted_embedding(meta)
+    used = embedder.info.sha256
+    if fitted is None or fitted == used or (which, fitted, used) in _warned:
+        return
+    _warned.add((which, fitted, used))
+    log.warning("%s was fitted with the embedding model %s (sha256 %s…), not %s (%s…): its probabilities are "
+                "not calibrated for it; %s", which, fitted_id or "of another kind", fitted[:12],
+                embedder.info.model_id, used[:12], refit)

@@ -2,6 +2,8 @@
 
     python -m rag.answer.training            # `make train`: writes rag/answer/data/answerer.json
                                              # and docs/answerer-lodo.json (+ a table on stdout)
+    RAG_EMBED_MODEL=all-mpnet-base-v2 python -m rag.answer.training   # `make train-mpnet`: the model for
+                                             # that embedder, answerer-78c0197b6159.json (+ its LODO report)
 
 Data (every question set the repository holds, plus the shared SQuAD 2.0 article when it is there):
 - the bundled article with eval/gold.jsonl, eval/heldout.jsonl and eval/unseen.jsonl;
@@ -525,12 +527,31 @@ def train(out: Path = DEFAULT_OUT, report_path: Path | None = DEFAULT_REPORT, lo
     return model
 
 
+def default_paths(embedding_sha256: str) -> tuple[Path, Path]:
+    """Where the model and its LODO report go by default: answerer.json and docs/answerer-lodo.json for the
+    bundled MiniLM; for another embedding model, the names the answerer looks for it under
+    (``rag.answer.scorer.shipped_model_name``), so a refit never replaces the MiniLM model."""
+    from rag.model_files import BUNDLED_SHA256
+
+    if embedding_sha256 == BUNDLED_SHA256:
+        return DEFAULT_OUT, DEFAULT_REPORT
+    tag = embedding_sha256[:12]
+    return DEFAULT_OUT.with_name(f"answerer-{tag}.json"), DEFAULT_REPORT.with_name(f"answerer-lodo-{tag}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from rag.embeddings import Embedder
+    from rag.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the model JSON")
-    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="where to write the LODO report JSON")
+    parser.add_argument("--out", type=Path, help="where to write the model JSON (default: rag/answer/data/"
+                        "answerer.json, or answerer-<sha256[:12]>.json for an embedding model other than MiniLM)")
+    parser.add_argument("--report", type=Path, help="where to write the LODO report JSON (default: "
+                        "docs/answerer-lodo.json, or answerer-lodo-<sha256[:12]>.json)")
     args = parser.parse_args(argv)
-    train(args.out, args.report, log=lambda m: print(m, file=sys.stderr))
+    embedder = Embedder.from_settings(Settings(_env_file=None))
+    out, report_path = default_paths(embedder.info.sha256)
+    train(args.out or out, args.report or report_path, log=lambda m: print(m, file=sys.stderr), embedder=embedder)
     return 0
 
 
