@@ -33,7 +33,7 @@ help:
 	@echo "make train      refit the extractive answerer and the claim checker (rag/answer/data/answerer.json,"
 	@echo "                rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json, docs/claims-lodo.json);"
 	@echo "                with RAG_NLI_MODEL set, also the claim checker read with it (rag/data/claims-nli.json)"
-	@echo "make train-mpnet  refit the answer model for all-mpnet-base-v2 (rag/answer/data/answerer-78c0197b6159.json)"
+	@echo "make train-mpnet  refit the answer and claim models for all-mpnet-base-v2 (*-78c0197b6159.json)"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
 
 venv install: $(STAMP)
@@ -95,10 +95,12 @@ train: $(STAMP)
 			$${RAG_NLI_ENTAILMENT_LABEL:+--nli-label $$RAG_NLI_ENTAILMENT_LABEL}; \
 	else echo "RAG_NLI_MODEL unset: rag/data/claims-nli.json left as it is (docs/claims.md)"; fi
 
-# The answer model for all-mpnet-base-v2 (make install-mpnet first): rag/answer/data/answerer-78c0197b6159.json
-# and docs/answerer-lodo-78c0197b6159.json (about 40 minutes on 2 cores).
+# The answer and claim models for all-mpnet-base-v2 (make install-mpnet first): rag/answer/data/
+# answerer-78c0197b6159.json, rag/data/claims-78c0197b6159.json and their LODO reports in docs/ (about 50
+# minutes on 2 cores).
 train-mpnet: $(STAMP)
 	RAG_EMBED_MODEL=all-mpnet-base-v2 $(BIN)/python -m rag.answer.training
+	RAG_EMBED_MODEL=all-mpnet-base-v2 $(BIN)/python -m rag.claims_training
 
 clean:
 	find index -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
