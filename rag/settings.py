@@ -196,7 +196,8 @@ class Settings(BaseSettings):
     claim_model: str | None = Field(
         None,
         description=(
-            "How `rag check` and the app's claim checker decide: unset, the shipped learned claim model; the path "
+            "How `rag check` and the app's claim checker decide: unset, the shipped learned claim model (the one "
+            "fitted on the embedding model in use, when there is one); the path "
             "of a JSON claim model (written by `make train`); or 'rules' for the hand-written rules of rag.verify "
             "alone (docs/claims.md compares them)."
         ),

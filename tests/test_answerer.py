@@ -387,3 +387,12 @@ def _collect(groups, embedder):
     if key not in _COLLECTED:
         _COLLECTED[key] = real_collect(groups, embedder=embedder, log=lambda m: None)
     return _COLLECTED[key]
+
+
+def test_training_with_an_embedding_model_that_is_not_there_is_one_line_and_exit_6(monkeypatch, capsys, tmp_path):
+    from rag.answer import training
+
+    monkeypatch.setenv("RAG_EMBED_MODEL", str(tmp_path / "no-such-model"))
+    assert training.main(["--out", str(tmp_path / "m.json")]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: embedding model") and not (tmp_path / "m.json").exists()

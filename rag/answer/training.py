@@ -46,6 +46,7 @@ from rag.answer.features import ANSWER_FEATURES, SENTENCE_FEATURES, Candidates, 
 from rag.answer.question import short_answer
 from rag.answer.scorer import AnswerModel, Logistic
 from rag.answer.span import SPAN_FEATURES, best_span, candidate_spans, span_features
+from rag.errors import RagError
 from rag.settings import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "rag" / "answer" / "data" / "answerer.json"
@@ -549,9 +550,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="where to write the LODO report JSON (default: "
                         "docs/answerer-lodo.json, or answerer-lodo-<sha256[:12]>.json)")
     args = parser.parse_args(argv)
-    embedder = Embedder.from_settings(Settings(_env_file=None))
-    out, report_path = default_paths(embedder.info.sha256)
-    train(args.out or out, args.report or report_path, log=lambda m: print(m, file=sys.stderr), embedder=embedder)
+    try:
+        embedder = Embedder.from_settings(Settings(_env_file=None))
+        out, report_path = default_paths(embedder.info.sha256)
+        train(args.out or out, args.report or report_path, log=lambda m: print(m, file=sys.stderr),
+              embedder=embedder)
+    except RagError as exc:  # e.g. RAG_EMBED_MODEL names a model that is not installed: one line, its exit code
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
