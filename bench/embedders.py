@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.run import CORPUS, bench_questions, cold_ask, machine, stats_ms  # noqa: E402
+from bench.run import CORPUS, bench_questions, cold_ask, machine, warm_ask_phases  # noqa: E402
 from rag.eval import DEFAULT_GOLD, load_gold  # noqa: E402
 
 MODELS = ("all-MiniLM-L6-v2", "all-mpnet-base-v2")
@@ -33,7 +32,6 @@ def folder_mb(path: Path) -> float:
 
 
 def measure(model: str, tmp: Path, questions: list[str], cold_runs: int) -> dict:
-    from rag import embeddings
     from rag.embeddings import Embedder
     from rag.index import build_index, load_index
     from rag.pipeline import Pipeline
@@ -56,25 +54,9 @@ def measure(model: str, tmp: Path, questions: list[str], cold_runs: int) -> dict
     build_index(settings, embedder)
     out["index_mb"] = folder_mb(settings.index_path)
     pipeline = Pipeline(settings, embedder, load_index(settings.index_path))
-    for q in questions[:10]:
-        pipeline.ask(q)
-    phases: dict[str, list[float]] = {"total": [], "embed": [], "retrieve": [], "answer": [], "verify": []}
-    for q in questions:
-        embeddings._cached_query.cache_clear()
-        answer = pipeline.ask(q)
-        phases["total"].append(answer.latency_ms)
-        for key in ("embed", "retrieve", "answer", "verify"):
-            phases[key].append(answer.timings_ms.get(key, 0.0))
-    out["warm_ms"] = {key: stats_ms(values) for key, values in phases.items()}
-    previous = os.environ.get("RAG_EMBED_MODEL")
-    os.environ["RAG_EMBED_MODEL"] = model  # cold_ask's child environment copies os.environ
-    try:
-        out["cold_ask"] = {k: v for k, v in cold_ask(settings.index_dir, cold_runs, "auto").items() if k != "first_line"}
-    finally:
-        if previous is None:
-            os.environ.pop("RAG_EMBED_MODEL", None)
-        else:
-            os.environ["RAG_EMBED_MODEL"] = previous
+    out["warm_ms"] = warm_ask_phases(pipeline, questions)
+    cold = cold_ask(settings.index_dir, cold_runs, "auto", RAG_EMBED_MODEL=model)
+    out["cold_ask"] = {k: v for k, v in cold.items() if k != "first_line"}
     return out
 
 

@@ -263,8 +263,8 @@ def run_timed(argv: list[str], env: dict) -> dict:
             "output": (first + rest).decode("utf-8", "replace")}
 
 
-def cold_ask(index_dir: Path, runs: int, backend: str) -> dict:
-    env = child_env(index_dir, RAG_EMBED_BACKEND=backend)
+def cold_ask(index_dir: Path, runs: int, backend: str, **extra_env: str) -> dict:
+    env = child_env(index_dir, RAG_EMBED_BACKEND=backend, **extra_env)
     argv = [str(RAG), "ask", COLD_QUESTION]
     run_timed(argv, env)  # discarded: fills the OS page cache and the bytecode cache, as after any first use
     results = [run_timed(argv, env) for _ in range(runs)]
@@ -356,6 +356,23 @@ def cold_serve(index_dir: Path, runs: int, timeout_s: float = 180.0) -> dict:
 # ---------------------------------------------------------------- in-process: article
 
 
+def warm_ask_phases(pipeline, questions: list[str]) -> dict:
+    """Per-question latency statistics (total and by phase) of ``pipeline.ask`` over unique questions, after ten
+    warm-up asks, with the query-vector cache cleared before each one."""
+    from rag import embeddings
+
+    for q in questions[:10]:
+        pipeline.ask(q)
+    phases: dict[str, list[float]] = {"total": [], "embed": [], "retrieve": [], "answer": [], "verify": []}
+    for q in questions:
+        embeddings._cached_query.cache_clear()
+        answer = pipeline.ask(q)
+        phases["total"].append(answer.latency_ms)
+        for key in ("embed", "retrieve", "answer", "verify"):
+            phases[key].append(answer.timings_ms.get(key, 0.0))
+    return {key: stats_ms(values) for key, values in phases.items()}
+
+
 def article_section(args, tmp: Path, gold: list[GoldQuestion]) -> dict:
     from rag import embeddings
     from rag.embeddings import Embedder, resolve_model
@@ -421,22 +438,14 @@ def article_section(args, tmp: Path, gold: list[GoldQuestion]) -> dict:
     pipelines = {name: Pipeline(base, embedder, load_index(base.index_path)) for name, embedder in embedders.items()}
     for name, pipeline in pipelines.items():
         log(f"warm latency ({name}, {len(questions)} questions)")
-        for q in questions[:10]:
-            pipeline.ask(q)
-        phases: dict[str, list[float]] = {"total": [], "embed": [], "retrieve": [], "answer": [], "verify": []}
+        phases = warm_ask_phases(pipeline, questions)
         search_ms = []
-        for q in questions:
-            embeddings._cached_query.cache_clear()
-            answer = pipeline.ask(q)
-            phases["total"].append(answer.latency_ms)
-            for key in ("embed", "retrieve", "answer", "verify"):
-                phases[key].append(answer.timings_ms.get(key, 0.0))
         for q in questions:
             embeddings._cached_query.cache_clear()
             t = time.perf_counter()
             pipeline.search(q, 3)
             search_ms.append((time.perf_counter() - t) * 1000)
-        out["warm"][name] = {key: stats_ms(values) for key, values in phases.items()}
+        out["warm"][name] = phases
         out["warm"][name]["search_k3"] = stats_ms(search_ms)
 
     # Retrieval quality of our hybrid search on the gold set, for the LangChain comparison.

@@ -121,6 +121,7 @@ def load_model(path: str | None = None, shipped: str = DEFAULT_MODEL) -> AnswerM
     return parse_model(*read_model_file(path, "rag.answer", shipped, "answer model"))
 
 
+@lru_cache(maxsize=16)  # package data does not change while running; the claim checker asks on every check
 def shipped_for_embedder(package: str, name: str, embedding_sha256: str) -> str:
     """The package data file of the model ``name`` fitted on this embedding model's features:
     ``<stem>-<sha[:12]>.json`` when one is shipped for it, else ``name`` (fitted on the bundled MiniLM)."""
