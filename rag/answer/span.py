@@ -116,17 +116,20 @@ def _soft_columns(info: QuestionInfo, spans: list[Span], word_vectors: WordVecto
         similarity = word_vectors.matrix(vocabulary) @ word_vectors.matrix(targets).T
     else:
         similarity = np.array([[float(stem(v) == stem(t)) for t in targets] for v in vocabulary], dtype=np.float32)
-    best_asked = similarity[:, : len(asked)].max(axis=1) if asked else None
-    head_column = similarity[:, -1] if head else None
-    for r, ws in enumerate(per_span):
-        if not ws:
-            continue
-        at = [column[w] for w in ws]
-        if best_asked is not None:
-            best = best_asked[at]
-            out[r, 0], out[r, 1] = float(best.mean()), float(best.max())
-        if head_column is not None:
-            out[r, 2], out[r, 3] = float(head_column[at].max()), 1.0
+    # Every span's words laid end to end, their maxima taken per span in one call (numpy calls per span cost
+    # about 1 ms a question); the mean stays one call per span, which keeps its bits (and `make train`'s
+    # weights) exactly as they were.
+    filled = [r for r, ws in enumerate(per_span) if ws]
+    at = np.fromiter((column[w] for r in filled for w in per_span[r]), dtype=np.intp)
+    lengths = [len(per_span[r]) for r in filled]
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.intp)
+    if asked:
+        best = similarity[:, : len(asked)].max(axis=1)[at]
+        out[filled, 0] = [float(best[s:s + k].mean()) for s, k in zip(starts.tolist(), lengths, strict=True)]
+        out[filled, 1] = np.maximum.reduceat(best, starts)
+    if head:
+        out[filled, 2] = np.maximum.reduceat(similarity[:, -1][at], starts)
+        out[filled, 3] = 1.0
     return out
 
 
@@ -144,11 +147,17 @@ def span_features(info: QuestionInfo, text: str, spans: list[Span],
     col = {name: i for i, name in enumerate(SPAN_FEATURES)}
     rows = np.zeros((len(spans), len(SPAN_FEATURES)), dtype=np.float32)
     token_index = {start: k for k, (start, _, _) in enumerate(tokens)}
+    token_at_end = {end: k for k, (_, end, _) in enumerate(tokens)}
+    # What surrounds a span depends on its start or its end only, and ~8 spans share each: computed once.
+    left: dict[int, tuple[str, bool, bool]] = {}
+    right: dict[int, tuple[bool, bool]] = {}
     for r, span in enumerate(spans):
         row = rows[r]
         words_ = span.text.split()
         first_token = token_index.get(span.start, 0)
-        last_token = first_token + len(_tokens(span.text)) - 1
+        last_token = token_at_end.get(span.end)
+        if last_token is None or last_token < first_token:
+            last_token = first_token + len(_tokens(span.text)) - 1
         length = max(span.end - span.start, 1)
         if typed:
             row[col["typed_overlap"]] = max(max(0, min(span.end, e) - max(span.start, s)) / max(length, e - s)
@@ -173,14 +182,22 @@ def span_features(info: QuestionInfo, text: str, spans: list[Span],
         row[col["all_capitalised"]] = float(capitalised == 1.0)
         has_digit = float(any(ch.isdigit() for ch in span.text))
         row[col["has_digit"]] = has_digit
-        before = text[:span.start].rstrip()
-        previous_word = before.split()[-1].lower() if before.split() else ""
+        if span.start not in left:
+            before = text[:span.start].rstrip()
+            previous = before.rsplit(None, 1)
+            left[span.start] = (previous[-1].lower() if previous else "", before.endswith(","),
+                                not before.strip(" \"“'"))
+        previous_word, comma_before, at_start = left[span.start]
+        if span.end not in right:
+            after = text[span.end:]
+            right[span.end] = (after.lstrip().startswith(","), not after.strip(" .!?\"”'"))
+        comma_after, at_end = right[span.end]
         row[col["after_preposition"]] = float(previous_word in _PREPOSITIONS)
         row[col["after_copula"]] = float(previous_word in _COPULAS)
-        row[col["after_comma"]] = float(before.endswith(","))
-        row[col["before_comma"]] = float(text[span.end:].lstrip().startswith(","))
-        row[col["sentence_start"]] = float(not before.strip(" \"“'"))
-        row[col["sentence_end"]] = float(not text[span.end:].strip(" .!?\"”'"))
+        row[col["after_comma"]] = float(comma_before)
+        row[col["before_comma"]] = float(comma_after)
+        row[col["sentence_start"]] = float(at_start)
+        row[col["sentence_end"]] = float(at_end)
         if info.focus:
             near = [w for _, _, w in tokens[max(0, first_token - 3):first_token] + tokens[last_token + 1:last_token + 4]]
             row[col["focus_adjacent"]] = float(any(stem(w.lower()).startswith(info.focus) for w in near))
