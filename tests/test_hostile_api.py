@@ -171,3 +171,156 @@ def test_json_api_refuses_non_finite_k_in_one_line(tmp_path, fake_embedder, body
     assert fragment in response.json()["error"] and "k must be a whole number" in response.json()["error"]
     assert "Traceback" not in "".join(capfd.readouterr())
     assert all(r.exc_info is None for r in caplog.records)
+
+
+# ------------------------------------------------------------------ the JSON API over real HTTP: body size, k, 422s
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory, fake_embedder):
+    """The JSON API (ui/server.py) over the hashing-embedder pipeline, served by uvicorn on a free loopback
+    port in a thread; yields (host, port)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from rag.net import free_port
+    from ui.server import create_api
+
+    pipeline = make_fake_pipeline(tmp_path_factory.mktemp("json-api"), fake_embedder)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_api(pipeline), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _post(where: tuple[str, int], path: str, body: bytes, content_type: str | None = "application/json"):
+    """(status, JSON) of a POST with a Content-Length body, through http.client."""
+    import http.client
+
+    conn = http.client.HTTPConnection(*where, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": content_type} if content_type else {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _send_chunked(conn, path: str, body: bytes, chunk: int = 64 * 1024, finish: bool = True) -> int:
+    """Send ``body`` with Transfer-Encoding: chunked (no Content-Length), as curl does for a streamed upload;
+    returns the bytes sent (the server may stop reading, and close, before all of them)."""
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    sent = 0
+    try:
+        for start in range(0, len(body), chunk):
+            part = body[start:start + chunk]
+            conn.send(b"%x\r\n%s\r\n" % (len(part), part))
+            sent += len(part)
+        if finish:
+            conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
+def _padded(size: int) -> bytes:
+    """A valid ask body of about ``size`` bytes (the padding is a field the API ignores)."""
+    return json.dumps({"question": "Who replaced Qassem Soleimani?", "pad": "x" * size}).encode()
+
+
+def test_a_chunked_upload_over_the_limit_gets_413_and_is_not_read_to_its_end(api_server):
+    import http.client
+
+    from ui.server import MAX_BODY_BYTES
+
+    conn = http.client.HTTPConnection(*api_server, timeout=30)
+    sent = _send_chunked(conn, "/api/v1/ask", _padded(30_000_000))  # the reported 30 MB upload
+    response = conn.getresponse()
+    assert sent > 29_000_000 and response.status == 413
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read()) == {"error": f"request body over {MAX_BODY_BYTES:,} bytes"}
+    # The server discarded the rest of the upload as it came: the same connection answers the next request.
+    conn.request("POST", "/api/v1/search", body=b'{"query": "Ghaani", "k": 2}',
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and len(json.loads(response.read())["hits"]) == 2
+    conn.close()
+
+    # Refused as soon as the count passes the limit, not when the body ends: this one never ends.
+    conn = http.client.HTTPConnection(*api_server, timeout=10)
+    _send_chunked(conn, "/api/v1/ask", _padded(MAX_BODY_BYTES + 100_000), finish=False)
+    response = conn.getresponse()  # before the fix: no answer until the (never sent) last chunk, then 200
+    assert response.status == 413 and "request body over" in json.loads(response.read())["error"]
+    conn.close()
+
+
+def test_a_chunked_body_within_the_limit_reaches_the_endpoint(api_server):
+    import http.client
+
+    for body in (b'{"question": "Who replaced Qassem Soleimani?", "k": 3}', _padded(990_000)):
+        conn = http.client.HTTPConnection(*api_server, timeout=30)
+        _send_chunked(conn, "/api/v1/ask", body, chunk=1000 if len(body) < 1000 else 64 * 1024)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200, answer
+        assert answer["question"] == "Who replaced Qassem Soleimani?" and "Ghaani" in answer["answer"]
+        conn.close()
+    # And with Content-Length over the limit, refused from the headers as before.
+    conn = http.client.HTTPConnection(*api_server, timeout=30)
+    conn.putrequest("POST", "/api/v1/ask")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "1100000")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error"].startswith("request body over")
+    conn.close()
+
+
+@pytest.mark.parametrize("path, field", [("/api/v1/ask", "question"), ("/api/v1/check", "claim"),
+                                         ("/api/v1/search", "query")])
+@pytest.mark.parametrize("k, shown", [
+    ("true", "got true"), ("false", "got false"), ('"3"', 'got "3"'), ('""', 'got ""'), ("null", "got null"),
+    ("[3]", "got [3]"), ('{"n": 3}', 'got {"n": 3}'), ("2.5", "got 2.5"), ("NaN", "got nan"), ("51", "got 51"),
+])
+def test_json_api_k_is_a_json_number_not_a_boolean_or_text(api_server, path, field, k, shown):
+    status, reply = _post(api_server, path, f'{{"{field}": "Who replaced Soleimani?", "k": {k}}}'.encode())
+    assert status == 400, reply
+    assert reply == {"error": f"k must be a whole number from 1 to 50 (0: the server's setting), {shown}"}
+
+
+@pytest.mark.parametrize("k, hits", [("2", 2), ("2.0", 2), ("0", None)])
+def test_json_api_k_accepts_whole_numbers_as_before(api_server, k, hits):
+    status, reply = _post(api_server, "/api/v1/search", f'{{"query": "Ghaani", "k": {k}}}'.encode())
+    assert status == 200 and len(reply["hits"]) == (hits or len(reply["hits"])) and reply["hits"]
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    (b'{"question": "Who?"}', None,
+     "the body must be a JSON object sent with Content-Type: application/json, got no Content-Type"),
+    (b'{"question": "Who?"}', "text/plain",
+     "the body must be a JSON object sent with Content-Type: application/json, got Content-Type: text/plain"),
+    (b"question=Who", "application/x-www-form-urlencoded",
+     "sent with Content-Type: application/json, got Content-Type: application/x-www-form-urlencoded"),
+    (b"{not json", "application/json", "the body is not valid JSON (Expecting property name"),
+    (b"[1, 2]", "application/json", "the body must be a JSON object (its fields: /api/docs)"),
+    (b"", "application/json", "the body must be a JSON object"),
+    (b"{}", "application/json", "question is required"),
+    (b'{"question": ["not", "text"]}', "application/json", "question: Input should be a valid string"),
+    (b'{"question": "Who?", "history": "earlier"}', "application/json", "history: Input should be a valid list"),
+])
+def test_json_api_unreadable_bodies_get_422_in_the_apis_error_shape(api_server, body, content_type, message):
+    status, reply = _post(api_server, "/api/v1/ask", body, content_type)
+    assert status == 422 and list(reply) == ["error"], reply
+    assert message in reply["error"] and len(reply["error"].splitlines()) == 1

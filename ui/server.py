@@ -8,26 +8,34 @@ worker processes.
 - with ``RAG_AUTH=user:password``, the API wants HTTP Basic auth with those credentials (the Gradio app keeps
   its login page), and wrong credentials lock a client out as failed logins of the app do (ui/login.py);
 - at most ``RAG_MAX_CONCURRENCY`` questions/claims are answered at once per process, at most ``RAG_MAX_QUEUE``
-  wait, and beyond that the API answers 503 at once; request bodies over 1 MB are refused (413).
+  wait, and beyond that the API answers 503 at once; request bodies over 1 MB are refused (413), counted as
+  they arrive (a chunked upload without Content-Length too), so no more than that is ever read.
 
-Errors are ``{"error": "<one line>"}``: 400 for a bad request (the CLI's exit code 2 or 3), 503 when busy, 502
-when an LLM backend failed, 500 otherwise.
+Errors are ``{"error": "<one line>"}``: 400 for a bad request (the CLI's exit code 2 or 3), 422 for a body that
+is not the JSON object the route wants, 413 for one over 1 MB, 503 when busy, 502 when an LLM backend failed,
+500 otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import secrets
 import threading
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import RagError, UsageError
 from rag.pipeline import Pipeline
@@ -66,25 +74,84 @@ class Gate:
                 self._admitted -= 1
 
 
+# ``k`` is taken as the JSON carried it and checked by ``_whole`` and ``api_top_k``, so that a refused k is a 400
+# with their one-line message; pydantic's lax number would turn ``true`` into 1 and ``"3"`` into 3. The schema
+# still says what is wanted.
+TopK = Annotated[Any, WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 50})]
+
+
 class AskRequest(BaseModel):
     question: str = Field(description="The question (at most RAG_MAX_QUESTION_CHARS characters).")
     backend: str = Field("", description="Answer backend; empty: the server's. Only backends the server allows.")
-    k: float = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
+    k: TopK = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
     history: list | None = Field(None, description="Earlier turns ([{question, answer}, ...]) for a follow-up.")
 
 
 class CheckRequest(BaseModel):
     claim: str = Field(description="A claim or quotation to check against the corpus.")
-    k: float = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
+    k: TopK = Field(0, description="Passages to retrieve, 1 to 50; 0: the server's RAG_TOP_K.")
 
 
 class SearchRequest(BaseModel):
     query: str = Field(description="The search query.")
-    k: float = Field(0, description="Passages to return, 1 to 50; 0: the server's RAG_TOP_K.")
+    k: TopK = Field(0, description="Passages to return, 1 to 50; 0: the server's RAG_TOP_K.")
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once an API request's body passes MAX_BODY_BYTES. An HTTPException, so that
+    FastAPI's body reading passes it on (any other exception there becomes a 400) to the handler that
+    ``create_api`` registers for it."""
+
+    MESSAGE = f"request body over {MAX_BODY_BYTES:,} bytes"
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=self.MESSAGE)
+
+
+class BodyLimit:
+    """ASGI middleware: an API request whose body is over ``limit`` bytes gets 413. A Content-Length over the
+    limit is refused from the headers; otherwise the bytes are counted as the app reads them, so a chunked
+    upload (no Content-Length) is stopped as soon as it passes the limit, with at most one more chunk read (the
+    server discards the rest as it arrives, without keeping it). Other paths (the Gradio app, which has its own
+    upload limit) pass untouched."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, prefix: str = API_PREFIX):
+        self.app, self.limit, self.prefix = app, limit, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await _error(413, _BodyTooLarge.MESSAGE)(scope, receive, send)
+            return
+        received, started = 0, False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _BodyTooLarge:  # read outside a route's exception handling: answer here, as the handler would
+            if started:
+                raise
+            await _error(413, _BodyTooLarge.MESSAGE)(scope, receive, send)
 
 
 def create_api(pipeline: Pipeline) -> FastAPI:
@@ -128,13 +195,17 @@ def create_api(pipeline: Pipeline) -> FastAPI:
             headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
-    @api.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        if request.url.path.startswith(API_PREFIX):
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                return _error(413, f"request body over {MAX_BODY_BYTES:,} bytes")
-        return await call_next(request)
+    api.add_middleware(BodyLimit)
+
+    @api.exception_handler(_BodyTooLarge)
+    async def _too_large(request: Request, exc: _BodyTooLarge) -> JSONResponse:
+        return _error(413, exc.MESSAGE)
+
+    @api.exception_handler(RequestValidationError)
+    async def _unreadable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if not request.url.path.startswith(API_PREFIX):
+            return await request_validation_exception_handler(request, exc)
+        return _error(422, _validation_message(exc.errors(), request.headers.get("content-type", "")))
 
     def answer(work) -> Any:
         try:
@@ -178,9 +249,41 @@ class _Unauthorised(Exception):
         self.message, self.status, self.retry_after = message, status, retry_after
 
 
-def _whole(k: float) -> float | int:
-    # NaN and ±Infinity (JSON allows them here) stay floats: api_top_k refuses them in one line.
-    return int(k) if math.isfinite(k) and k == int(k) else k
+def _whole(k: Any) -> float | int:
+    """``k`` as the JSON carried it: an integer, or a float of integral value (3.0), as a whole number. Other
+    floats (2.5, and NaN and ±Infinity, which JSON allows here) stay floats for api_top_k to refuse in its own
+    words; anything else (true, "3", null, a list) is refused here in the same words."""
+    if isinstance(k, int) and not isinstance(k, bool):
+        return k
+    if isinstance(k, float):
+        return int(k) if math.isfinite(k) and k == int(k) else k
+    from ui.app import MAX_TOP_K
+
+    raise UsageError(f"k must be a whole number from 1 to {MAX_TOP_K} (0: the server's setting), "
+                     f"got {json.dumps(k)[:40]}")
+
+
+def _validation_message(errors: list[dict], content_type: str) -> str:
+    """FastAPI's validation errors as the API's one line: what is wrong with the body, field by field."""
+    parts = []
+    for error in errors:
+        where = [str(part) for part in error.get("loc", ()) if part != "body"]
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            parts.append(f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'decode error')} "
+                         f"at character {where[0] if where else '?'})")
+        elif not where:  # the body as a whole: absent, or not a JSON object
+            media = content_type.split(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                parts.append("the body must be a JSON object sent with Content-Type: application/json, got "
+                             + (f"Content-Type: {media[:60]}" if media else "no Content-Type"))
+            else:
+                parts.append("the body must be a JSON object (its fields: /api/docs)")
+        elif kind == "missing":
+            parts.append(f"{'.'.join(where)} is required")
+        else:
+            parts.append(f"{'.'.join(where)}: {error.get('msg', 'invalid')}")
+    return " ".join("; ".join(dict.fromkeys(parts)).split())[:500] or "the request body could not be read"
 
 
 def create_app(settings: Settings, ui: bool = True, pipeline: Pipeline | None = None) -> FastAPI:
