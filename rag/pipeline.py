@@ -36,7 +36,7 @@ from rag.answer.registry import create_backend
 from rag.claims import ClaimFeaturizer, LearnedJudge, check_claim
 from rag.documents import SUPPORTED_SUFFIXES, DocumentLimits
 from rag.embeddings import Embedder
-from rag.errors import ModelError
+from rag.errors import ModelError, UsageError
 from rag.index import Index
 from rag.inputs import clean_text_input
 from rag.retrieval import HybridRetriever, retriever_for
@@ -146,6 +146,8 @@ class Pipeline:
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         query = clean_text_input(query, self.settings.max_question_chars, "query")
+        if names_nothing(query):  # "?!", "the": any ranking would be noise presented as results
+            raise UsageError("query names nothing to look for: give a name, a word or a figure")
         return self.retriever.search(query, k or self.settings.top_k)
 
     def as_langchain_retriever(self, k: int | None = None):
@@ -257,7 +259,12 @@ class Pipeline:
         rewritten = condense(question, turns, self.backend(backend))
         if rewritten is None:
             return None
-        rewritten = clean_text_input(rewritten, self.settings.max_question_chars)
+        try:
+            rewritten = clean_text_input(rewritten, self.settings.max_question_chars)
+        except UsageError:
+            # The limit is on what the user typed: a rewrite that the names carried over push past it (a 1,990-
+            # character follow-up became 2,004) is dropped, and the question is answered as it was asked.
+            return None
         return rewritten if rewritten != question else None
 
     def ask(self, question: str, backend: str | None = None, k: int | None = None,
@@ -450,6 +457,10 @@ class Pipeline:
     def check(self, claim: str, k: int | None = None) -> CheckResult:
         """Find the passages that best support a claim or quote, with a verdict and its reason."""
         claim = clean_text_input(claim, self.settings.max_question_chars, "claim")
+        if names_nothing(claim) or len(claim.split()) < 2:
+            # "x", "Iran", "He said.": a word found in a passage was called SUPPORTED, verbatim.
+            raise UsageError("claim states nothing to check: give a sentence or a quote, e.g. "
+                             "'Ghaani lacks Soleimani's stature.'")
         index = self._snapshot.index
         candidates = self.claim_candidates(claim, k, index)
         model = self.claim_model()

@@ -141,6 +141,39 @@ def test_ask_click_a_citation_and_see_it_highlighted_in_the_article(page, server
     assert SCREENSHOT.stat().st_size > 20_000
 
 
+def test_the_question_box_and_ask_button_are_locked_while_an_answer_comes(page, server):
+    """A second click or a second question typed while an answer came was asked twice or lost (the first
+    update empties the box): both are locked until the answer is in."""
+    page.goto(server)
+    page.wait_for_selector("#rag-question textarea")
+    page.evaluate("""() => {
+        window.__locked = false;
+        const button = document.querySelector('#rag-ask');
+        new MutationObserver(() => { if (button.disabled) window.__locked = true; })
+            .observe(button, {attributes: true});
+    }""")
+    _ask(page, "Who replaced Qassem Soleimani?")
+    assert page.evaluate("() => window.__locked"), "the Ask button was never disabled while answering"
+    page.wait_for_function("!document.querySelector('#rag-ask').disabled")
+    assert page.locator("#rag-question textarea").is_editable()
+    assert page.input_value("#rag-question textarea") == ""
+
+
+def test_a_phone_screen_shows_the_whole_header(browser, server):
+    """At 390 px the header ran off the screen (title cut, document count unseen)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server)
+        page.wait_for_selector(".rag-header .rag-stats")
+        right_edges = page.evaluate("""() => ['.rag-header h1', '.rag-header .rag-stats'].map(
+            (s) => document.querySelector(s).getBoundingClientRect().right)""")
+        assert max(right_edges) <= 390, right_edges
+    finally:
+        context.close()
+
+
 def test_abstention_is_shown_as_a_notice(page, server):
     page.goto(server)
     page.wait_for_selector("#rag-question textarea")
@@ -186,6 +219,8 @@ def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, serv
     assert "Hit@1" in page.locator("#rag-eval-metrics").inner_text()
     results = page.locator("#rag-eval-results").inner_text()
     assert "q001" in results and "pass" in results
+    # "pass" judges the whole answer, so the whole answer is shown, beside the short answer.
+    assert "short answer" in results
     for plot in ("#rag-eval-accuracy img", "#rag-eval-latency img"):
         page.locator(plot).wait_for()
         assert page.locator(plot).evaluate("img => img.complete && img.naturalWidth > 200")
@@ -220,6 +255,15 @@ def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_set
         status.wait_for()
         assert "Indexed 1 document: ferry-note.txt" in status.inner_text()
         assert "ferry-note.txt" in private.index.documents
+        # A page opened afterwards lists the documents indexed now, not those of when the app was built (it
+        # showed the bundled article alone, and re-adding the "missing" file was refused as already there).
+        later = context.new_page()
+        later.set_default_timeout(WAIT_MS)
+        later.goto(url)
+        later.wait_for_function("document.querySelector('.rag-header').innerText.includes('2 documents')")
+        later.get_by_role("tab", name="Documents").click()
+        later.wait_for_selector("#rag-documents-table :text('ferry-note.txt')")
+        later.close()
 
         page.get_by_role("tab", name="Chat").click()
         answer = _ask(page, "What did the mayor of Springfield say about the ferry?")

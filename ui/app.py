@@ -80,6 +80,13 @@ const reveal = () => {
   if (!mark || !box) return;
   // Scroll only the article box (not the page), leaving the mark a third of the way down.
   box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+  // On a narrow screen the panels stack below the chat: bring the article into view, or a click on a
+  // citation seems to do nothing.
+  const panel = element.querySelector('.rag-article-panel');
+  if (panel) {
+    const rect = panel.getBoundingClientRect();
+    if (rect.top > window.innerHeight - 80 || rect.bottom < 80) panel.scrollIntoView({block: 'start'});
+  }
   mark.classList.remove('rag-flash');
   void mark.offsetWidth;
   mark.classList.add('rag-flash');
@@ -371,11 +378,14 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
     def ask_in_chat(text: str, history: list, answered: list, backend_spec: str, k: float):
         text = (text or "").strip()
         if not text:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), render.status_line("Type a question first.", "info"), gr.skip()
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), render.status_line("Type a question first.", "info"),
+                   gr.skip(), gr.skip())
             return
         history = [*history, {"role": "user", "content": render.question_message(text)}]
         pending = [*history, {"role": "assistant", "content": render.streaming_message("")}]
-        yield pending, gr.skip(), gr.skip(), gr.skip(), "", ""
+        # The box and the button are locked while the answer comes: a second question typed or a second click
+        # meanwhile was lost (the box is emptied) or asked twice.
+        yield pending, gr.skip(), gr.skip(), gr.skip(), "", gr.update(value="", interactive=False), gr.update(interactive=False)
         streamed, answer = "", None
         try:
             # Earlier turns of this session: a follow-up is rewritten into a standalone question.
@@ -384,31 +394,33 @@ def _chat_tab(pipeline: Pipeline, locator: ParagraphLocator, settings: Settings)
                 if isinstance(piece, Rewritten):
                     history = [*history[:-1], {"role": "user", "content": render.question_message(text, piece.question)}]
                     yield ([*history, {"role": "assistant", "content": render.streaming_message("")}],
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 elif isinstance(piece, Reading):
                     yield ([*history, {"role": "assistant",
                                        "content": render.reading_message(piece.passages, piece.elapsed_s)}],
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 elif isinstance(piece, str):
                     streamed += piece
                     yield ([*history, {"role": "assistant", "content": render.streaming_message(streamed)}],
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 else:
                     answer = piece.to_json()
         except Exception as exc:  # any failure becomes the one-line message, not a stuck chat
             # Keep the question in the box so it can be corrected; the history stays as it was.
-            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line(_message(exc)), text
+            yield (history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line(_message(exc)),
+                   gr.update(value=text, interactive=True), gr.update(interactive=True))
             return
         if answer is None:
-            yield history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line("no answer was produced"), text
+            yield (history[:-1], gr.skip(), gr.skip(), gr.skip(), render.status_line("no answer was produced"),
+                   gr.update(value=text, interactive=True), gr.update(interactive=True))
             return
         turn = len(answered)
         answered = [*answered, answer]
         history = [*history, {"role": "assistant", "content": render.answer_message(answer, turn)}]
         panel = render.sources_panel(answer, cited_passages(pipeline, locator, answer), turn)
-        yield history, answered, panel, render.article_placeholder(), "", gr.skip()
+        yield history, answered, panel, render.article_placeholder(), "", gr.update(interactive=True), gr.update(interactive=True)
 
-    outputs = [chatbot, answers, sources, article, status, question]
+    outputs = [chatbot, answers, sources, article, status, question, ask_button]
     for trigger in (question.submit, ask_button.click):
         trigger(ask_in_chat, [question, chatbot, answers, backend, top_k], outputs, api_visibility="private",
                 concurrency_id="ask")
@@ -485,9 +497,11 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
                                  interactive=False, buttons=["download", "fullscreen"], elem_id="rag-eval-accuracy")
         latency_plot = gr.Image(label="Latency per question", show_label=False, type="filepath", interactive=False,
                                 buttons=["download", "fullscreen"], elem_id="rag-eval-latency")
-    results = gr.Dataframe(headers=["id", "type", "result", "question", "answer", "latency (ms)"],
+    # "result" judges the whole answer (a gold alias anywhere in it), so the whole answer is shown beside the
+    # short answer: a wrong short answer inside a passing answer read as a wrong "pass".
+    results = gr.Dataframe(headers=["id", "type", "result", "question", "short answer", "answer", "latency (ms)"],
                            label="Per question", interactive=False, wrap=True, max_height=480,
-                           column_widths=["6%", "9%", "8%", "42%", "27%", "8%"], show_search="search",
+                           column_widths=["6%", "8%", "7%", "28%", "13%", "30%", "8%"], show_search="search",
                            elem_id="rag-eval-results")
     report_file = gr.File(label="Report (JSON)", interactive=False, elem_id="rag-eval-report")
 
@@ -503,14 +517,18 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             report = evaluate(pipeline, gold_path=gold, baseline=with_baseline, report_dir=report_dir,
                               progress_callback=advance)
         except Exception as exc:  # shown as one line; see _message
-            return render.status_line(_message(exc)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            message = _message(exc)
+            if gold:  # the upload's temporary path would fill the line before the reason: its file name instead
+                message = message.replace(str(gold), Path(gold).name)
+            return render.status_line(message), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         report_json = report_dir / "report.json"
         report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         headers, rows = metrics_table(report["metrics"])
         table = [[*row[:2], *(row[headers.index(s)] if s in headers else "—" for s in eval_systems)] for row in rows]
         per_question = [
             [r["id"], r["type"], "✓ pass" if r["correct"] else "✗ fail", r["question"],
-             "(abstained)" if r["abstained"] else _shorten(r.get("short_answer") or r["answer"]),
+             "" if r["abstained"] else r.get("short_answer") or "",
+             "(abstained)" if r["abstained"] else _shorten(r["answer"], 240),
              round(r["latency_ms"], 1)]
             for r in report["results"]
         ]
@@ -539,7 +557,8 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
     indexer = indexer_for(pipeline)  # one indexing job at a time per pipeline, whichever page started it
     headers = ["id", "title", "date", "chunks", "sentences", "characters"]
     table = gr.Dataframe(documents_table(pipeline), headers=headers, label="Indexed documents", interactive=False,
-                         wrap=True, column_widths=["26%", "38%", "10%", "8%", "9%", "9%"])
+                         wrap=True, column_widths=["26%", "38%", "10%", "8%", "9%", "9%"],
+                         elem_id="rag-documents-table")
     with gr.Row():
         uploads = gr.File(label=f"Add documents ({', '.join(UPLOAD_TYPES)}; up to {settings.max_uploads} files of "
                                 f"{settings.max_file_mb:g} MB each)", file_count="multiple", file_types=UPLOAD_TYPES,
@@ -581,11 +600,13 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
         return show_progress()
 
     def on_page_load():
-        """A page opened while a job runs follows it too."""
+        """A page shows the documents indexed now, not those of when the app was built (uploads since then,
+        from any page, are in the index); a page opened while a job runs follows it too."""
+        current = documents_table(pipeline), header_html(pipeline)
         job_status = indexer.status()
         if job_status is None or job_status.finished:
-            return gr.skip(), gr.skip(), gr.skip()
-        return job_line(job_status), gr.update(visible=True), gr.Timer(active=True)
+            return gr.skip(), gr.skip(), gr.skip(), *current
+        return job_line(job_status), gr.update(visible=True), gr.Timer(active=True), *current
 
     def one_per_name(files: list[str] | None):
         unique = _one_per_name(files)
@@ -601,8 +622,8 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
     timer.tick(show_progress, None, progress_outputs, api_visibility="private", concurrency_limit=None,
                show_progress="hidden")
     cancel_button.click(cancel_indexing, None, progress_outputs, api_visibility="private", concurrency_limit=None)
-    app.load(on_page_load, None, [status, cancel_button, timer], api_visibility="private", concurrency_limit=None,
-             show_progress="hidden")
+    app.load(on_page_load, None, [status, cancel_button, timer, table, header], api_visibility="private",
+             concurrency_limit=None, show_progress="hidden")
 
 
 def _one_per_name(files: list[str] | None) -> list[str] | None:

@@ -175,13 +175,18 @@ def sources_panel(answer: dict | None, passages: list[CitedPassage], turn: int, 
         f'<span class="rag-check-reason">{escape(c["reason"])}</span></li>'
         for c in checks
     )
-    check_list = (f'<div class="rag-subhead">Sentence checks</div>'
-                  '<div class="rag-note">"supported" means the sentence is backed by the span it cites, '
-                  'not that it answers the question: see the confidence above the answer.</div>'
-                  f'<ul class="rag-checks">{rows}</ul>' if rows else "")
+    check_list = (f'<div class="rag-subhead">Sentence checks</div><ul class="rag-checks">{rows}</ul>'
+                  if rows else "")
+    # First in the panel, above the green badges: below them (in a panel that scrolls) it went unread, and a
+    # wrong answer with SUPPORTED citations read as a right one.
+    confidence = answer.get("confidence")
+    how_sure = (f" How likely the answer is right: {round(100 * confidence)} % (the confidence above the answer)."
+                if isinstance(confidence, int | float) else " See the confidence above the answer.")
+    note = ('<div class="rag-note rag-note-first">"supported" means a sentence is backed by the span it cites, '
+            f"not that it answers the question.{escape(how_sure)}</div>")
     warnings = "".join(f'<div class="rag-warning">{escape(w)}</div>' for w in answer.get("warnings") or [])
-    return (f'<div class="rag-panel"><div class="rag-panel-title">Sources</div>{"".join(cards)}{check_list}'
-            f"{warnings}</div>")
+    return (f'<div class="rag-panel"><div class="rag-panel-title">Sources</div>{note}{"".join(cards)}'
+            f"{check_list}{warnings}</div>")
 
 
 def article_view(title: str, date: str | None, text: str, start: int, end: int, label: str) -> str:
