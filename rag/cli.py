@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask questions in a conversation: follow-ups are rewritten into standalone questions",
         description="A question per line; a follow-up ('How many fighters does it have?') is rewritten from the "
         "earlier turns into a standalone question, which is shown and is what gets retrieved. Type /reset to "
-        "start a new conversation, /quit (or end the input) to leave.",
+        "start a new conversation, /help to list the commands, /quit or /exit (or end the input) to leave; any "
+        "other line starting with '/' and a word is an unknown command, not a question.",
     )
     _common(chat, k=True, backend=True)
 
@@ -120,6 +121,7 @@ def make_settings(args: argparse.Namespace):
     from rag.settings import Settings
 
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    _warn_unknown_settings()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -131,6 +133,21 @@ def make_settings(args: argparse.Namespace):
         raise UsageError(f"{Path('.env').absolute()}: not valid UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"{Path('.env').absolute()}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+_warned: set[str] = set()
+
+
+def _warn_unknown_settings() -> None:
+    """A one-line warning on stderr for each RAG_* variable (environment or .env) that names no setting, once per
+    process: a misspelled setting (RAG_TOPK) would otherwise silently keep its default. Not an error: other tools
+    may use the prefix too."""
+    from rag.settings import unknown_settings
+
+    for message in unknown_settings():
+        if message not in _warned:
+            _warned.add(message)
+            print(f"rag: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _from_env_file(field: str, overrides: dict) -> str:
@@ -396,12 +413,38 @@ def _progress_line(text: str) -> None:
         sys.stderr.flush()
 
 
+CHAT_COMMANDS = ("/quit", "/exit", "/reset", "/help")
+CHAT_HELP = """commands:
+  /reset   start a new conversation
+  /help    list these commands
+  /quit    leave (/exit too, or the end of the input)
+any other line is a question"""
+_KNOWN_COMMANDS = "the commands are /reset, /help, /quit and /exit"
+# A line that starts with a slash and a word is a command, known or not; "/etc/hosts?" is a question.
+_COMMAND = re.compile(r"/([A-Za-z][\w-]*)(?=[\s?!.]|$)(.*)", re.DOTALL)
+
+
+def _chat_command(line: str) -> tuple[str | None, str | None]:
+    """(command, None) for a known command line such as "/reset", (None, error) for an unknown or misused one
+    ("/rset"), (None, None) for a question."""
+    match = _COMMAND.match(line)
+    if match is None:
+        return None, None
+    command = f"/{match[1].lower()}"
+    if command not in CHAT_COMMANDS:
+        return None, f"unknown command /{match[1]} ({_KNOWN_COMMANDS})"
+    if match[2].strip(" ?!."):
+        return None, f"{command} takes nothing after it ({_KNOWN_COMMANDS})"
+    return command, None
+
+
 def cmd_chat(args) -> int:
 
     pipeline = _load_pipeline(args)
     interactive = sys.stdin.isatty()
     if interactive and not args.json:
-        print("Ask about the indexed articles; follow-up questions are understood. /reset starts over, /quit leaves.")
+        print("Ask about the indexed articles; follow-up questions are understood. /reset starts over, /help lists "
+              "the commands, /quit leaves.")
     history: list[dict] = []
     status = 0
     lines = _stdin_lines()
@@ -415,12 +458,23 @@ def cmd_chat(args) -> int:
         question = line.strip()
         if not question:
             continue
-        if question in ("/quit", "/exit"):
+        command, error = _chat_command(question)
+        if error is not None:  # a mistyped command is never sent to the answerer as a question
+            status = UsageError.exit_code
+            if args.json:
+                _print_json({"question": question, "error": error})
+            else:
+                print(f"rag: error: {_one_line(error)}", file=sys.stderr)
+            continue
+        if command in ("/quit", "/exit"):
             break
-        if question == "/reset":
+        if command == "/reset":
             history = []
             if not args.json:
                 print("(new conversation)")
+            continue
+        if command == "/help":
+            print(CHAT_HELP, file=sys.stderr if args.json else sys.stdout)  # --json: stdout holds only records
             continue
         try:
             answer, streamed = _stream_answer(
@@ -463,17 +517,18 @@ def cmd_eval(args) -> int:
 
     if args.claims is not None and args.gold is not None:
         raise UsageError("--claims and --gold are two different runs; give one")
+    if args.report is not None:  # before the model loads and the run: a folder that cannot be written wastes neither
+        from rag.eval.report import prepare_report_dir
+
+        prepare_report_dir(args.report)
     pipeline = _load_pipeline(args)
     if args.claims is not None:
         from rag.eval.claims import evaluate_claims, format_claim_table
+        from rag.eval.report import write_claims_report
 
         report = evaluate_claims(pipeline, args.claims, progress=not args.json)
         if args.report:
-            args.report.mkdir(parents=True, exist_ok=True)
-            (args.report / "claims-metrics.json").write_text(json.dumps(report["metrics"], indent=2) + "\n")
-            with (args.report / "claims-results.jsonl").open("w", encoding="utf-8") as out:
-                for row in report["results"]:
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            write_claims_report(report, args.report)
         table = format_claim_table
     else:
         report = evaluate(
@@ -499,6 +554,10 @@ def cmd_serve(args) -> int:
     settings = make_settings(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {args.workers}")
+    # Before the model loads: uvicorn would report a busy port in several lines, and exit 3 ("an input file").
+    _check_can_listen(settings.host, settings.port)
+    if args.workers > 1 and not args.share:
+        _check_can_listen(settings.host, settings.ui_port, " (--ui-port)")
     if args.share:  # a gradio.live link needs Gradio's own launcher
         from ui.app import launch
 
@@ -508,6 +567,36 @@ def cmd_serve(args) -> int:
 
     serve(settings, workers=args.workers)
     return 0
+
+
+def _check_can_listen(host: str, port: int, flag: str = "") -> None:
+    """A UsageError if a server could not listen on ``host``:``port`` right now (port 0: any free one, nothing to
+    check): the port is taken, or the address is not one of this machine's. Binds as uvicorn does (each address
+    of the host, SO_REUSEADDR) and lets go at once; another process could still take the port in between."""
+    import errno
+    import socket
+
+    if not port:
+        return
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on host {host}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:  # e.g. no IPv6 on this machine: the server skips that address too
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise UsageError(f"port {port}{flag} on {host} is already in use") from None
+                raise UsageError(f"cannot listen on {host} port {port}{flag} ({exc.strerror or exc})") from None
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "check": cmd_check,

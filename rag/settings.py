@@ -7,7 +7,9 @@ a ``.env`` file in the working directory, then the defaults below. The fields ar
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -331,3 +333,45 @@ class Settings(BaseSettings):
     def help(cls, name: str) -> str:
         """The description of a field, for CLI flags and UI controls."""
         return cls.model_fields[name].description or ""
+
+
+# RAG_* variables the project reads that are not settings: never reported as unknown settings.
+OTHER_VARIABLES = frozenset({
+    "RAG_DEBUG",  # rag.cli: a traceback for internal errors
+    "RAG_SERVE_UI",  # ui.server: whether an API worker process serves the web app too
+    "RAG_PROMPTS_DIR",  # rag.answer.prompts: a folder of prompts to use instead of the packaged ones
+    "RAG_TRAIN_SQUAD",  # rag.answer.training (make train): the SQuAD files to train on
+    "RAG_TEST_LLM",  # tests/test_real_llm.py: the LLM server to test against
+    "RAG_BENCH_UNSET_OPENBLAS",  # bench/run.py, to its child processes
+})
+
+
+def unknown_settings(environ: Mapping[str, str] | None = None, env_file: str | os.PathLike | None = ".env") -> list[str]:
+    """One message per ``RAG_*`` variable of ``environ`` (default: the process environment) or of the .env file
+    ``env_file`` that names no setting, with the setting it probably meant when one is close, e.g.
+    "unknown setting RAG_TOPK (did you mean RAG_TOP_K?)". pydantic-settings ignores such a variable (other tools
+    may share the prefix), so a misspelled setting would otherwise silently keep its default. Names are compared
+    ignoring case, as pydantic-settings reads them. An unreadable .env file is left to ``Settings()`` to report."""
+    prefix = str(Settings.model_config["env_prefix"]).upper()
+    known = {prefix + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES
+    sources: list[tuple[list[str], str]] = [(sorted(os.environ if environ is None else environ), "")]
+    if env_file is not None and Path(env_file).is_file():
+        try:
+            from dotenv import dotenv_values  # installed with pydantic-settings, which reads .env with it
+
+            sources.append(([n for n in dotenv_values(env_file, encoding="utf-8") if n],
+                            f" in {Path(env_file).absolute()}"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
+    messages, seen = [], set()
+    for names, origin in sources:
+        for name in names:
+            upper = name.upper()
+            if not upper.startswith(prefix) or upper in known or upper in seen:
+                continue
+            seen.add(upper)
+            import difflib  # only when a variable is unknown
+
+            close = difflib.get_close_matches(upper, sorted(known - OTHER_VARIABLES), n=1, cutoff=0.8)
+            messages.append(f"unknown setting {name}{origin}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return messages

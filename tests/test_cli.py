@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,11 +33,12 @@ class CliHome:
     def index_dir(self) -> Path:
         return self.folder / "index"
 
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        env = os.environ | {"RAG_CORPUS_DIR": str(self.corpus_dir), "RAG_INDEX_DIR": str(self.index_dir)}
+    def run(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+        environment = os.environ | {"RAG_CORPUS_DIR": str(self.corpus_dir), "RAG_INDEX_DIR": str(self.index_dir)}
         # cwd is the private folder so that no .env file of the developer's checkout leaks into the settings.
-        return subprocess.run([self.executable, *args], env=env, cwd=self.folder, capture_output=True, text=True,
-                              timeout=180)
+        return subprocess.run([self.executable, *args], env=environment | (env or {}), cwd=cwd or self.folder,
+                              input=stdin, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +128,88 @@ def test_adding_a_missing_file_exits_3_and_leaves_the_index(cli):
     assert_one_line_error(cli.run("index", "add", str(missing)), 3, "no-such-file.txt", "no such file")
     assert (cli.index_dir / "default" / "manifest.json").read_bytes() == manifest_before
     assert sorted(p.name for p in cli.corpus_dir.iterdir()) == ["2026-03-06-iran-proxies-iraq.txt"]
+
+
+# ---------------------------------------------------------------------------------------------- rag eval --report
+
+
+def test_eval_refuses_a_report_folder_it_cannot_create_before_the_run(cli, tmp_path):
+    (tmp_path / "afile").write_text("not a folder\n", encoding="utf-8")
+    gold = Path(__file__).resolve().parent.parent / "eval" / "gold.jsonl"
+    for run in (["--gold", str(gold), "--no-baseline"], ["--claims", str(gold.parent / "claims.jsonl")]):
+        result = cli.run("eval", *run, "--report", "afile/sub", cwd=tmp_path)
+        assert_one_line_error(result, 2)
+        assert result.stderr == "rag: error: --report afile/sub: cannot create the folder, afile is not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# ---------------------------------------------------------------------------------------------- rag chat
+
+CHAT_HELP_LINES = ["commands:", "  /reset   start a new conversation", "  /help    list these commands",
+                   "  /quit    leave (/exit too, or the end of the input)", "any other line is a question"]
+UNKNOWN_COMMAND = "rag: error: unknown command /rset (the commands are /reset, /help, /quit and /exit)"
+
+
+def test_chat_commands_are_never_asked_as_questions(cli):
+    lines = "Who replaced Qassem Soleimani?\n/help\n/rset\n/reset now\n/exit\nWho is Ghaani?\n"
+    result = cli.run("chat", stdin=lines)
+    assert result.returncode == 2, result.stderr  # the mistyped commands, as a refused question would
+    assert result.stderr.splitlines() == [
+        UNKNOWN_COMMAND, "rag: error: /reset takes nothing after it (the commands are /reset, /help, /quit and /exit)"]
+    assert "Esmail Ghaani" in result.stdout
+    help_at = result.stdout.index("commands:\n")
+    assert result.stdout[help_at:].splitlines()[: len(CHAT_HELP_LINES)] == CHAT_HELP_LINES
+    # One question answered: /help, /rset and "/reset now" were not asked, and /exit left before the last line.
+    assert result.stdout.count("(confidence ") + result.stdout.count("(no answer") == 1
+
+
+def test_chat_json_reports_an_unknown_command_as_an_error_record(cli):
+    result = cli.run("chat", "--json", stdin="Who replaced Qassem Soleimani?\n/help\n/rset\n/quit\n")
+    assert result.returncode == 2
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2 and "Esmail Ghaani" in records[0]["answer"]
+    assert records[1] == {"question": "/rset", "error": UNKNOWN_COMMAND.removeprefix("rag: error: ")}
+    assert result.stderr.splitlines() == CHAT_HELP_LINES  # stdout keeps only JSON records
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def test_a_misspelled_setting_is_warned_about_and_the_default_used(cli):
+    result = cli.run("search", "Who replaced Qassem Soleimani?", "--json", env={"RAG_TOPK": "3"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "rag: warning: unknown setting RAG_TOPK (did you mean RAG_TOP_K?)\n"
+    assert len(json.loads(result.stdout)["hits"]) == 5  # the default top_k: a warning, not an error
+
+
+def test_a_misspelled_setting_in_env_file_is_warned_about_naming_the_file(cli):
+    env_file = cli.folder / ".env"
+    env_file.write_text("RAG_TOPK=3\nRAG_TOP_K=2\n", encoding="utf-8")
+    try:
+        result = cli.run("search", "Who replaced Qassem Soleimani?", "--json")
+    finally:
+        env_file.unlink()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"rag: warning: unknown setting RAG_TOPK in {env_file} (did you mean RAG_TOP_K?)\n"
+    assert len(json.loads(result.stdout)["hits"]) == 2  # the file's correctly spelled setting still applies
+
+
+# ---------------------------------------------------------------------------------------------- rag serve
+
+
+@pytest.fixture
+def busy_port():
+    """A loopback port another process listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_serve_on_a_busy_port_is_a_one_line_usage_error(cli, busy_port):
+    result = cli.run("serve", "--port", str(busy_port))
+    assert_one_line_error(result, 2)
+    assert result.stderr == f"rag: error: port {busy_port} on 127.0.0.1 is already in use\n"
+    result = cli.run("serve", "--port", "0", "--workers", "2", "--ui-port", str(busy_port))
+    assert result.stderr == f"rag: error: port {busy_port} (--ui-port) on 127.0.0.1 is already in use\n"
+    assert result.returncode == 2

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from rag.eval import DEFAULT_GOLD, evaluate, format_table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Headline metrics of the extractive backend on eval/gold.jsonl, thresholds about one question under each value.
 # Since the learned answerer (rag/answer/, commit "Learned extractive answerer"), these are a regression guard
@@ -190,3 +193,56 @@ def test_cli_rejects_an_unknown_baseline(pipeline, small_gold, monkeypatch, caps
     monkeypatch.setattr(rag.cli, "_load_pipeline", lambda args: pipeline)
     assert rag.cli.main(["eval", "--gold", str(small_gold), "--baselines", "tutorial,oracle"]) == 2
     assert "unknown baseline oracle" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a --report folder that cannot be written
+
+PROC = Path("/proc/self")
+
+REPORT_FOLDERS = {  # case -> (--report relative to a folder holding the file "afile", the one-line error)
+    "a file on its path": ("afile/sub", "--report afile/sub: cannot create the folder, afile is not a folder"),
+    "a file deeper on its path": ("afile/a/b", "--report afile/a/b: cannot create the folder, afile is not a folder"),
+    "an existing file": ("afile", "--report afile: exists and is not a folder"),
+    "a place no folder can be made": ("/proc/nope", "--report /proc/nope: cannot create the folder (No such file or "
+                                      "directory)"),
+}
+
+
+@pytest.mark.parametrize("run", [["--gold", str(DEFAULT_GOLD), "--no-baseline"],
+                                 ["--claims", str(ROOT / "eval" / "dev" / "enc-glaciers.claims.jsonl")]],
+                         ids=["gold", "claims"])
+@pytest.mark.parametrize("case", list(REPORT_FOLDERS))
+def test_cli_refuses_a_report_folder_it_cannot_write_before_the_run(tmp_path, monkeypatch, capsys, run, case):
+    import rag.cli
+
+    folder, message = REPORT_FOLDERS[case]
+    if folder.startswith("/proc/") and not PROC.exists():
+        pytest.skip("no /proc on this system")
+
+    def no_run(args):
+        raise AssertionError("the model was loaded and the run started before --report was checked")
+
+    monkeypatch.setattr(rag.cli, "_load_pipeline", no_run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder\n", encoding="utf-8")
+    assert rag.cli.main(["eval", *run, "--report", folder]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"rag: error: {message}\n" and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_report_writers_turn_any_write_failure_into_a_usage_error(tmp_path):
+    from rag.errors import UsageError
+    from rag.eval.report import prepare_report_dir, write_claims_report, write_report
+
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    report = {"metrics": {}, "results": []}
+    for write in (write_report, write_claims_report):  # library callers (evaluate(report_dir=...)) too
+        with pytest.raises(UsageError, match="^--report .*afile/sub: cannot create the folder, .*afile is not a "
+                                             "folder$"):
+            write(report, tmp_path / "afile" / "sub")
+    folder = prepare_report_dir(tmp_path / "new" / "report")  # created with its parents when it can be
+    assert folder.is_dir() and list(folder.iterdir()) == []  # the write probe leaves nothing behind
+    (folder / "claims-metrics.json").mkdir()  # a folder where a report file goes
+    with pytest.raises(UsageError, match=r"^--report .*report: cannot write claims-metrics\.json \(Is a directory\)$"):
+        write_claims_report(report, folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,62 @@ def _calibration_section(metrics: dict[str, Any]) -> list[str]:
 
 def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
     """Write report.md, metrics.json, results.jsonl, accuracy_by_type.png and latency.png into ``directory``,
-    and reliability.png and accuracy_coverage.png when some answers carry a confidence."""
+    and reliability.png and accuracy_coverage.png when some answers carry a confidence. A folder or file that
+    cannot be written is a one-line UsageError."""
+    directory = prepare_report_dir(directory)
+    try:
+        _write_report_files(report, directory)
+    except OSError as exc:
+        raise UsageError(_cannot_write(directory, exc)) from None
+    return directory
+
+
+def write_claims_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
+    """Write claims-metrics.json and claims-results.jsonl (``rag eval --claims --report``) into ``directory``."""
+    directory = prepare_report_dir(directory)
+    try:
+        (directory / "claims-metrics.json").write_text(json.dumps(report["metrics"], indent=2) + "\n",
+                                                       encoding="utf-8")
+        with (directory / "claims-results.jsonl").open("w", encoding="utf-8") as out:
+            for row in report["results"]:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise UsageError(_cannot_write(directory, exc)) from None
+    return directory
+
+
+def prepare_report_dir(directory: str | os.PathLike) -> Path:
+    """Create the report folder ``directory`` (and its parents) if need be, and check that files can be written
+    in it. A one-line UsageError if not: a file in its place or on its path, a folder that cannot be created or
+    is read-only. ``rag eval --report`` calls it before the run, so a bad folder wastes no evaluation."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--report {directory}: exists and is not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in directory.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:  # NotADirectoryError, or FileExistsError from a file at a parent's place
+            raise UsageError(f"--report {directory}: cannot create the folder, {blocker} is not a folder") from None
+        raise UsageError(f"--report {directory}: cannot create the folder ({_reason(exc)})") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):  # writable? (permissions, a read-only file system)
+            pass
+    except OSError as exc:
+        raise UsageError(f"--report {directory}: cannot write in the folder ({_reason(exc)})") from None
+    return directory
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _cannot_write(directory: Path, exc: OSError) -> str:
+    name = Path(exc.filename).name if exc.filename else None
+    return f"--report {directory}: cannot write {name or 'the report'} ({_reason(exc)})"
+
+
+def _write_report_files(report: dict[str, Any], directory: Path) -> None:
     from rag.eval.plots import (  # matplotlib: only when a report is written
         plot_accuracy_by_type,
         plot_accuracy_coverage,
@@ -221,10 +277,6 @@ def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
         plot_reliability,
     )
 
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"{directory}: exists and is not a folder")
-    directory.mkdir(parents=True, exist_ok=True)
     metrics = report["metrics"]
     results = {key: (report["results"] if key == "ours" else report[key]["results"])
                for key, _ in SYSTEMS if key == "ours" or report.get(key)}
@@ -245,7 +297,6 @@ def write_report(report: dict[str, Any], directory: str | os.PathLike) -> Path:
         plot_reliability(calibrated, directory / "reliability.png")
         plot_accuracy_coverage(calibrated, directory / "accuracy_coverage.png")
     (directory / "report.md").write_text(report_markdown(report), encoding="utf-8")
-    return directory
 
 
 def report_markdown(report: dict[str, Any]) -> str:
