@@ -275,12 +275,21 @@ def ignored_files(corpus_dir: Path) -> list[Path]:
 @dataclass(frozen=True)
 class Skipped:
     """A file of the corpus folder that could not be read as a document (binary, not UTF-8, empty, too large, a
-    damaged PDF...): left out of the index, with the reason. ``sha256`` is of its bytes as they were (None when
-    they could not be read), so the index knows it is the same file and is not stale because of it."""
+    damaged PDF...), or that was read but yields no sentence (rag.index.segment_corpus): left out of the index,
+    with the reason. ``sha256`` is of its bytes as they were (None when they could not be read), so the index
+    knows it is the same file and is not stale because of it."""
 
     id: str
     sha256: str | None
     reason: str
+
+
+def skip_file(file_name: str, sha256: str | None, reason: str) -> Skipped:
+    """Record a file of the corpus folder as left out, warning in one line naming it (escaped when it is not
+    printable) and the reason."""
+    name = file_name if file_name.isprintable() else repr(file_name)
+    log.warning("%s: skipped, not indexed: %s", name, reason)
+    return Skipped(file_name, sha256, reason)
 
 
 def _skip(path: Path, exc: InputFileError) -> Skipped:
@@ -291,8 +300,15 @@ def _skip(path: Path, exc: InputFileError) -> Skipped:
         sha = sha256_bytes(path.read_bytes())
     except OSError:
         sha = None
-    log.warning("%s: skipped, not indexed: %s", name, reason)
-    return Skipped(path.name, sha, reason)
+    return skip_file(path.name, sha, reason)
+
+
+def no_documents(corpus_dir: Path, skipped: list[Skipped]) -> InputFileError:
+    """The error for a corpus folder that leaves nothing to index, naming the files skipped."""
+    if skipped:
+        return InputFileError(f"{corpus_dir}: corpus folder has no readable documents (skipped: "
+                              f"{', '.join(s.id if s.id.isprintable() else repr(s.id) for s in skipped)})")
+    return InputFileError(f"{corpus_dir}: corpus folder has no documents")
 
 
 def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
@@ -303,6 +319,8 @@ def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int |
     A file of another type is skipped with a warning (``ignored_files``), and so is a file of a supported type
     that ``read_document`` refuses (one line naming it and the reason): one bad file dropped into the folder by
     hand does not stop the rest from being indexed. ``rag index add`` refuses such files before they get there.
+    A file read fine that yields no sentence (only a heading, a line of dashes, a menu) is found only when the
+    build splits it: the build skips it the same way (rag.index.segment_corpus, ``found``).
     Files named in ``exclude`` (about to be replaced) are not read."""
     files = [p for p in corpus_files(corpus_dir) if p.name not in exclude]
     for ignored in ignored_files(corpus_dir):
@@ -317,10 +335,7 @@ def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int |
         except InputFileError as exc:
             skipped.append(_skip(path, exc))
     if not documents and not allow_empty:
-        if skipped:
-            raise InputFileError(f"{corpus_dir}: corpus folder has no readable documents (skipped: "
-                                 f"{', '.join(s.id if s.id.isprintable() else repr(s.id) for s in skipped)})")
-        raise InputFileError(f"{corpus_dir}: corpus folder has no documents")
+        raise no_documents(corpus_dir, skipped)
     return documents, skipped
 
 

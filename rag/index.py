@@ -4,8 +4,9 @@ Layout of ``RAG_INDEX_DIR/<name>`` (a symlink to the current build under ``.buil
 so a crash mid-build leaves the previous index in place):
 
 - ``manifest.json``: format version, embedding model id/sha256/dim, chunking parameters, per-document sha256,
-  the corpus files skipped because they cannot be read (``skipped``: id, sha256, reason), counts, the sha256 of
-  every other file of the build (verified once, when the index is loaded), creation time and build duration;
+  the corpus files skipped because they cannot be read or yield no sentence (``skipped``: id, sha256, reason),
+  counts, the sha256 of every other file of the build (verified once, when the index is loaded), creation time
+  and build duration;
 - ``documents.jsonl``: each document's id, title, date, sha256 and the text offsets index into;
 - ``sentences.jsonl`` and ``chunks.jsonl``: spans with ``source``/``start``/``end``/``text``;
 - ``vectors.faiss``: chunk vectors (FAISS flat or HNSW); ``sentence_vectors.npy``: sentence vectors;
@@ -31,7 +32,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,16 @@ from typing import TYPE_CHECKING
 
 from rag import corpus
 from rag.bm25 import BM25Index
-from rag.documents import DocumentLimits, Skipped, corpus_files, read_corpus, sha256_bytes, starts_with_bom
+from rag.documents import (
+    DocumentLimits,
+    Skipped,
+    corpus_files,
+    no_documents,
+    read_corpus,
+    sha256_bytes,
+    skip_file,
+    starts_with_bom,
+)
 from rag.embeddings import Embedder, ModelInfo
 from rag.errors import IndexCorruptError, IndexLockedError, InputFileError
 from rag.segment import Seen, segment_document
@@ -250,14 +260,23 @@ def build_index(
         return _build_locked(settings, embedder, documents, staged)
 
 
+NO_SENTENCES = "no sentences found"
+
+
 def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLimits | None = None,
-                   seen: Seen | None = None, first_sentence_id: int = 0,
+                   seen: Seen | None = None, first_sentence_id: int = 0, found: Collection[str] = (),
                    ) -> tuple[list[Sentence], list[Chunk], list[dict]]:
     """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it.
 
     ``seen`` and ``first_sentence_id`` continue an indexed corpus (an incremental add: the paragraphs and chunks
     already indexed, and the number of sentences), so documents appended to it are segmented as a build of
-    the whole would segment them after those."""
+    the whole would segment them after those.
+
+    A document that yields no sentence (only headings, a line of dashes, a menu; one whose paragraphs all
+    repeat earlier ones does not count) is refused with an InputFileError, unless its id is in ``found``: the
+    files found in the corpus folder, not given to ``rag index add``. Such a file is left out, with no entry in
+    what is returned, as ``rag.documents.read_corpus`` leaves out the files it cannot read (the caller records
+    it: ``left_out``)."""
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
@@ -269,7 +288,9 @@ def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLim
         )
         duplicates = seen.skipped_paragraphs - skipped
         if not doc_sentences and not duplicates:
-            raise InputFileError(f"{doc.id}: no sentences found")
+            if doc.id in found:
+                continue  # left out whole: it adds no sentence or chunk, and no duplicate count
+            raise InputFileError(f"{doc.id}: {NO_SENTENCES}")
         sentences.extend(doc_sentences)
         chunks.extend(doc_chunks)
         per_doc.append(
@@ -283,6 +304,16 @@ def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLim
     return sentences, chunks, per_doc
 
 
+def left_out(docs: list[Document], per_doc: list[dict]) -> tuple[list[Document], list[Skipped]]:
+    """The documents ``segment_corpus`` indexed, and those it left out for want of a sentence (files found in the
+    corpus folder), each recorded as skipped with a one-line warning naming it, as unreadable files are."""
+    indexed = {d["id"] for d in per_doc}
+    if len(indexed) == len(docs):
+        return docs, []
+    return ([d for d in docs if d.id in indexed],
+            [skip_file(d.id, d.sha256, NO_SENTENCES) for d in docs if d.id not in indexed])
+
+
 def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
                   staged: corpus.Staged | None = None) -> Index:
     import numpy as np
@@ -290,15 +321,24 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     started = time.perf_counter()
     max_bytes, max_chars = int(settings.max_file_mb * 1e6), settings.max_text_chars
     limits = DocumentLimits.from_settings(settings)
-    skipped: list[Skipped] = []  # files of the corpus folder that cannot be read: left out, listed in the manifest
+    # Files of the corpus folder that cannot be read, or yield no sentence: left out, listed in the manifest.
+    skipped: list[Skipped] = []
+    found: Collection[str] = ()  # documents read from the corpus folder, not given: skipped, not refused
     if staged is not None:
         docs = staged.documents()
         skipped = staged.skipped
+        found = {d.id for d in docs} - set(staged.names)
     elif documents is not None:
         docs = documents
     else:
         docs, skipped = read_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
-    sentences, chunks, per_doc = segment_corpus(settings, docs, limits)
+        found = {d.id for d in docs}
+    sentences, chunks, per_doc = segment_corpus(settings, docs, limits, found=found)
+    docs, without_sentences = left_out(docs, per_doc)
+    if without_sentences:
+        skipped = sorted([*skipped, *without_sentences], key=lambda s: s.id)
+        if not docs:
+            raise no_documents(settings.corpus_dir, skipped)
     cache, token_cache = _reusable_vectors(settings, embedder.info)
     sentence_vectors, sentence_tokens = _embed_with_tokens(embedder, [s.text for s in sentences], cache, token_cache)
     chunk_vectors = _embed(embedder, [c.text for c in chunks], cache)
@@ -339,8 +379,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         "build_seconds": round(time.perf_counter() - started, 3),
         "embedding": {"model_id": embedder.info.model_id, "sha256": embedder.info.sha256, "dim": embedder.dim},
         "documents": per_doc,
-        # Files of the corpus folder left out because they cannot be read, with their sha256: the index is not
-        # stale because of them until they change (stale_reason).
+        # Files of the corpus folder left out because they cannot be read or yield no sentence, with their
+        # sha256: the index is not stale because of them until they change (stale_reason).
         "skipped": [asdict(s) for s in skipped],
         # Documents' text never begins with a byte order mark (rag.documents._decode): an index built before
         # (no such key) holding a document whose file has one is stale (stale_reason).

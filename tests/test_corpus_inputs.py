@@ -1,7 +1,8 @@
-"""Robustness review of inputs: a byte order mark, unreadable files dropped into the corpus folder, an overlap as
-large as a chunk, two files of one name, a missing corpus folder, a bad value in .env, and the login counts file
-of a server without login. Library-level cases use the hashing embedder (tests/fakes.py); the ``rag`` command
-runs where the exit code or the printed line is the point."""
+"""Robustness review of inputs: a byte order mark, unreadable files and files without a sentence dropped into
+the corpus folder, an overlap as large as a chunk, two files of one name, a missing corpus folder, a bad value in
+.env, and the login counts file of a server without login. Library-level cases use the hashing embedder
+(tests/fakes.py), or the real model on a copy of the session's index; the ``rag`` command runs where the exit
+code or the printed line is the point."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from rag.cli import build_parser, make_settings
 from rag.corpus import checked_names
 from rag.documents import read_document, sha256_bytes
 from rag.errors import InputFileError, UsageError
-from rag.index import build_index, open_index, read_manifest, stale_reason
+from rag.index import build_index, load_index, open_index, read_manifest, stale_reason
 from rag.pipeline import Pipeline
 from rag.settings import Settings
-from tests.conftest import make_fake_pipeline
+from tests.conftest import make_fake_pipeline, write_file
 from tests.test_cli import assert_one_line_error
 from tests.test_hostile_inputs import home  # noqa: F401 (fixture)
-from tests.test_index import ARTICLE_NAME
+from tests.test_index import ARTICLE_NAME, PROGRESS_BAR
 
 USAGE, INPUT_FILE = 2, 3
 BOM = b"\xef\xbb\xbf"
@@ -190,6 +191,135 @@ def test_one_binary_file_dropped_into_the_corpus_no_longer_stops_every_command(h
     assert "Esmail Ghaani" in answer.stdout
     refused = home.run("index", "add", "--replace", str(home.folder / "corpus" / "binary.txt"))
     assert_one_line_error(refused, INPUT_FILE, "binary.txt: looks binary, not text")
+
+
+# Read fine, but yield no sentence (only a heading-like line): found only when the build splits them. They used
+# to stop every build and `rag index add` with "no sentences found" (exit 3).
+WITHOUT_SENTENCES = {
+    "dashes.txt": b"----\n",
+    "nav.html": b"<html><body><nav>menu</nav></body></html>",
+}
+
+
+def _place_files_without_sentences(settings, tmp_path) -> dict[str, bytes]:
+    """The review's cases, placed by hand: a line of dashes, a page of navigation only, and a symbolic link to a
+    one-line file outside the corpus (as to /etc/hostname). Returns each name's bytes."""
+    placed = dict(WITHOUT_SENTENCES)
+    for name, data in WITHOUT_SENTENCES.items():
+        (settings.corpus_dir / name).write_bytes(data)
+    hostname = write_file(tmp_path / "hostname", b"buildbox-7\n")
+    (settings.corpus_dir / "host.txt").symlink_to(hostname)
+    placed["host.txt"] = hostname.read_bytes()
+    return placed
+
+
+def test_corpus_files_without_a_sentence_are_skipped_listed_and_do_not_make_the_index_stale(
+        indexed_settings, embedder, tmp_path, caplog):
+    settings = indexed_settings
+    placed = _place_files_without_sentences(settings, tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = build_index(settings, embedder)
+    assert set(index.documents) == {ARTICLE_NAME}
+    assert [d["id"] for d in index.manifest["documents"]] == [ARTICLE_NAME]
+    assert index.manifest["counts"]["documents"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{name}: skipped, not indexed: no sentences found" for name in sorted(placed)]
+    assert index.manifest["skipped"] == [{"id": name, "sha256": sha256_bytes(placed[name]),
+                                          "reason": "no sentences found"} for name in sorted(placed)]
+    _spans_match(load_index(settings.index_path))
+    # Recorded with their checksums: the next command finds the index current and does not rebuild again.
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+
+    # A skipped file that is given sentences makes the index stale, and is indexed.
+    (settings.corpus_dir / "dashes.txt").write_text("----\n\nThe ferry resumed service on Monday.\n", encoding="utf-8")
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) == \
+        "corpus changed (changed: dashes.txt)"
+    index = open_index(settings, embedder)
+    assert "dashes.txt" in index.documents
+    assert [s["id"] for s in index.manifest["skipped"]] == ["host.txt", "nav.html"]
+
+
+def test_a_corpus_file_whose_paragraphs_all_repeat_another_is_still_indexed(indexed_settings, embedder):
+    """Not "without a sentence": its paragraphs are indexed once, from the first file (duplicates, issue 14)."""
+    settings = indexed_settings
+    shutil.copy(settings.corpus_dir / ARTICLE_NAME, settings.corpus_dir / "wire-copy.txt")
+    index = build_index(settings, embedder)
+    assert set(index.documents) == {ARTICLE_NAME, "wire-copy.txt"}
+    assert index.manifest["skipped"] == []
+
+
+def test_an_add_skips_corpus_files_without_a_sentence_but_refuses_a_new_one(indexed_settings, embedder, tmp_path):
+    settings = indexed_settings
+    _place_files_without_sentences(settings, tmp_path)
+    pipeline = Pipeline(settings, embedder, open_index(settings, embedder))
+    note = write_file(tmp_path / "note.txt", b"The mayor of Springfield opened a bridge on Monday.\n")
+    pipeline.add_documents([note])
+    assert set(pipeline.index.documents) == {ARTICLE_NAME, "note.txt"}
+    assert [s["id"] for s in pipeline.index.manifest["skipped"]] == ["dashes.txt", "host.txt", "nav.html"]
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+
+    # Given explicitly, such a file is refused in one line and nothing changes, whether new or replacing one.
+    from tests.test_index import snapshot
+
+    before = snapshot(settings)
+    (tmp_path / "new").mkdir()
+    heading = write_file(tmp_path / "new" / "heading.txt", b"Just a heading\n")
+    with pytest.raises(InputFileError, match=r"^heading\.txt: no sentences found$"):
+        pipeline.add_documents([heading])
+    dashes = write_file(tmp_path / "new" / "dashes.txt", b"-----\n")
+    with pytest.raises(InputFileError, match=r"^dashes\.txt: no sentences found$"):
+        pipeline.add_documents([dashes], replace=True)
+    assert snapshot(settings) == before
+
+
+def test_a_corpus_with_no_sentence_left_is_refused_and_keeps_the_index_it_had(indexed_settings, embedder, caplog):
+    settings = indexed_settings
+    (settings.corpus_dir / ARTICLE_NAME).write_bytes(b"----\n")  # the only document, overwritten
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = open_index(settings, embedder)
+    assert set(index.documents) == {ARTICLE_NAME}  # the index as it was built
+    assert "could not be rebuilt" in caplog.text
+    assert f"corpus folder has no readable documents (skipped: {ARTICLE_NAME})" in caplog.text
+    with pytest.raises(InputFileError, match=rf"corpus folder has no readable documents \(skipped: {ARTICLE_NAME}\)$"):
+        build_index(settings, embedder)  # an explicit build says so
+
+
+@pytest.mark.slow
+def test_one_file_without_a_sentence_placed_in_the_corpus_no_longer_stops_builds_or_adds(home, tmp_path):  # noqa: F811
+    """The tester's reproduction: dashes.txt placed in the corpus folder made `rag index build` and every later
+    `rag index add` fail with "dashes.txt: no sentences found" (exit 3), and `rag ask` warn on every run that the
+    index could not be rebuilt. Likewise a page of navigation only and a symbolic link to a one-line file."""
+    placed = _place_files_without_sentences(home.settings, tmp_path)
+    build = home.run("index", "build")
+    assert build.returncode == 0, build.stderr
+    assert [line for line in build.stderr.splitlines() if not PROGRESS_BAR.search(line)] == [
+        f"rag: {name}: skipped, not indexed: no sentences found" for name in sorted(placed)]
+    for name in placed:
+        assert f"  skipped   {name} (not indexed: no sentences found)" in build.stdout.splitlines()
+    info = home.run("index", "info")
+    assert info.returncode == 0 and info.stderr == "", info.stderr  # current: no rebuild, no warning
+    assert "  skipped   dashes.txt (not indexed: no sentences found)" in info.stdout.splitlines()
+    listed = json.loads(home.run("index", "info", "--json").stdout)["skipped"]
+    assert [(s["id"], s["reason"]) for s in listed] == [(name, "no sentences found") for name in sorted(placed)]
+
+    good = write_file(tmp_path / "good.txt", b"The council of Springfield approved the new budget on Friday.\n")
+    added = home.run("index", "add", str(good))
+    assert added.returncode == 0, added.stderr
+    assert "added good.txt" in added.stdout
+    assert (home.folder / "corpus" / "good.txt").exists()
+    answer = home.run("ask", "Who replaced Qassem Soleimani?")
+    assert answer.returncode == 0 and answer.stderr == "", answer.stderr  # no "could not be rebuilt" warning
+    assert "Esmail Ghaani" in answer.stdout
+
+    # Given to `rag index add`, such a file is refused in one line, and nothing changes.
+    from tests.test_index import snapshot
+
+    before = snapshot(home.settings)
+    heading = write_file(tmp_path / "heading.txt", b"----\n")
+    refused = home.run("index", "add", str(heading))
+    assert_one_line_error(refused, INPUT_FILE, "heading.txt: no sentences found")
+    assert snapshot(home.settings) == before
 
 
 # ------------------------------------------------------------------ 3. an overlap as large as a chunk
