@@ -345,8 +345,10 @@ def _reason(verdict: str, judged: Verdict, row: np.ndarray, claim: str, passage:
     if verdict == SUPPORTED:
         if judged.verdict == SUPPORTED:
             return judged.reason
-        return (f"the passage states this in other words ({row[col['coverage']]:.0%} of the claim's content words, "
-                f"meaning match {row[col['tokens']]:.2f})")
+        # Not "in other words": the rule finding that disagrees is said too (a verbatim quote given the wrong
+        # speaker read as a paraphrase, and the wrong speaker went unmentioned).
+        return (f"judged to state it as a whole ({row[col['coverage']]:.0%} of the claim's content words, meaning "
+                f"match {row[col['tokens']]:.2f}), though the word-level check says: {judged.reason}")
     different = difference(claim, passage)
     if judged.verdict == SUPPORTED or (different and judged.reason.startswith("only ")):
         if different:

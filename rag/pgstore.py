@@ -54,9 +54,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rag.documents import DocumentLimits, load_corpus
+from rag.documents import DocumentLimits, load_corpus, no_documents
 from rag.errors import IndexCorruptError, UsageError
-from rag.index import FORMAT_VERSION, MAX_INDEXED_WORDS, SEGMENTER, Index, segment_corpus, vocabulary
+from rag.index import (
+    FORMAT_VERSION,
+    MAX_INDEXED_WORDS,
+    SEGMENTER,
+    Index,
+    left_out,
+    segment_corpus,
+    vocabulary,
+)
 from rag.text import content_terms
 from rag.types import Chunk, Document, Hit, Sentence
 
@@ -982,7 +990,14 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         docs = documents
     else:
         docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
-    sentences, chunks, per_doc = segment(settings, docs)
+        # A file of the corpus folder without a sentence is left out with a warning, as a local build leaves it
+        # out (it stopped every build of the store).
+        sentences, chunks, per_doc = segment_corpus(settings, docs, limits, found={d.id for d in docs})
+        docs, _ = left_out(docs, per_doc)
+        if not docs:
+            raise no_documents(settings.corpus_dir, [])
+    if documents is not None or staged is not None:
+        sentences, chunks, per_doc = segment(settings, docs)
     store = PgStore(settings.store, settings.index_name)
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
                                                        [c.text for c in chunks])

@@ -126,6 +126,18 @@ def test_tables_are_verified_against_the_manifest(tmp_path, pg_url, embedder):
         open_index(settings, embedder)
 
 
+def test_a_corpus_file_without_a_sentence_is_skipped_not_fatal(tmp_path, pg_url, embedder, caplog):
+    """A line of dashes put into the corpus folder stopped every build of the store, as it did locally."""
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    (settings.corpus_dir / "dashes.txt").write_text("----\n", encoding="utf-8")
+    build_index(settings, embedder)
+    index = open_index(settings, embedder)
+    assert "dashes.txt" not in index.documents and len(index.documents) == 1
+    assert "dashes.txt: skipped, not indexed: no sentences found" in caplog.text
+
+
 class CountingEmbedder:
     """The real embedder, counting the texts it embeds and failing after ``fail_after`` calls of encode."""
 
