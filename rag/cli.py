@@ -256,11 +256,12 @@ def cmd_index(args) -> int:
         from rag.stores import open_index as _open
 
         pipeline = Pipeline(settings, embedder, _open(settings, embedder))
+        before = set(pipeline.index.documents)
         added = pipeline.add_documents(args.paths, replace=args.replace)
         index = pipeline.index
         if not args.json:
             for doc in added:
-                print(f"added {doc.id} ({len(doc.text):,} characters)")
+                print(f"{'replaced' if doc.id in before else 'added'} {doc.id} ({len(doc.text):,} characters)")
     elif args.index_command == "push":
         from rag import pgstore
 
@@ -272,10 +273,17 @@ def cmd_index(args) -> int:
     else:
         index = open_index(settings, embedder)
     manifest = index.manifest
+    from rag.documents import ignored_files
+
+    try:
+        ignored = ignored_files(settings.corpus_dir)
+    except RagError:  # no corpus folder: the index is all there is
+        ignored = []
     if args.json:
         _print_json({k: manifest[k] for k in ("format_version", "created", "build_seconds", "embedding", "chunking",
                                               "index_type", "counts", "documents")}
-                    | {"skipped": manifest.get("skipped", []), "path": str(settings.index_path)})
+                    | {"skipped": manifest.get("skipped", []), "ignored": [path.name for path in ignored],
+                       "path": str(settings.index_path)})
         return 0
     counts = manifest["counts"]
     if manifest.get("store") == "postgresql":
@@ -316,12 +324,6 @@ def cmd_index(args) -> int:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"
                                          if d.get("duplicate_paragraphs") else ""))
-    from rag.documents import ignored_files
-
-    try:
-        ignored = ignored_files(settings.corpus_dir)
-    except RagError:  # no corpus folder: the index is all there is
-        ignored = []
     for path in ignored:
         print(f"  ignored   {_shown(path.name)} (unsupported file type, not indexed)")
     for skipped in manifest.get("skipped", []):  # files of the corpus folder that could not be read

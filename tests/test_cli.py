@@ -100,8 +100,8 @@ def test_index_info_json(cli, pipeline):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert set(info) == {"format_version", "created", "build_seconds", "embedding", "chunking", "index_type",
-                         "counts", "documents", "skipped", "path"}
-    assert info["skipped"] == []
+                         "counts", "documents", "skipped", "ignored", "path"}
+    assert info["skipped"] == [] and info["ignored"] == []
     assert info["counts"] == pipeline.index.manifest["counts"]
     assert info["embedding"]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert info["path"] == str(cli.index_dir / "default")
@@ -213,3 +213,22 @@ def test_serve_on_a_busy_port_is_a_one_line_usage_error(cli, busy_port):
     result = cli.run("serve", "--port", "0", "--workers", "2", "--ui-port", str(busy_port))
     assert result.stderr == f"rag: error: port {busy_port} (--ui-port) on 127.0.0.1 is already in use\n"
     assert result.returncode == 2
+
+
+def test_index_add_says_replaced_and_info_json_lists_ignored_files(indexed_settings, rag_executable, tmp_path):
+    """`--replace` printed "added", and `index info --json` left out the unsupported files the text lists."""
+    from tests.test_bad_inputs import RagHome
+
+    home = RagHome(indexed_settings.corpus_dir.parent, rag_executable)
+    (indexed_settings.corpus_dir / "notes.docx").write_bytes(b"PK\x03\x04 not a document type rag reads")
+    update = tmp_path / "2026-03-06-iran-proxies-iraq.txt"
+    update.write_text((indexed_settings.corpus_dir / update.name).read_text(encoding="utf-8")
+                      + "\n\nA paragraph added to the article later.\n", encoding="utf-8")
+    new = tmp_path / "ferry.txt"
+    new.write_text("The ferry runs every hour, the mayor said.\n", encoding="utf-8")
+    result = home.run("index", "add", "--replace", str(update), str(new))
+    assert result.returncode == 0, result.stderr
+    assert f"replaced {update.name}" in result.stdout and "added ferry.txt" in result.stdout
+    info = json.loads(home.run("index", "info", "--json").stdout)
+    assert info["ignored"] == ["notes.docx"]
+    assert "ignored   notes.docx (unsupported file type, not indexed)" in home.run("index", "info").stdout
