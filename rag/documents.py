@@ -2,7 +2,10 @@
 
 A document's id is its file name inside the corpus folder. Offsets always index ``Document.text``:
 for .txt/.md that is the file decoded as UTF-8, exactly as stored but for a leading byte order mark (U+FEFF,
-which editors on Windows write), which is not part of the text.
+which editors on Windows write), which is not part of the text. A file that begins with the byte order mark
+of UTF-16 or UTF-32 (Notepad's and PowerShell's "Unicode") is decoded as that, the mark left out likewise; an
+HTML page without one is decoded with the charset it declares (``<meta charset>``, ``http-equiv``
+Content-Type, an XML declaration), else as UTF-8. Nothing else is guessed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
+import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Collection
@@ -70,8 +75,50 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+BINARY_SNIFF = 8192  # a NUL in this many first bytes (characters, for UTF-16/32) means a binary file
+CHARSET_SNIFF = 4096  # an HTML page's charset declaration is looked for in this many first bytes
+
+# Byte order marks, the codec each announces and its name in messages. UTF-32 LE's mark begins with UTF-16
+# LE's, so it is looked for first.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32 LE"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32 BE"),
+    (codecs.BOM_UTF8, "utf-8", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16 LE"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16 BE"),
+)
+_XML_ENCODING = re.compile(rb"""\A\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+# <meta charset="..."> and <meta http-equiv="Content-Type" content="text/html; charset=...">, attributes in
+# any order.
+_META_CHARSET = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+_COMMENT = re.compile(rb"<!--.*?(?:-->|\Z)", re.DOTALL)
+# A declaration can only be read if the page's encoding writes markup as ASCII does: a UTF-16 or EBCDIC
+# "declaration" readable as ASCII is wrong, so it is not followed (as browsers do). UTF-7 never is (it can
+# smuggle markup).
+_MARKUP_PROBE = b"<meta charset=\"'/> abcxyz ABCXYZ 0189 -_.:;"
+# windows-1252 as browsers decode it, and also pages that declare ISO-8859-1 or US-ASCII (WHATWG Encoding):
+# C1 bytes are its curly quotes, dashes and euro sign, and the five it leaves unassigned stay C1 controls
+# (Python's cp1252 refuses them).
+_WINDOWS_1252 = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0)
+                 if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_AS_WINDOWS_1252 = ("ascii", "iso8859-1", "cp1252")
+
+
+def _byte_order_mark(data: bytes) -> tuple[str, str, int] | None:
+    """The codec, its name and the length of the byte order mark ``data`` begins with; None without one."""
+    for mark, codec, name in _BOMS:
+        if data.startswith(mark):
+            return codec, name, len(mark)
+    return None
+
+
 def _looks_binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
+    """A NUL byte near the start, except in UTF-16/32 text announced by its byte order mark, where NUL bytes
+    are halves of characters (``_decode`` looks for a NUL character in its text instead)."""
+    bom = _byte_order_mark(data)
+    if bom is not None and bom[0] != "utf-8":
+        return False
+    return b"\x00" in data[:BINARY_SNIFF]
 
 
 def starts_with_bom(data: bytes) -> bool:
@@ -79,14 +126,49 @@ def starts_with_bom(data: bytes) -> bool:
     return data.startswith(codecs.BOM_UTF8)
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """The file's text: UTF-8, without a leading byte order mark (it would start the first sentence, the title
-    and any answer quoting them)."""
-    skip = len(codecs.BOM_UTF8) if starts_with_bom(data) else 0
+def declared_charset(data: bytes) -> str | None:
+    """The charset an HTML page declares in its first ``CHARSET_SNIFF`` bytes (an XML declaration's encoding,
+    else the first ``<meta>`` charset outside comments), as written; None without one."""
+    head = data[:CHARSET_SNIFF]
+    match = _XML_ENCODING.match(head) or _META_CHARSET.search(_COMMENT.sub(b"", head))
+    return match.group(1).decode("ascii") if match else None
+
+
+def _declared_codec(label: str) -> str | None:
+    """The Python codec to decode a page declaring ``label`` with; None for UTF-8 (the default anyway), an
+    unknown charset, or one a declaration readable as ASCII cannot be right about."""
     try:
-        return data[skip:].decode("utf-8")
+        codec = codecs.lookup(label).name
+        ascii_markup = _MARKUP_PROBE.decode(codec) == _MARKUP_PROBE.decode("ascii")
+        if codec in ("utf-8", "utf-8-sig", "utf-7") or not ascii_markup:
+            return None
+    except (LookupError, UnicodeError):  # unknown, not a text encoding (rot13, base64), UTF-32's odd length
+        return None
+    return codec
+
+
+def _decode(path: Path, data: bytes, declared: str | None = None) -> str:
+    """The file's text, without a leading byte order mark (it would start the first sentence, the title and
+    any answer quoting them): as its byte order mark says (UTF-8, UTF-16 or UTF-32), else with the
+    ``declared`` charset (of an HTML page) when Python knows it, else UTF-8."""
+    bom = _byte_order_mark(data)
+    note = ""
+    if bom is not None:
+        codec, name, skip = bom
+    elif declared and (codec := _declared_codec(declared)) is not None:
+        if codec in _AS_WINDOWS_1252:
+            return data.decode("latin-1").translate(_WINDOWS_1252)  # every byte is a character: never fails
+        name, skip, note = declared, 0, "; the charset the page declares"
+    else:
+        codec, name, skip = "utf-8", "UTF-8", 0
+    try:
+        text = data[skip:].decode(codec)
     except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path.name}: not valid UTF-8 text (byte {exc.start + skip}); save it as UTF-8") from None
+        raise InputFileError(f"{path.name}: not valid {name} text (byte {exc.start + skip}{note}); save it "
+                             "as UTF-8") from None
+    if codec.startswith(("utf-16", "utf-32")) and "\x00" in text[:BINARY_SNIFF]:
+        raise InputFileError(f"{path.name}: looks binary, not text")
+    return text
 
 
 def _html_text(path: Path, data: bytes, limits: DocumentLimits | None = None) -> tuple[str, str | None]:
@@ -98,7 +180,7 @@ def _html_text(path: Path, data: bytes, limits: DocumentLimits | None = None) ->
     # is reported by the one-line InputFileError below instead.
     for noisy in ("trafilatura", "htmldate"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    html = _decode(path, data)
+    html = _decode(path, data, declared_charset(data))
     if "<" not in html:
         raise InputFileError(f"{path.name}: does not look like HTML")
     limits = limits or DocumentLimits()
@@ -255,11 +337,15 @@ def _title_from_text(text: str, path: Path) -> str:
     return path.stem
 
 
-def _listing(corpus_dir: Path) -> list[Path]:
+def _entries(corpus_dir: Path) -> list[Path]:
     if not corpus_dir.is_dir():
         raise InputFileError(f"{corpus_dir}: corpus folder does not exist")
-    # Hidden entries are ignored: dot files, and the staging folders of `rag index add` (rag.corpus).
-    return sorted(p for p in corpus_dir.iterdir() if not p.name.startswith(".") and p.is_file())
+    # Hidden entries are ignored, silently: dot files, the staging folders of `rag index add` (rag.corpus).
+    return sorted(p for p in corpus_dir.iterdir() if not p.name.startswith("."))
+
+
+def _listing(corpus_dir: Path) -> list[Path]:
+    return [p for p in _entries(corpus_dir) if p.is_file()]
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
@@ -270,6 +356,51 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
 def ignored_files(corpus_dir: Path) -> list[Path]:
     """Files of the corpus folder that are not documents (another type, e.g. notes.docx): never indexed."""
     return [p for p in _listing(corpus_dir) if p.suffix.lower() not in SUPPORTED_SUFFIXES]
+
+
+_SPECIAL = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"),
+            (stat.S_ISBLK, "device"))
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
+def _broken_link(path: Path) -> str:
+    try:
+        target = f" {_shown(os.readlink(path))}"
+    except OSError:
+        target = ""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return f"broken link, not indexed: its target{target} does not exist"
+    except OSError as exc:  # a loop of links, a folder on the way that cannot be searched
+        return f"broken link, not indexed: its target{target} cannot be reached ({exc.strerror})"
+    return "broken link, not indexed"  # mended since it was listed
+
+
+def ignored_entries(corpus_dir: Path) -> list[tuple[Path, str]]:
+    """Entries of the corpus folder that are not files, with why they are not indexed: subfolders (and links
+    to folders), broken links, named pipes and the like. Never indexed, like ``ignored_files``; hidden ones
+    (the staging folders of `rag index add`) are left out."""
+    found = []
+    for path in _entries(corpus_dir):
+        if path.is_file():
+            continue
+        if path.is_dir():
+            reason = "subfolder, not indexed: only files directly in the corpus folder are"
+        elif path.is_symlink() and not path.exists():
+            reason = _broken_link(path)
+        else:
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                mode = 0
+            kind = next((name for test, name in _SPECIAL if test(mode)), "special file")
+            reason = f"{kind}, not indexed: only files are"
+        found.append((path, reason))
+    return found
 
 
 @dataclass(frozen=True)
@@ -316,17 +447,20 @@ def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int |
                 ) -> tuple[list[Document], list[Skipped]]:
     """The documents of the corpus folder, and its files that cannot be read as documents.
 
-    A file of another type is skipped with a warning (``ignored_files``), and so is a file of a supported type
-    that ``read_document`` refuses (one line naming it and the reason): one bad file dropped into the folder by
-    hand does not stop the rest from being indexed. ``rag index add`` refuses such files before they get there.
+    A file of another type is skipped with a warning (``ignored_files``), and so are a subfolder, a broken
+    link or another entry that is not a file (``ignored_entries``; neither is listed in the manifest, as they
+    never make the index stale), and a file of a supported type that ``read_document`` refuses (one line
+    naming it and the reason): one bad file dropped into the folder by hand does not stop the rest from being
+    indexed. ``rag index add`` refuses such files before they get there.
     A file read fine that yields no sentence (only a heading, a line of dashes, a menu) is found only when the
     build splits it: the build skips it the same way (rag.index.segment_corpus, ``found``).
     Files named in ``exclude`` (about to be replaced) are not read."""
     files = [p for p in corpus_files(corpus_dir) if p.name not in exclude]
     for ignored in ignored_files(corpus_dir):
-        name = ignored.name if ignored.name.isprintable() else repr(ignored.name)
         log.warning("%s: skipped: unsupported file type '%s' in the corpus folder (supported: %s)",
-                    name, ignored.suffix or "(none)", ", ".join(SUPPORTED_SUFFIXES))
+                    _shown(ignored.name), ignored.suffix or "(none)", ", ".join(SUPPORTED_SUFFIXES))
+    for entry, reason in ignored_entries(corpus_dir):
+        log.warning("%s: skipped: %s", _shown(entry.name), reason)
     documents: list[Document] = []
     skipped: list[Skipped] = []
     for path in files:

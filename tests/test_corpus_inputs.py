@@ -1,11 +1,13 @@
 """Robustness review of inputs: a byte order mark, unreadable files and files without a sentence dropped into
 the corpus folder, an overlap as large as a chunk, two files of one name, a missing corpus folder, a bad value in
-.env, and the login counts file of a server without login. Library-level cases use the hashing embedder
+.env, the login counts file of a server without login, UTF-16 text, HTML in the charset it declares, and
+subfolders and broken links in the corpus folder. Library-level cases use the hashing embedder
 (tests/fakes.py), or the real model on a copy of the session's index; the ``rag`` command runs where the exit
 code or the printed line is the point."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import shutil
@@ -422,3 +424,242 @@ def test_a_server_without_login_creates_no_login_counts_file(tmp_path, fake_embe
                           pipeline.index)
     create_api(with_login)
     assert failures_file(pipeline.settings).exists()
+
+
+# ------------------------------------------------------------------ 8. UTF-16 (and UTF-32) text with a BOM
+
+# As Windows Notepad ("Unicode") and PowerShell (Out-File, > in Windows PowerShell) save text: a byte order
+# mark, then UTF-16 with Windows line ends. They were refused or skipped as "looks binary, not text".
+FERRY = ("Ferry notice\r\n\r\nThe Springfield ferry was renamed “Bluebird” on Tuesday by the harbour master, "
+         "Zoë Okafor.\r\nThe new name was chosen by the town’s schoolchildren.\r\n")
+WIDE = {
+    "utf-16-le": codecs.BOM_UTF16_LE,
+    "utf-16-be": codecs.BOM_UTF16_BE,
+    "utf-32-le": codecs.BOM_UTF32_LE,
+    "utf-32-be": codecs.BOM_UTF32_BE,
+}
+
+
+def _wide(text: str, encoding: str) -> bytes:
+    return WIDE[encoding] + text.encode(encoding)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md"])
+@pytest.mark.parametrize("encoding", list(WIDE))
+def test_a_utf16_or_utf32_file_is_decoded_by_its_byte_order_mark(tmp_path, encoding, suffix):
+    path = write_file(tmp_path / f"ferry{suffix}", _wide(FERRY, encoding))
+    doc = read_document(path)
+    assert doc.text == FERRY  # the mark left out: offsets index this text
+    assert doc.title == "Ferry notice"
+    assert doc.sha256 == sha256_bytes(path.read_bytes())  # the file as stored: what the stale check compares
+
+
+def test_a_utf16_html_page_is_decoded_by_its_byte_order_mark(tmp_path):
+    page = ("<html><head><title>Ferry</title></head><body><article><p>The Springfield ferry was renamed "
+            "“Bluebird” on Tuesday by the harbour master.</p></article></body></html>")
+    doc = read_document(write_file(tmp_path / "ferry.html", _wide(page, "utf-16-le")))
+    assert doc.text == "The Springfield ferry was renamed “Bluebird” on Tuesday by the harbour master."
+    assert doc.title == "Ferry" and doc.fmt == "html"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # Without a byte order mark nothing is guessed: UTF-16's NUL bytes still look binary.
+    (FERRY.encode("utf-16-le"), "ferry.txt: looks binary, not text"),
+    # A NUL character in UTF-16 text is as binary as a NUL byte in UTF-8 text.
+    (_wide("GIF89a\x00\x01\x02", "utf-16-le"), "ferry.txt: looks binary, not text"),
+    # Cut in the middle of a character: the byte is counted from the file start, the mark included.
+    (_wide("The ferry", "utf-16-le")[:-1], "ferry.txt: not valid UTF-16 LE text (byte 18); save it as UTF-8"),
+    (_wide("ab", "utf-16-be") + b"\xdc\x00",  # a lone low surrogate
+     "ferry.txt: not valid UTF-16 BE text (byte 6); save it as UTF-8"),
+])
+def test_a_utf16_file_that_is_not_utf16_text_is_refused_in_one_line(tmp_path, data, message):
+    with pytest.raises(InputFileError) as refused:
+        read_document(write_file(tmp_path / "ferry.txt", data))
+    assert str(refused.value) == message
+
+
+def test_a_utf16_corpus_file_is_indexed_and_cited_at_offsets_of_its_decoded_text(indexed_settings, embedder):
+    """The real build and answerer on a copy of the session's corpus: the Notepad file is indexed (it was
+    skipped as binary), each span indexes its decoded text, and the answer's citations point into that
+    text."""
+    settings = indexed_settings
+    write_file(settings.corpus_dir / "ferry.txt", _wide(FERRY, "utf-16-le"))
+    shelbyville = FERRY.replace("Springfield", "Shelbyville")
+    write_file(settings.corpus_dir / "ferry-be.md", _wide(shelbyville, "utf-16-be"))
+    index = build_index(settings, embedder)
+    assert set(index.documents) == {ARTICLE_NAME, "ferry.txt", "ferry-be.md"}
+    assert index.manifest["skipped"] == []
+    assert index.documents["ferry.txt"].text == FERRY
+    _spans_match(load_index(settings.index_path))  # the stored text and every span, as read back
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+    sentence = "The Springfield ferry was renamed “Bluebird” on Tuesday by the harbour master, Zoë Okafor."
+    assert any(s.source == "ferry.txt" and (s.start, s.end) == (FERRY.index(sentence), FERRY.index(sentence)
+                                                                + len(sentence)) for s in index.sentences)
+
+    answer = Pipeline(settings, embedder, index).ask("What was the Springfield ferry renamed?")
+    cited = [c for c in answer.citations if c.source == "ferry.txt"]
+    assert not answer.abstained and cited, answer
+    for citation in cited:
+        assert FERRY[citation.start : citation.end] == citation.text
+        assert "\ufeff" not in citation.text and "\x00" not in citation.text
+
+
+def test_rag_index_add_takes_a_utf16_file_it_used_to_refuse_as_binary(indexed_settings, embedder, tmp_path):
+    settings = indexed_settings
+    pipeline = Pipeline(settings, embedder, open_index(settings, embedder))
+    note = write_file(tmp_path / "ferry.txt", _wide(FERRY, "utf-16-le"))
+    pipeline.add_documents([note])
+    assert pipeline.index.documents["ferry.txt"].text == FERRY
+    assert (settings.corpus_dir / "ferry.txt").read_bytes() == note.read_bytes()  # copied as it was
+    _spans_match(pipeline.index)
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+
+
+@pytest.mark.slow
+def test_rag_ask_cites_a_utf16_file_at_offsets_of_its_decoded_text(home, tmp_path):  # noqa: F811
+    """The tester's reproduction: a note saved by Notepad as "Unicode" was refused by `rag index add` as
+    binary."""
+    ferry = write_file(tmp_path / "ferry.txt", _wide(FERRY, "utf-16-le"))
+    added = home.run("index", "add", str(ferry))
+    assert added.returncode == 0, added.stderr
+    result = home.run("ask", "What was the Springfield ferry renamed?", "--json")
+    assert result.returncode == 0, result.stderr
+    cited = [c for c in json.loads(result.stdout)["citations"] if c["source"] == "ferry.txt"]
+    assert cited, result.stdout
+    for citation in cited:
+        assert FERRY[citation["start"] : citation["end"]] == citation["text"]
+
+
+# ------------------------------------------------------------------ 9. HTML in the charset it declares
+
+BODY = "<p>The café of Springfield opened on Monday, the mayor’s office said – in a short statement.</p>"
+DECODED = "The café of Springfield opened on Monday, the mayor’s office said – in a short statement."
+
+
+def _page(head: str, body: str = BODY) -> str:
+    return f"<html><head>{head}<title>Café news</title></head><body><article>{body}</article></body></html>"
+
+
+@pytest.mark.parametrize(("head", "encoding"), [
+    # Saved web pages: Latin-1 as declared, but with Windows-1252's quotes and dashes, as browsers read it.
+    ('<meta charset="iso-8859-1">', "windows-1252"),
+    ("<meta http-equiv='Content-Type' content='text/html; charset=windows-1252'>", "windows-1252"),
+    ('<META CONTENT="text/html; charset=Windows-1252" HTTP-EQUIV="Content-Type">', "windows-1252"),
+    ("<meta charset=latin1>", "windows-1252"),
+    ('<meta charset="iso-8859-15">', "iso-8859-15"),
+])
+def test_an_html_page_is_decoded_with_the_charset_it_declares(tmp_path, head, encoding):
+    if encoding == "iso-8859-15":
+        page, expected = _page(head, BODY.replace("’", "'").replace("–", "-") + "<p>It costs 5 €.</p>"), \
+            DECODED.replace("’", "'").replace("–", "-") + "\n\nIt costs 5 €."
+    else:
+        page, expected = _page(head), DECODED
+    doc = read_document(write_file(tmp_path / "cafe.html", page.encode(encoding)))
+    assert doc.text == expected and doc.title == "Café news"
+
+
+def test_an_xml_declaration_declares_the_charset_of_an_xhtml_page(tmp_path):
+    page = '<?xml version="1.0" encoding="ISO-8859-1"?>\n' + _page("")
+    assert read_document(write_file(tmp_path / "cafe.html", page.encode("windows-1252"))).text == DECODED
+
+
+@pytest.mark.parametrize("mark", ["utf-8", "utf-16-le"])
+def test_a_byte_order_mark_wins_over_a_declared_charset(tmp_path, mark):
+    page = _page('<meta charset="iso-8859-1">')
+    data = BOM + page.encode("utf-8") if mark == "utf-8" else _wide(page, mark)
+    assert read_document(write_file(tmp_path / "cafe.html", data)).text == DECODED  # not "cafÃ©"
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("undeclared.html", _page("").encode("windows-1252")),
+    ("unknown.html", _page('<meta charset="x-no-such-charset">').encode("windows-1252")),
+    ("notatext.html", _page('<meta charset="rot13">').encode("windows-1252")),  # a codec, but not of text
+    # A declaration readable as ASCII cannot be right about UTF-16: browsers read such a page as UTF-8 too.
+    ("utf16.html", _page('<meta charset="utf-16">').encode("windows-1252")),
+    ("commented.html", _page('<!-- <meta charset="iso-8859-1"> -->').encode("windows-1252")),
+    ("late.html", _page("<script>" + "//" * 3000 + "</script><meta charset=latin1>").encode("windows-1252")),
+    # .txt and .md are UTF-8 whatever they say.
+    ("plain.txt", b'<meta charset="iso-8859-1">\ncaf\xe9\n'),
+    ("plain.md", b'<?xml version="1.0" encoding="ISO-8859-1"?>\ncaf\xe9\n'),
+])
+def test_a_page_without_a_usable_declaration_stays_utf8_with_the_same_error(tmp_path, name, data):
+    with pytest.raises(InputFileError) as refused:
+        read_document(write_file(tmp_path / name, data))
+    at = data.index(b"\xe9")
+    assert str(refused.value) == f"{name}: not valid UTF-8 text (byte {at}); save it as UTF-8"
+
+
+def test_a_page_not_valid_in_the_charset_it_declares_is_refused_naming_it(tmp_path):
+    data = _page('<meta charset="shift_jis">').encode("utf-8").replace(b"Springfield", b"Spring\x81 field")
+    with pytest.raises(InputFileError) as refused:
+        read_document(write_file(tmp_path / "sjis.html", data))
+    at = data.index(b"\x81")
+    assert str(refused.value) == (f"sjis.html: not valid shift_jis text (byte {at}; the charset the page "
+                                  "declares); save it as UTF-8")
+
+
+def test_a_latin1_page_in_the_corpus_is_indexed_no_longer_skipped(indexed_settings, embedder, caplog):
+    settings = indexed_settings
+    write_file(settings.corpus_dir / "cafe.html", _page('<meta charset="iso-8859-1">').encode("windows-1252"))
+    write_file(settings.corpus_dir / "plain.html", _page("").encode("windows-1252"))  # undeclared: skipped
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = build_index(settings, embedder)
+    assert index.documents["cafe.html"].text == DECODED
+    reason = f"not valid UTF-8 text (byte {_page('').index('é')}); save it as UTF-8"
+    assert [(s["id"], s["reason"]) for s in index.manifest["skipped"]] == [("plain.html", reason)]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"plain.html: skipped, not indexed: {reason}"]
+    _spans_match(load_index(settings.index_path))
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+
+
+# ------------------------------------------------------------------ 10. corpus entries that are not files
+
+
+def _place_entries(settings, tmp_path) -> list[str]:
+    """A subfolder holding a document, a link to a folder, two broken links, and hidden entries; returns the
+    warnings a build gives for them, in order."""
+    corpus = settings.corpus_dir
+    (corpus / "archive").mkdir()
+    write_file(corpus / "archive" / "old.txt", b"The old bridge was closed on Monday.\n")
+    (corpus / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    (corpus / "gone.txt").symlink_to(tmp_path / "deleted.txt")
+    (corpus / "loop.md").symlink_to(corpus / "loop.md")
+    (corpus / ".drafts").mkdir()  # hidden: silent, like the staging folders of `rag index add`
+    (corpus / ".gone.txt").symlink_to(tmp_path / "deleted.txt")
+    write_file(corpus / "notes.docx", b"PK\x03\x04")  # the unsupported type they are treated like
+    subfolder = "skipped: subfolder, not indexed: only files directly in the corpus folder are"
+    return ["notes.docx: skipped: unsupported file type '.docx' in the corpus folder (supported: .txt, .md, "
+            ".html, .htm, .pdf)",
+            f"archive: {subfolder}",
+            f"elsewhere: {subfolder}",
+            f"gone.txt: skipped: broken link, not indexed: its target {tmp_path}/deleted.txt does not exist",
+            f"loop.md: skipped: broken link, not indexed: its target {corpus}/loop.md cannot be reached (Too "
+            "many levels of symbolic links)"]
+
+
+def test_subfolders_and_broken_links_are_warned_about_as_unsupported_files_are(tmp_path, fake_embedder,
+                                                                                caplog):
+    pipeline = make_fake_pipeline(tmp_path / "home", fake_embedder)
+    settings = pipeline.settings
+    expected = _place_entries(settings, tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = build_index(settings, fake_embedder)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == expected
+    assert set(index.documents) == {ARTICLE_NAME}
+    # Like notes.docx: not in the manifest, and the index is not stale because of them (nothing in them is
+    # indexed).
+    assert index.manifest["skipped"] == []
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+    (settings.corpus_dir / "archive" / "new.txt").write_bytes(b"A new report.\n")
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+
+    # An add reads the corpus folder too, and warns the same way; the file it adds is indexed.
+    caplog.clear()
+    pipeline = Pipeline(settings, fake_embedder, index)
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        pipeline.add_documents([write_file(tmp_path / "note.txt", b"The mayor opened a bridge on Monday.\n")])
+    assert set(pipeline.index.documents) == {ARTICLE_NAME, "note.txt"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == expected
