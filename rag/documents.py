@@ -147,15 +147,25 @@ def _declared_codec(label: str) -> str | None:
     return codec
 
 
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _decode(path: Path, data: bytes, declared: str | None = None) -> str:
     """The file's text, without a leading byte order mark (it would start the first sentence, the title and
-    any answer quoting them): as its byte order mark says (UTF-8, UTF-16 or UTF-32), else with the
-    ``declared`` charset (of an HTML page) when Python knows it, else UTF-8."""
+    any answer quoting them): as its byte order mark says (UTF-8, UTF-16 or UTF-32), else as UTF-8 when it is
+    valid UTF-8, else with the ``declared`` charset (of an HTML page) when Python knows it, else UTF-8."""
     bom = _byte_order_mark(data)
     note = ""
     if bom is not None:
         codec, name, skip = bom
-    elif declared and (codec := _declared_codec(declared)) is not None:
+    elif declared and (codec := _declared_codec(declared)) is not None and not _valid_utf8(data):
+        # Bytes that are valid UTF-8 are read as UTF-8 whatever the page declares: a page re-saved as UTF-8
+        # often keeps its old declaration, and Latin-1 text with any accent is almost never valid UTF-8.
         if codec in _AS_WINDOWS_1252:
             return data.decode("latin-1").translate(_WINDOWS_1252)  # every byte is a character: never fails
         name, skip, note = declared, 0, "; the charset the page declares"

@@ -570,6 +570,14 @@ def test_a_byte_order_mark_wins_over_a_declared_charset(tmp_path, mark):
     assert read_document(write_file(tmp_path / "cafe.html", data)).text == DECODED  # not "cafÃ©"
 
 
+@pytest.mark.parametrize("head", ['<meta charset="iso-8859-1">', '<meta charset="shift_jis">',
+                                  '<?xml version="1.0" encoding="ISO-8859-1"?>'])
+def test_a_page_resaved_as_utf8_under_its_old_declaration_is_read_as_utf8(tmp_path, head):
+    """Editors re-save pages as UTF-8 and keep the old declaration: valid UTF-8 is read as UTF-8 (it was "cafÃ©")."""
+    page = _page(head) if head.startswith("<meta") else head + "\n" + _page("")
+    assert read_document(write_file(tmp_path / "cafe.html", page.encode("utf-8"))).text == DECODED
+
+
 @pytest.mark.parametrize(("name", "data"), [
     ("undeclared.html", _page("").encode("windows-1252")),
     ("unknown.html", _page('<meta charset="x-no-such-charset">').encode("windows-1252")),
