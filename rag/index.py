@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 2  # 2: every file of the build has its checksum in the manifest
 SEGMENTER = "pysbd-0.3.4+rag-4"  # bump when segmentation or BM25 tokenisation changes
+# 2: UTF-16/32 files with a byte order mark and HTML in the charset it declares are read (1, or no key: UTF-8 only)
+TEXT_DECODING = 2
+_UNREADABLE_BEFORE = ("looks binary", "not valid UTF-8")  # reasons an older build skipped what may read now
 log = logging.getLogger("rag")
 _JSONL_FILES = ("documents.jsonl", "sentences.jsonl", "chunks.jsonl")
 # Files a build always has; the manifest must give each one's sha256 (a missing or null checksum is refused).
@@ -385,6 +388,9 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         # Documents' text never begins with a byte order mark (rag.documents._decode): an index built before
         # (no such key) holding a document whose file has one is stale (stale_reason).
         "bom_stripped": True,
+        # Which encodings the build could read (TEXT_DECODING): a file skipped as binary or not UTF-8 by an
+        # older build may be readable now, and such an index is stale (stale_reason).
+        "text_decoding": TEXT_DECODING,
         "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
         "files": files,
     }
@@ -599,6 +605,12 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
         return "corpus changed (" + "; ".join(parts) + ")"
     if not manifest.get("bom_stripped") and with_bom & set(indexed):
         return f"byte order mark of {', '.join(sorted(with_bom & set(indexed)))} indexed as text"
+    decoding = manifest.get("text_decoding", 1)
+    if not isinstance(decoding, int) or decoding < TEXT_DECODING:
+        retry = sorted(s["id"] for s in manifest.get("skipped") or []
+                       if isinstance(s, dict) and str(s.get("reason", "")).startswith(_UNREADABLE_BEFORE))
+        if retry:
+            return f"skipped by a build that read fewer encodings: {', '.join(retry)}"
     return None
 
 

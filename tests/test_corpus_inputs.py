@@ -92,6 +92,30 @@ def test_an_index_built_with_a_byte_order_mark_in_its_text_is_stale_and_rebuilt(
     assert stale_reason(settings, manifest, fake_embedder.info) is None
 
 
+def test_an_index_that_skipped_a_file_an_older_reader_could_not_decode_is_rebuilt(tmp_path, fake_embedder, caplog):
+    """UTF-16 files and HTML in a declared charset were skipped as binary / not UTF-8 by older builds; their
+    checksum unchanged, such an index counted as current and kept skipping them."""
+    pipeline = make_fake_pipeline(tmp_path, fake_embedder)
+    settings = pipeline.settings
+    (settings.corpus_dir / "notepad.txt").write_bytes(codecs.BOM_UTF16_LE + MAYOR.decode("utf-8").encode("utf-16-le"))
+    build_index(settings, fake_embedder)
+    manifest_file = settings.index_path / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    assert manifest["text_decoding"] == 2 and "notepad.txt" in {d["id"] for d in manifest["documents"]}
+    # As an older build left it: the file skipped as binary, no "text_decoding" key.
+    old = dict(manifest, documents=[d for d in manifest["documents"] if d["id"] != "notepad.txt"],
+               skipped=[{"id": "notepad.txt", "sha256": sha256_bytes((settings.corpus_dir / "notepad.txt").read_bytes()),
+                         "reason": "looks binary, not text"}])
+    del old["text_decoding"]
+    assert stale_reason(settings, old, fake_embedder.info) == \
+        "skipped by a build that read fewer encodings: notepad.txt"
+    # A file that is still unreadable does not make a current build stale again (no rebuild loop).
+    (settings.corpus_dir / "notepad.txt").write_bytes(b"\x00\x01 binary")
+    index = build_index(settings, fake_embedder)
+    assert [s["id"] for s in index.manifest["skipped"]] == ["notepad.txt"]
+    assert stale_reason(settings, read_manifest(settings.index_path), fake_embedder.info) is None
+
+
 @pytest.mark.slow
 def test_rag_ask_cites_a_bom_file_without_the_mark(home, tmp_path):  # noqa: F811
     """The review's reproduction: `rag index add bom.txt`, then the citation's text began with U+FEFF."""
