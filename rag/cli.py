@@ -273,16 +273,18 @@ def cmd_index(args) -> int:
     else:
         index = open_index(settings, embedder)
     manifest = index.manifest
-    from rag.documents import ignored_files
+    from rag.documents import ignored_entries, ignored_files
 
-    try:
-        ignored = ignored_files(settings.corpus_dir)
+    try:  # what the corpus folder holds that is never indexed: other file types, subfolders, broken links
+        ignored = [(path, "unsupported file type, not indexed") for path in ignored_files(settings.corpus_dir)]
+        ignored += ignored_entries(settings.corpus_dir)
     except RagError:  # no corpus folder: the index is all there is
         ignored = []
     if args.json:
         _print_json({k: manifest[k] for k in ("format_version", "created", "build_seconds", "embedding", "chunking",
                                               "index_type", "counts", "documents")}
-                    | {"skipped": manifest.get("skipped", []), "ignored": [path.name for path in ignored],
+                    | {"skipped": manifest.get("skipped", []),
+                       "ignored": [{"id": path.name, "reason": reason} for path, reason in ignored],
                        "path": str(settings.index_path)})
         return 0
     counts = manifest["counts"]
@@ -324,8 +326,8 @@ def cmd_index(args) -> int:
         print(f"  - {_shown(d['id'])}  date={d['date'] or '-'}  {d['chars']:,} chars  {d['sentences']} sentences  "
               f"{d['chunks']} chunks" + (f"  ({d['duplicate_paragraphs']:,} duplicate paragraphs indexed once)"
                                          if d.get("duplicate_paragraphs") else ""))
-    for path in ignored:
-        print(f"  ignored   {_shown(path.name)} (unsupported file type, not indexed)")
+    for path, reason in ignored:
+        print(f"  ignored   {_shown(path.name)} ({_one_line(reason)})")
     for skipped in manifest.get("skipped", []):  # files of the corpus folder that could not be read
         print(f"  skipped   {_shown(skipped['id'])} (not indexed: {_one_line(skipped['reason'])})")
     return 0

@@ -229,6 +229,11 @@ def test_index_add_says_replaced_and_info_json_lists_ignored_files(indexed_setti
     result = home.run("index", "add", "--replace", str(update), str(new))
     assert result.returncode == 0, result.stderr
     assert f"replaced {update.name}" in result.stdout and "added ferry.txt" in result.stdout
+    (indexed_settings.corpus_dir / "archive").mkdir()
     info = json.loads(home.run("index", "info", "--json").stdout)
-    assert info["ignored"] == ["notes.docx"]
-    assert "ignored   notes.docx (unsupported file type, not indexed)" in home.run("index", "info").stdout
+    assert info["ignored"] == [
+        {"id": "notes.docx", "reason": "unsupported file type, not indexed"},
+        {"id": "archive", "reason": "subfolder, not indexed: only files directly in the corpus folder are"}]
+    text = home.run("index", "info").stdout
+    assert "ignored   notes.docx (unsupported file type, not indexed)" in text
+    assert "ignored   archive (subfolder, not indexed: only files directly in the corpus folder are)" in text
