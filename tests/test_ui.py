@@ -176,6 +176,16 @@ def test_check_result_escapes_claim_reason_and_passages():
     assert "rag-badge-unsupported" in html
 
 
+def test_check_result_does_not_call_passages_that_state_nothing_of_the_claim_closest():
+    result = {"claim": "The ferry runs every hour.", "verdict": "unsupported", "reason": "r", "passages": []}
+    far = [render.EvidencePassage("a.txt", "A", "Unrelated text.", 0, 9, 0.001)]
+    assert "No passage comes close" in render.check_result(result, far) and "states it: 0%" in \
+        render.check_result(result, far)
+    near = [render.EvidencePassage("a.txt", "A", "The ferry runs.", 0, 9, 0.79)] + far
+    html = render.check_result(result, near)
+    assert "Closest passages" in html and "states it: 79%" in html
+
+
 def test_status_and_streaming_messages_escape():
     _assert_no_markup_from(INJECTION, render.status_line(INJECTION))
     _assert_no_markup_from(INJECTION, render.streaming_message(INJECTION))

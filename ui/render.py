@@ -217,21 +217,29 @@ class EvidencePassage:
     score: float
 
 
+NEAR_PASSAGE = 0.05  # below this probability of stating the claim for every passage, none is "close"
+
+
 def check_result(result: dict, passages: list[EvidencePassage]) -> str:
     """Verdict on a claim, its reason, and the best passages with the matching span highlighted."""
     cards = "".join(
         f'<div class="rag-source"><div class="rag-source-head"><span class="rag-source-n">{i}</span>'
         f'<span class="rag-source-title">{escape(p.title)}</span>'
-        f'<span class="rag-score">similarity {p.score:.2f}</span></div>'
+        f'<span class="rag-score" title="how likely this passage states the claim">states it: '
+        f'{p.score:.0%}</span></div>'
         f'<div class="rag-source-para">{highlight(p.paragraph, p.start, p.end)}</div></div>'
         for i, p in enumerate(passages, 1)
     )
     if not cards:
         cards = '<div class="rag-empty">No passage of the corpus relates to this claim.</div>'
+    # An off-topic claim still gets its three nearest passages, each at ~0 %: headed "closest", they read as
+    # evidence.
+    heading = "Closest passages" if max((p.score for p in passages), default=1.0) >= NEAR_PASSAGE else \
+        "No passage comes close; the nearest ones"
     return (f'<div class="rag-panel"><div class="rag-verdict">{badge(result["verdict"])}'
             f'<span class="rag-claim">{escape(result["claim"])}</span></div>'
             f'<div class="rag-reason">{escape(result["reason"])}</div>'
-            f'<div class="rag-subhead">Closest passages</div>{cards}</div>')
+            f'<div class="rag-subhead">{heading}</div>{cards}</div>')
 
 
 def status_line(message: str, kind: str = "error") -> str:
