@@ -146,6 +146,7 @@ def test_the_question_box_and_ask_button_are_locked_while_an_answer_comes(page, 
     update empties the box): both are locked until the answer is in."""
     page.goto(server)
     page.wait_for_selector("#rag-question textarea")
+    page.wait_for_selector("#rag-ask")
     page.evaluate("""() => {
         window.__locked = false;
         const button = document.querySelector('#rag-ask');
@@ -260,7 +261,7 @@ def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_set
         later = context.new_page()
         later.set_default_timeout(WAIT_MS)
         later.goto(url)
-        later.wait_for_function("document.querySelector('.rag-header').innerText.includes('2 documents')")
+        later.wait_for_function("document.querySelector('.rag-header')?.innerText.includes('2 documents')")
         later.get_by_role("tab", name="Documents").click()
         later.wait_for_selector("#rag-documents-table :text('ferry-note.txt')")
         later.close()
