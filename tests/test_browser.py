@@ -32,6 +32,9 @@ def choose_files(page, paths: list[Path]) -> None:
     say why — Gradio's upload (POST /upload, then the component's own upload event) or the app's handler."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+    # The page-load event (it refreshes the header and the documents table) must be over first: in a CI run its
+    # event stream closed just as the upload's event joined the queue, and the upload's result never came back.
+    page.wait_for_selector(".rag-header[data-current]")
     seen: list[str] = []
     page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}"))
     page.on("requestfailed", lambda r: seen.append(f"failed {r.method} {r.url}: {r.failure}"))

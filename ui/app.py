@@ -186,10 +186,13 @@ def documents_table(pipeline: Pipeline) -> list[list[Any]]:
              d.get("chars", 0)] for d in pipeline.documents()]
 
 
-def header_html(pipeline: Pipeline) -> str:
+def header_html(pipeline: Pipeline, current: bool = False) -> str:
+    """The title and the index's counts; ``current``: as refreshed once the page has loaded (marked, so a test
+    can wait for the page-load event to be over)."""
     docs = pipeline.documents()
     chunks = sum(d.get("chunks", 0) for d in docs)
-    return (f'<div class="rag-header"><h1>{escape(TITLE)}</h1>'
+    marker = " data-current" if current else ""
+    return (f'<div class="rag-header"{marker}><h1>{escape(TITLE)}</h1>'
             f'<span class="rag-tagline">Answers with sentence-level, checked citations</span>'
             f'<span class="rag-stats">{len(docs)} document{"s" if len(docs) != 1 else ""} · {chunks} chunks · '
             f"backend {escape(pipeline.settings.backend)}</span></div>")
@@ -605,7 +608,7 @@ def _documents_tab(pipeline: Pipeline, settings: Settings, header: gr.HTML, app:
     def on_page_load():
         """A page shows the documents indexed now, not those of when the app was built (uploads since then,
         from any page, are in the index); a page opened while a job runs follows it too."""
-        current = documents_table(pipeline), header_html(pipeline)
+        current = documents_table(pipeline), header_html(pipeline, current=True)
         job_status = indexer.status()
         if job_status is None or job_status.finished:
             return gr.skip(), gr.skip(), gr.skip(), *current
