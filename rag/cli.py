@@ -223,7 +223,8 @@ def _print_answer(answer) -> None:
     from rag.answer.base import NOTHING_ASKED
 
     text = answer.answer
-    if answer.short_answer and answer.short_answer in text:
+    # Piped output marks the short answer **so**; a Markdown document's own ** in the answer would mix with it.
+    if answer.short_answer and answer.short_answer in text and (sys.stdout.isatty() or "**" not in text):
         text = text.replace(answer.short_answer, _bold(answer.short_answer), 1)
     print(text)
     if answer.abstained:

@@ -237,3 +237,20 @@ def test_index_add_says_replaced_and_info_json_lists_ignored_files(indexed_setti
     text = home.run("index", "info").stdout
     assert "ignored   notes.docx (unsupported file type, not indexed)" in text
     assert "ignored   archive (subfolder, not indexed: only files directly in the corpus folder are)" in text
+
+
+def test_piped_answers_mark_the_short_answer_unless_the_text_has_its_own_markdown(capsys):
+    """A Markdown document's **bold** quoted in an answer mixed with the CLI's **short answer** marks."""
+    from types import SimpleNamespace
+
+    from rag.cli import _print_answer
+
+    def printed(text: str, short: str) -> str:
+        answer = SimpleNamespace(answer=text, short_answer=short, abstained=False, confidence=0.5,
+                                 backend="extractive", prompt_tokens=None, citations=[], warnings=[], checks=[])
+        _print_answer(answer)
+        return capsys.readouterr().out.splitlines()[0]
+
+    assert printed("Esmail Ghaani replaced him. [1]", "Esmail Ghaani") == "**Esmail Ghaani** replaced him. [1]"
+    assert printed("The **Karsten Solar Park** opened. [1]", "Karsten Solar Park") == \
+        "The **Karsten Solar Park** opened. [1]"

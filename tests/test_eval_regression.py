@@ -246,3 +246,17 @@ def test_report_writers_turn_any_write_failure_into_a_usage_error(tmp_path):
     (folder / "claims-metrics.json").mkdir()  # a folder where a report file goes
     with pytest.raises(UsageError, match=r"^--report .*report: cannot write claims-metrics\.json \(Is a directory\)$"):
         write_claims_report(report, folder)
+
+
+def test_evaluate_from_python_refuses_an_unwritable_report_folder_before_the_run(pipeline, small_gold, tmp_path,
+                                                                                  monkeypatch):
+    """`rag eval --report` checked the folder first; `evaluate(report_dir=...)` only after the whole run."""
+    from rag.errors import UsageError
+    from rag.eval import runner
+
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    ran = []
+    monkeypatch.setattr(runner, "_evaluate", lambda *a, **k: ran.append(1) or {})
+    with pytest.raises(UsageError, match="cannot create the folder, .*afile is not a folder"):
+        runner.evaluate(pipeline, gold_path=small_gold, baseline=False, report_dir=tmp_path / "afile" / "sub")
+    assert not ran

@@ -30,7 +30,7 @@ from rag.eval.baselines import (
 )
 from rag.eval.gold import DEFAULT_GOLD, GoldQuestion, Span, load_dataset, locate_evidence
 from rag.eval.metrics import VERIFIER_NOTE, CitedSentence, Prediction, Supports, aggregate, score_question
-from rag.eval.report import write_report
+from rag.eval.report import prepare_report_dir, write_report
 from rag.verify import SUPPORTED, clean_answer_sentence
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ def evaluate(
     names = baseline_names(baseline)
     documents, questions = load_dataset(gold_path)
     pipeline.backend(backend)  # fail on a bad backend name before indexing anything
+    if report_dir is not None:  # and on a report folder that cannot be written, before the run, not after it
+        prepare_report_dir(report_dir)
     with corpus_pipeline(pipeline, documents) as own:
         report = _evaluate(own, questions, gold_path, backend, k, names, progress, progress_callback)
     report["metrics"]["run"]["corpus"] = (
