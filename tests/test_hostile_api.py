@@ -180,26 +180,14 @@ def test_json_api_refuses_non_finite_k_in_one_line(tmp_path, fake_embedder, body
 def api_server(tmp_path_factory, fake_embedder):
     """The JSON API (ui/server.py) over the hashing-embedder pipeline, served by uvicorn on a free loopback
     port in a thread; yields (host, port)."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from rag.net import free_port
+    from tests.test_http_api import _serve
     from ui.server import create_api
 
     pipeline = make_fake_pipeline(tmp_path_factory.mktemp("json-api"), fake_embedder)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(pipeline), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", port
+    url, server = _serve(create_api(pipeline))
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    yield host, int(port)
     server.should_exit = True
-    thread.join(timeout=10)
 
 
 def _post(where: tuple[str, int], path: str, body: bytes, content_type: str | None = "application/json"):
