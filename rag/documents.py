@@ -428,13 +428,12 @@ class Skipped:
 def skip_file(file_name: str, sha256: str | None, reason: str) -> Skipped:
     """Record a file of the corpus folder as left out, warning in one line naming it (escaped when it is not
     printable) and the reason."""
-    name = file_name if file_name.isprintable() else repr(file_name)
-    log.warning("%s: skipped, not indexed: %s", name, reason)
+    log.warning("%s: skipped, not indexed: %s", _shown(file_name), reason)
     return Skipped(file_name, sha256, reason)
 
 
 def _skip(path: Path, exc: InputFileError) -> Skipped:
-    name = path.name if path.name.isprintable() else repr(path.name)
+    name = _shown(path.name)
     message = str(exc)
     reason = message.split(": ", 1)[1] if message.startswith((f"{path.name}: ", f"{path}: ", f"{name}: ")) else message
     try:
@@ -448,7 +447,7 @@ def no_documents(corpus_dir: Path, skipped: list[Skipped]) -> InputFileError:
     """The error for a corpus folder that leaves nothing to index, naming the files skipped."""
     if skipped:
         return InputFileError(f"{corpus_dir}: corpus folder has no readable documents (skipped: "
-                              f"{', '.join(s.id if s.id.isprintable() else repr(s.id) for s in skipped)})")
+                              f"{', '.join(_shown(s.id) for s in skipped)})")
     return InputFileError(f"{corpus_dir}: corpus folder has no documents")
 
 
