@@ -263,7 +263,7 @@ def timed_add(url: str, name: str, embedder) -> dict:
     t = time.perf_counter()
     base = pgstore.load(settings)
     reload_s = time.perf_counter() - t
-    sentences, chunks, _ = pgstore.segment(settings, [article])
+    sentences, chunks, _, _ = pgstore.segment(settings, [article])
     pgstore._embed_resumably(base.store, embedder, [s.text for s in sentences], [c.text for c in chunks])
     t = time.perf_counter()
     added = pgstore._append(settings, embedder, base, [article], DocumentLimits.from_settings(settings), t)

@@ -480,9 +480,3 @@ def read_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int |
     if not documents and not allow_empty:
         raise no_documents(corpus_dir, skipped)
     return documents, skipped
-
-
-def load_corpus(corpus_dir: Path, max_bytes: int | None = None, max_chars: int | None = None,
-                allow_empty: bool = False, limits: DocumentLimits | None = None) -> list[Document]:
-    """The readable documents of the corpus folder (``read_corpus`` without the skipped files)."""
-    return read_corpus(corpus_dir, max_bytes, max_chars, allow_empty, limits)[0]

@@ -268,30 +268,42 @@ NO_SENTENCES = "no sentences found"
 
 def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLimits | None = None,
                    seen: Seen | None = None, first_sentence_id: int = 0, found: Collection[str] = (),
-                   ) -> tuple[list[Sentence], list[Chunk], list[dict]]:
-    """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it.
+                   ) -> tuple[list[Sentence], list[Chunk], list[dict], dict[str, str]]:
+    """Sentences, chunks and the manifest's per-document entries of a corpus, as every store indexes it, and
+    the documents left out (id -> reason).
 
     ``seen`` and ``first_sentence_id`` continue an indexed corpus (an incremental add: the paragraphs and chunks
     already indexed, and the number of sentences), so documents appended to it are segmented as a build of
     the whole would segment them after those.
 
     A document that yields no sentence (only headings, a line of dashes, a menu; one whose paragraphs all
-    repeat earlier ones does not count) is refused with an InputFileError, unless its id is in ``found``: the
-    files found in the corpus folder, not given to ``rag index add``. Such a file is left out, with no entry in
-    what is returned, as ``rag.documents.read_corpus`` leaves out the files it cannot read (the caller records
-    it: ``left_out``)."""
+    repeat earlier ones does not count), or whose splitting takes longer than RAG_MAX_DOC_SECONDS, is refused
+    with an InputFileError, unless its id is in ``found``: the files found in the corpus folder, not given to
+    ``rag index add``. Such a file is left out, with no entry in the sentences, chunks and per-document entries
+    and no duplicate count, as ``rag.documents.read_corpus`` leaves out the files it cannot read (the caller
+    records it: ``left_out``)."""
     sentences: list[Sentence] = []
     chunks: list[Chunk] = []
     per_doc = []
+    dropped: dict[str, str] = {}
     seen = Seen() if seen is None else seen  # identical paragraphs and chunks are indexed once (rag.segment)
     for doc in docs:
         skipped = seen.skipped_paragraphs
-        doc_sentences, doc_chunks = segment_document(
-            doc, first_sentence_id + len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen, limits
-        )
+        try:
+            doc_sentences, doc_chunks = segment_document(
+                doc, first_sentence_id + len(sentences), settings.chunk_sentences, settings.chunk_overlap, seen,
+                limits,
+            )
+        except InputFileError as exc:  # too slow to split (it left ``seen`` as it was)
+            if doc.id not in found:
+                raise
+            message = str(exc)
+            dropped[doc.id] = message.removeprefix(f"{doc.id}: ")
+            continue
         duplicates = seen.skipped_paragraphs - skipped
         if not doc_sentences and not duplicates:
             if doc.id in found:
+                dropped[doc.id] = NO_SENTENCES
                 continue  # left out whole: it adds no sentence or chunk, and no duplicate count
             raise InputFileError(f"{doc.id}: {NO_SENTENCES}")
         sentences.extend(doc_sentences)
@@ -304,17 +316,17 @@ def segment_corpus(settings: Settings, docs: list[Document], limits: DocumentLim
     if seen.skipped_paragraphs or seen.skipped_chunks:
         log.info("indexed once: %d duplicate paragraphs and %d duplicate chunks skipped",
                  seen.skipped_paragraphs, seen.skipped_chunks)
-    return sentences, chunks, per_doc
+    return sentences, chunks, per_doc, dropped
 
 
-def left_out(docs: list[Document], per_doc: list[dict]) -> tuple[list[Document], list[Skipped]]:
-    """The documents ``segment_corpus`` indexed, and those it left out for want of a sentence (files found in the
-    corpus folder), each recorded as skipped with a one-line warning naming it, as unreadable files are."""
-    indexed = {d["id"] for d in per_doc}
-    if len(indexed) == len(docs):
+def left_out(docs: list[Document], dropped: dict[str, str]) -> tuple[list[Document], list[Skipped]]:
+    """The documents ``segment_corpus`` indexed, and those it left out (files found in the corpus folder without
+    a sentence, or too slow to split), each recorded as skipped with a one-line warning naming it and the
+    reason, as unreadable files are."""
+    if not dropped:
         return docs, []
-    return ([d for d in docs if d.id in indexed],
-            [skip_file(d.id, d.sha256, NO_SENTENCES) for d in docs if d.id not in indexed])
+    return ([d for d in docs if d.id not in dropped],
+            [skip_file(d.id, d.sha256, dropped[d.id]) for d in docs if d.id in dropped])
 
 
 def _build_locked(settings: Settings, embedder: Embedder, documents: list[Document] | None,
@@ -336,8 +348,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
     else:
         docs, skipped = read_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
         found = {d.id for d in docs}
-    sentences, chunks, per_doc = segment_corpus(settings, docs, limits, found=found)
-    docs, without_sentences = left_out(docs, per_doc)
+    sentences, chunks, per_doc, dropped = segment_corpus(settings, docs, limits, found=found)
+    docs, without_sentences = left_out(docs, dropped)
     if without_sentences:
         skipped = sorted([*skipped, *without_sentences], key=lambda s: s.id)
         if not docs:

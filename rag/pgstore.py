@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rag.documents import DocumentLimits, load_corpus, no_documents
+from rag.documents import DocumentLimits, Skipped, no_documents, read_corpus
 from rag.errors import IndexCorruptError, UsageError
 from rag.index import (
     FORMAT_VERSION,
@@ -986,18 +986,22 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
             base = _current(settings, None)  # another writer (a push) committed meanwhile: rewrite from its corpus
         stored = list(base.documents.values()) if base is not None else []
         docs = sorted([d for d in stored if d.id not in staged.names] + new, key=lambda d: d.id)
+        # The files the store's last build from a corpus folder left out, as long as they are not added now.
+        kept = (base.manifest.get("skipped") or []) if base is not None else []
+        skipped = [Skipped(**s) for s in kept if s["id"] not in staged.names]
     elif documents is not None:
-        docs = documents
+        docs, skipped = documents, []
     else:
-        docs = load_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
-        # A file of the corpus folder without a sentence is left out with a warning, as a local build leaves it
-        # out (it stopped every build of the store).
-        sentences, chunks, per_doc = segment_corpus(settings, docs, limits, found={d.id for d in docs})
-        docs, _ = left_out(docs, per_doc)
+        docs, skipped = read_corpus(settings.corpus_dir, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
+        # A file of the corpus folder without a sentence, or too slow to split, is left out with a warning, as a
+        # local build leaves it out (it stopped every build of the store).
+        sentences, chunks, per_doc, dropped = segment_corpus(settings, docs, limits, found={d.id for d in docs})
+        docs, without_sentences = left_out(docs, dropped)
+        skipped = sorted([*skipped, *without_sentences], key=lambda s: s.id)
         if not docs:
-            raise no_documents(settings.corpus_dir, [])
+            raise no_documents(settings.corpus_dir, skipped)
     if documents is not None or staged is not None:
-        sentences, chunks, per_doc = segment(settings, docs)
+        sentences, chunks, per_doc, _ = segment(settings, docs)
     store = PgStore(settings.store, settings.index_name)
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
                                                        [c.text for c in chunks])
@@ -1007,7 +1011,8 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
             and np.isfinite(word_vectors).all()):
         raise RuntimeError("the embedding model produced non-finite vectors")
     manifest = make_manifest(settings, embedder.info.model_id, embedder.info.sha256, embedder.dim, per_doc,
-                             docs, sentences, chunks, sentence_vectors, chunk_vectors, time.perf_counter() - started)
+                             docs, sentences, chunks, sentence_vectors, chunk_vectors, time.perf_counter() - started,
+                             skipped)
     write_corpus(settings.store, settings.index_name, manifest, docs, sentences, chunks, sentence_vectors,
                  chunk_vectors, progress=len(chunks) > 5000, with_tokens=True, words=words, word_vectors=word_vectors)
     # The model's vocabulary vectors (rag.word_table), made once per model and cache folder, as a local build
@@ -1038,7 +1043,7 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
         seen.paragraphs.update(Seen.digest(doc.text[a:b]) for a, b, heading in paragraphs(doc) if not heading)
     seen.chunks.update(Seen.digest(c.text) for c in base.chunks)
     new_docs = sorted(new_docs, key=lambda d: d.id)
-    sentences, chunks, per_doc = segment_corpus(settings, new_docs, limits, seen=seen,
+    sentences, chunks, per_doc, _ = segment_corpus(settings, new_docs, limits, seen=seen,
                                                 first_sentence_id=len(base.sentences))
     store = base.store
     sentence_vectors, chunk_vectors = _embed_resumably(store, embedder, [s.text for s in sentences],
@@ -1103,13 +1108,13 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
                    digests=digests, keyword_df=term_frequencies(tsvs, dict(base.keyword_df)))
 
 
-def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict]]:
+def segment(settings: Settings, docs: list[Document]) -> tuple[list[Sentence], list[Chunk], list[dict], dict[str, str]]:
     """As a local build segments (rag.index.segment_corpus), with the same limits."""
     return segment_corpus(settings, docs, DocumentLimits.from_settings(settings))
 
 
 def make_manifest(settings, model_id, model_sha, dim, per_doc, docs, sentences, chunks, sentence_vectors,
-                  chunk_vectors, seconds: float) -> dict:
+                  chunk_vectors, seconds: float, skipped: list[Skipped] = ()) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "store": "postgresql",
@@ -1120,6 +1125,9 @@ def make_manifest(settings, model_id, model_sha, dim, per_doc, docs, sentences, 
         "build_seconds": round(seconds, 3),
         "embedding": {"model_id": model_id, "sha256": model_sha, "dim": dim},
         "documents": per_doc,
+        # Files of the corpus folder the build left out (unreadable, no sentence, too slow to split), with the
+        # reason, for `rag index info`; the store is its own corpus, so they never make it stale.
+        "skipped": [asdict(s) for s in skipped],
         "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
         "files": _checksums(docs, sentences, chunks, sentence_vectors, chunk_vectors),
     }
@@ -1220,6 +1228,7 @@ def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIn
                              local.manifest["embedding"]["dim"], local.manifest["documents"], docs, local.sentences,
                              local.chunks, local.sentence_vectors, chunk_vectors, local.manifest["build_seconds"])
     manifest["chunking"] = local.manifest["chunking"]
+    manifest["skipped"] = local.manifest.get("skipped", [])
     # The rows the store serialises as the local files do must give the local checksums (words.json and
     # word_vectors.npy were verified by load_index; the store checksums the vocabulary in its own format).
     for name in ("documents.jsonl", "sentences.jsonl", "chunks.jsonl", "sentence_vectors.npy"):

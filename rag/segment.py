@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rag.documents import DATE_PREFIX, DocumentLimits, too_slow
@@ -54,6 +55,7 @@ class Seen:
     chunks: set[bytes] = field(default_factory=set)
     skipped_paragraphs: int = 0
     skipped_chunks: int = 0
+    _added: list[tuple[set[bytes], bytes]] | None = field(default=None, repr=False)
 
     @staticmethod
     def digest(text: str) -> bytes:
@@ -65,7 +67,27 @@ class Seen:
         if key in kind:
             return False
         kind.add(key)
+        if self._added is not None:
+            self._added.append((kind, key))
         return True
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """What the block remembers is forgotten again when it raises: a document refused midway (RAG_MAX_DOC_SECONDS)
+        and left out of a build must not make a later document's copy of one of its paragraphs a duplicate of a
+        paragraph that is not indexed."""
+        added: list[tuple[set[bytes], bytes]] = []
+        counts = self.skipped_paragraphs, self.skipped_chunks
+        self._added = added
+        try:
+            yield
+        except BaseException:
+            for kind, key in added:
+                kind.discard(key)
+            self.skipped_paragraphs, self.skipped_chunks = counts
+            raise
+        finally:
+            self._added = None
 
 
 class _Overtime(Exception):
@@ -242,11 +264,13 @@ def segment_document(
 
     Paragraphs and chunks identical to earlier ones (in this document, and in ``seen``: the documents segmented
     before it in the same build) are left out; the counts of what was skipped accumulate in ``seen``. Splitting
-    that takes longer than ``limits.max_seconds`` is an InputFileError (RAG_MAX_DOC_SECONDS)."""
+    that takes longer than ``limits.max_seconds`` is an InputFileError (RAG_MAX_DOC_SECONDS), and leaves ``seen``
+    as it was."""
     seen = Seen() if seen is None else seen
     limits = limits or DocumentLimits()
     try:
-        spans = sentence_spans(doc, seen, limits.deadline())
+        with seen.undone_on_error():
+            spans = sentence_spans(doc, seen, limits.deadline())
     except _Overtime:
         raise too_slow(doc.id, limits, "splitting it into sentences") from None
     if chunk_overlap >= chunk_sentences:

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Most seconds spent extracting one document's text (PDF, HTML), and again splitting it into sentences; "
-            "a document that takes longer is refused."
+            "a document that takes longer is refused (skipped when found in the corpus folder)."
         ),
     )
     lock_timeout: float = Field(120.0, ge=0, description="Seconds to wait for another build of the same index.")

@@ -275,6 +275,25 @@ def test_a_corpus_file_whose_paragraphs_all_repeat_another_is_still_indexed(inde
     assert index.manifest["skipped"] == []
 
 
+def test_a_corpus_file_too_slow_to_split_is_skipped_and_listed_not_fatal(indexed_settings, embedder, caplog):
+    """A file whose splitting into sentences exceeds RAG_MAX_DOC_SECONDS stopped every build (and every
+    command fell back to the old index): now it is left out like an unreadable file, with the reason."""
+    from tests.conftest import make_settings
+    from tests.test_hostile_corpus import _distinct_paragraphs
+
+    settings = make_settings(indexed_settings.corpus_dir.parent, max_doc_seconds=2)  # the article takes ~0.1 s
+    slow = settings.corpus_dir / "slow.txt"
+    slow.write_text(_distinct_paragraphs(12_000), encoding="utf-8")  # ~7 s to split on this machine
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag"):
+        index = build_index(settings, embedder)
+    assert set(index.documents) == {ARTICLE_NAME}
+    reason = "refused: splitting it into sentences took more than 2 s (RAG_MAX_DOC_SECONDS); split it into smaller files"
+    assert index.manifest["skipped"] == [{"id": "slow.txt", "sha256": sha256_bytes(slow.read_bytes()), "reason": reason}]
+    assert f"slow.txt: skipped, not indexed: {reason}" in caplog.text
+    assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+
+
 def test_an_add_skips_corpus_files_without_a_sentence_but_refuses_a_new_one(indexed_settings, embedder, tmp_path):
     settings = indexed_settings
     _place_files_without_sentences(settings, tmp_path)

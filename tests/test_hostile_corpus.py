@@ -164,6 +164,28 @@ def test_splitting_that_takes_longer_than_the_limit_is_refused():
                                   "(RAG_MAX_DOC_SECONDS); split it into smaller files")
 
 
+def test_a_corpus_file_too_slow_to_split_is_left_out_and_forgets_its_paragraphs():
+    """Found in the corpus folder, such a file is left out (it stopped every build); the paragraphs it had
+    split before the limit are forgotten, so a later document holding one of them still indexes it."""
+    from rag.documents import DocumentLimits
+    from rag.errors import InputFileError
+    from rag.index import segment_corpus
+    from rag.settings import Settings
+    from rag.types import Document
+
+    slow = Document("slow.txt", _distinct_paragraphs(3000), "slow")
+    later = Document("later.txt", _distinct_paragraphs(1), "later")  # slow.txt's first paragraph
+    sentences, chunks, per_doc, dropped = segment_corpus(
+        Settings(), [slow, later], DocumentLimits(max_seconds=0.05), found={"slow.txt", "later.txt"})
+    assert dropped == {"slow.txt": "refused: splitting it into sentences took more than 0.05 s "
+                                   "(RAG_MAX_DOC_SECONDS); split it into smaller files"}
+    assert per_doc[0]["id"] == "later.txt" and per_doc[0]["duplicate_paragraphs"] == 0
+    assert [s.text for s in sentences] == ["Report 0 says the river rose near bridge 0.", "Crews worked through night 0."]
+    assert {s.source for s in sentences} == {"later.txt"} and sentences[0].id == 0 and chunks
+    with pytest.raises(InputFileError, match=r"^slow\.txt: refused: splitting it into sentences"):
+        segment_corpus(Settings(), [slow], DocumentLimits(max_seconds=0.05), found={"later.txt"})
+
+
 def test_pdf_extraction_that_takes_longer_than_the_limit_is_refused(tmp_path, monkeypatch):
     import time as clock
 

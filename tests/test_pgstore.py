@@ -128,6 +128,8 @@ def test_tables_are_verified_against_the_manifest(tmp_path, pg_url, embedder):
 
 def test_a_corpus_file_without_a_sentence_is_skipped_not_fatal(tmp_path, pg_url, embedder, caplog):
     """A line of dashes put into the corpus folder stopped every build of the store, as it did locally."""
+    from rag.documents import sha256_bytes
+    from rag.pipeline import Pipeline
     from rag.stores import build_index, open_index
 
     settings = pg_settings(tmp_path, pg_url)
@@ -136,6 +138,13 @@ def test_a_corpus_file_without_a_sentence_is_skipped_not_fatal(tmp_path, pg_url,
     index = open_index(settings, embedder)
     assert "dashes.txt" not in index.documents and len(index.documents) == 1
     assert "dashes.txt: skipped, not indexed: no sentences found" in caplog.text
+    # Listed in the store's manifest as a local build lists it (`rag index info`), and still after an add.
+    skipped = [{"id": "dashes.txt", "sha256": sha256_bytes(b"----\n"), "reason": "no sentences found"}]
+    assert index.manifest["skipped"] == skipped
+    note = tmp_path / "note.txt"
+    note.write_text("The mayor of Springfield opened a bridge on Monday.\n", encoding="utf-8")
+    Pipeline(settings, embedder, index).add_documents([note])
+    assert open_index(settings, embedder).manifest["skipped"] == skipped
 
 
 class CountingEmbedder:
