@@ -31,6 +31,7 @@ from rag.answer.base import (
     Rewritten,
 )
 from rag.answer.citations import assemble, split_answer
+from rag.answer.followup import NameKinds
 from rag.answer.question import analyze, names_nothing, short_answer
 from rag.answer.registry import create_backend
 from rag.claims import ClaimFeaturizer, LearnedJudge, check_claim
@@ -57,6 +58,9 @@ class _Snapshot:
     index: Index
     retriever: HybridRetriever
     backends: dict[str, AnswerBackend] = field(default_factory=dict)
+    # Which names the corpus writes as people's (follow-ups: what "he" and "it" point back to); it reads the
+    # documents only when a follow-up asks about a name.
+    kinds: NameKinds | None = None
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -101,7 +105,8 @@ class Pipeline:
 
     def _snapshot_of(self, index: Index) -> _Snapshot:
         retriever = retriever_for(index, self.embedder, rrf_k=self.settings.rrf_k)
-        return _Snapshot(index, retriever, dict(self._registered))
+        return _Snapshot(index, retriever, dict(self._registered),
+                         NameKinds(d.text for d in index.documents.values()))
 
     @property
     def index(self) -> Index:
@@ -256,7 +261,8 @@ class Pipeline:
         if not turns:
             return None
         question = clean_text_input(question, self.settings.max_question_chars)
-        rewritten = condense(question, turns, self.backend(backend))
+        snap = self._snapshot
+        rewritten = condense(question, turns, self.backend(backend, snap), snap.kinds)
         if rewritten is None:
             return None
         try:

@@ -44,3 +44,25 @@ def test_rewritten_question_is_shown_and_retrieved(report):
     assert by_turn[("c02", 2)]["standalone_question"] == "How big is Popular Mobilization Forces' annual budget?"
     assert by_turn[("c14", 2)]["standalone_question"] == "When did Israel kill Qassem Soleimani?"
     assert by_turn[("c01", 2)]["correct"] and by_turn[("c02", 2)]["correct"]
+
+
+def test_a_conversation_set_over_other_documents_is_asked_of_a_corpus_of_them(tmp_path, capsys):
+    """``--documents``: the conversations' own documents as a temporary corpus (eval/conversations-other.jsonl,
+    72 conversations over 18 documents of eval/dev); each labelled follow-up says whether the question asked
+    named what it points back to."""
+    import json
+
+    from rag.eval.conversations import main
+
+    others = load_conversations("eval/conversations-other.jsonl")
+    assert len(others) == 72 and len({c["document"] for c in others}) == 18
+    assert all(t.get("refers_to") for c in others for t in c["turns"][1:])
+    nile = [c for c in others if c["document"] == "enc-nile-river.txt"][:1]
+    subset = tmp_path / "nile.jsonl"
+    subset.write_text("".join(json.dumps(c) + "\n" for c in nile), encoding="utf-8")
+    assert main(["--conversations", str(subset), "--documents", "eval/dev", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = report["metrics"]
+    assert metrics["followups"] == metrics["followups_with_referent"] == len(nile[0]["turns"]) - 1
+    assert {r["referent_named"] for r in report["results"][1:]} <= {True, False}
+    assert main(["--conversations", str(subset), "--documents", str(tmp_path)]) == 2  # the document is not there

@@ -101,6 +101,59 @@ def test_multi_word_names_are_carried_whole():
     assert carry_entities("When did he do it?", [TRUMP]) == "When did President Donald Trump do it?"
 
 
+# ------------------------------------------------------------------ people's names, by how the corpus writes them
+
+STORY = ("The agency hired commander Esmail Ghaani in May. Ghaani said little. Dr. Ruth Lee, 61, heads its lab. "
+         "The Quds Force is based in Tehran. Leaders like this come along only once, leaders say. Norwegian "
+         "manager Viktor Halvorsen arrived from Norwegian football. Officials met in Harwick on Monday.")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Esmail Ghaani", True),  # a title or role right before it
+    ("Ghaani", True),  # the last word of such a name
+    ("Ruth Lee", True),  # "Dr." before it, an age after it
+    ("Quds Force", False),  # "the" before it (and "force" in it)
+    ("Harwick", False),  # a place preposition before it
+    ("Viktor Halvorsen", True),
+    ("Leaders", None),  # the corpus writes it in lower case too: no name
+    ("Tehran", False),
+])
+def test_the_corpus_tells_people_from_other_names(name, expected):
+    from rag.answer.followup import NameKinds
+
+    assert NameKinds([STORY]).is_person(name) is expected
+
+
+def test_dates_modifiers_and_capitalised_common_words_are_never_referents():
+    from rag.answer.followup import NameKinds
+
+    kinds = NameKinds([STORY])
+    assert not kinds.is_referent("May") and not kinds.is_referent("Monday")
+    assert not kinds.is_referent("Norwegian")  # before a noun every time it is used
+    assert kinds.is_referent("Ghaani") and kinds.is_referent("Quds Force")
+    assert not kinds.is_name("Leaders") and not kinds.is_name("The") and kinds.is_name("Ghaani")
+
+
+def test_it_never_points_to_a_person_the_corpus_knows_and_he_never_to_a_common_word():
+    from rag.answer.followup import NameKinds
+
+    kinds = NameKinds([STORY])
+    # was "Who leads Esmail Ghaani?": the turn named only a person; "it" goes back to the turn before
+    hired = Turn("Whom did the Quds Force hire?", "The agency hired commander Esmail Ghaani in May. [1]",
+                 "Esmail Ghaani")
+    nothing = Turn("Whom did the agency hire?", hired.answer, hired.short_answer)
+    assert carry_entities("Who leads it?", [hired], kinds) == "Who leads Quds Force?"
+    assert carry_entities("Who leads it?", [nothing], kinds) is None  # asked as it stands
+    assert carry_entities("Who leads it?", [Turn("Where is the Quds Force based?", "... [1]", "Tehran"), nothing],
+                          kinds) == "Who leads Quds Force?"  # the organisation asked about two turns back
+    # was "What does Leaders lack?": a quote's first word taken for the man "him" points to
+    nasrallah = Turn("What does Nasrallah lack?", "Leaders like this come along only once, leaders say. [1]",
+                     "Leaders")
+    assert carry_entities("How about him?", [nasrallah], kinds) == "What does Nasrallah lack?"
+    # without the corpus (a library call with no index) the name's form decides, as before
+    assert carry_entities("Who leads it?", [nothing]) == "Who leads Esmail Ghaani?"
+
+
 def test_standalone_questions_are_left_alone():
     assert condense("How many fighters does the Popular Mobilization Forces have?", [GHAANI]) is None
     assert condense("What does he lack?", []) is None

@@ -30,6 +30,11 @@ _DATE = re.compile(
 )
 
 
+def is_date(text: str) -> bool:
+    """Whether ``text`` is a date or a day and nothing else ("March", "Monday", "August 1924")."""
+    return _DATE.fullmatch(text.strip()) is not None
+
+
 def names_nothing(question: str) -> bool:
     """Whether a question holds no content word ("Who?", "When?", "the", "What did he say?"): once stopwords
     (wh-words, pronouns, auxiliaries among them; ``rag/data/en/stopwords.txt``) and punctuation are removed,

@@ -3,9 +3,15 @@
 ``eval/conversations.jsonl`` holds one conversation per line: ``{"id", "turns": [{"question", "answers"}]}``,
 where ``answers`` are aliases (as in the gold sets) and every turn after the first leans on the ones before
 ("What does he lack?"). Each turn is asked with the system's *own* earlier answers as history (as a user
-would see them), and is correct when its answer contains an alias.
+would see them), and is correct when its answer contains an alias. A follow-up may also say what it points
+back to (``"refers_to"``: aliases of the entity, ``"referent_kind"``: person, organisation, place, thing or
+event): its referent is named when the question asked (the rewrite, else the question as typed) holds one.
+A conversation may name its ``"document"``: with ``--documents DIR`` the conversations are asked of a
+temporary corpus of those files of DIR (``eval/conversations-other.jsonl``: 72 conversations over 18 documents
+of ``eval/dev``, written by a session that had not seen the rewriting code).
 
-    .venv/bin/python -m rag.eval.conversations [--backend SPEC] [--no-rewrite] [--json]
+    .venv/bin/python -m rag.eval.conversations [--conversations FILE] [--documents DIR] [--backend SPEC]
+                                               [--no-rewrite] [--json]
 
 also prints, for LLM backends, the figures the README reports: markers the model wrote per answer, attributed
 citations, unsupported sentences, prompt tokens, time to first token and latency.
@@ -71,9 +77,13 @@ def run_conversations(pipeline, conversations: list[dict], backend: str | None =
                 correct = (not answer.abstained) and contains_alias(answer.answer, turn["answers"])
             else:  # unanswerable: abstaining is right
                 correct = answer.abstained
+            asked = answer.standalone_question or turn["question"]
             record = {
                 "id": conversation["id"], "turn": number, "question": turn["question"],
                 "standalone_question": answer.standalone_question, "answer": answer.answer,
+                "referent_kind": turn.get("referent_kind"),
+                "referent_named": (any(alias.lower() in asked.lower() for alias in turn["refers_to"])
+                                   if turn.get("refers_to") else None),
                 "abstained": answer.abstained, "correct": correct, "latency_ms": round(answer.latency_ms, 1),
                 "first_token_ms": round(answer.timings_ms.get("first_token", 0.0), 1) or None,
                 "rewrite_ms": round(answer.timings_ms.get("rewrite", 0.0), 1) or None,
@@ -97,6 +107,8 @@ def summarize(results: list[dict]) -> dict[str, Any]:
 
     answered = [r for r in results if not r["abstained"]]
     followups = [r for r in results if r["turn"] > 1]
+    labelled = [r for r in followups if r.get("referent_named") is not None]
+    kinds = sorted({r["referent_kind"] for r in labelled if r.get("referent_kind")})
     return {
         "turns": len(results),
         "followups": len(followups),
@@ -104,6 +116,11 @@ def summarize(results: list[dict]) -> dict[str, Any]:
         "accuracy_followups": share(followups),
         "accuracy_all": share(results),
         "rewritten_followups": sum(bool(r["standalone_question"]) for r in followups),
+        # follow-ups that say what they point back to, and how many of the questions asked name it
+        "followups_with_referent": len(labelled),
+        "referent_named": sum(r["referent_named"] for r in labelled),
+        **{f"referent_named_{kind}": f"{sum(r['referent_named'] for r in labelled if r['referent_kind'] == kind)}"
+                                     f"/{sum(r['referent_kind'] == kind for r in labelled)}" for kind in kinds},
         "abstained": len(results) - len(answered),
         "model_markers_per_answer": mean("model_markers", answered),
         "sentences_with_model_marker": round(sum(r["sentences_with_model_marker"] for r in answered)
@@ -138,18 +155,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rewrite", action="store_true", help="ask follow-ups without history (baseline)")
     parser.add_argument("--gold", type=Path, help="ask the single questions of a gold JSONL file instead")
     parser.add_argument("--limit", type=int, help="only the first N questions of --gold")
+    parser.add_argument("--documents", type=Path,
+                        help="ask the conversations of a temporary corpus of their 'document' files from this folder")
     parser.add_argument("--json", action="store_true", help="print the metrics and results as one JSON object")
     args = parser.parse_args(argv)
-    from rag.pipeline import Pipeline
+    conversations = as_conversations(args.gold, args.limit) if args.gold else load_conversations(args.conversations)
+    if args.documents is None:
+        return _run(args, conversations, None)
+    import shutil
+    import tempfile
 
-    pipeline = Pipeline.load()
+    names = sorted({c["document"] for c in conversations if c.get("document")})
+    missing = [n for n in names if not (args.documents / n).is_file()]
+    if not names or missing:
+        print(f"error: {args.documents}: " + (f"no such documents: {', '.join(missing)}" if missing else
+                                              "the conversations name no 'document'"), file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="rag-conversations-") as tmp:
+        (Path(tmp) / "corpus").mkdir()
+        for name in names:
+            shutil.copy(args.documents / name, Path(tmp) / "corpus" / name)
+        return _run(args, conversations, Path(tmp))
+
+
+def _run(args, conversations: list[dict], folder: Path | None) -> int:
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    pipeline = (Pipeline.load() if folder is None else
+                Pipeline.load(Settings(corpus_dir=folder / "corpus", index_dir=folder / "index")))
 
     def log(r: dict) -> None:
         mark = "✓" if r["correct"] else "✗"
         asked = f" -> {r['standalone_question']}" if r["standalone_question"] else ""
         print(f"{mark} {r['id']}.{r['turn']} {r['question']}{asked}\n    {r['answer'][:200]}", file=sys.stderr)
 
-    conversations = as_conversations(args.gold, args.limit) if args.gold else load_conversations(args.conversations)
     report = run_conversations(pipeline, conversations, backend=args.backend, k=args.k,
                                rewrite=not args.no_rewrite, log=log)
     if args.json:
