@@ -403,6 +403,9 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
         # Which encodings the build could read (TEXT_DECODING): a file skipped as binary or not UTF-8 by an
         # older build may be readable now, and such an index is stale (stale_reason).
         "text_decoding": TEXT_DECODING,
+        # The limits a file of the corpus folder was skipped for: raising one makes the index stale (a file
+        # skipped at RAG_MAX_DOC_SECONDS on a busy machine is retried once the user raises the limit).
+        "limits": {name: getattr(settings, name) for name in LIMIT_SETTINGS},
         "counts": {"documents": len(docs), "sentences": len(sentences), "chunks": len(chunks)},
         "files": files,
     }
@@ -617,6 +620,9 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
         return "corpus changed (" + "; ".join(parts) + ")"
     if not manifest.get("bom_stripped") and with_bom & set(indexed):
         return f"byte order mark of {', '.join(sorted(with_bom & set(indexed)))} indexed as text"
+    raised = _raised_limits(settings, manifest)
+    if raised:
+        return "limits raised since files were skipped for them (" + "; ".join(raised) + ")"
     decoding = manifest.get("text_decoding", 1)
     if not isinstance(decoding, int) or decoding < TEXT_DECODING:
         retry = sorted(s["id"] for s in manifest.get("skipped") or []
@@ -624,6 +630,25 @@ def stale_reason(settings: Settings, manifest: dict, model: ModelInfo) -> str | 
         if retry:
             return f"skipped by a build that read fewer encodings: {', '.join(retry)}"
     return None
+
+
+LIMIT_SETTINGS = ("max_file_mb", "max_text_chars", "max_pdf_pages", "max_block_lines", "max_doc_seconds")
+
+
+def _raised_limits(settings: Settings, manifest: dict) -> list[str]:
+    """The limits higher now than at the build that skipped a file for them ("RAG_MAX_DOC_SECONDS 0.01 -> 600:
+    slow.txt"); a file skipped for a limit names its setting in the reason."""
+    built = manifest.get("limits")
+    if not isinstance(built, dict):
+        return []
+    raised = []
+    for name in LIMIT_SETTINGS:
+        env, before, now = f"RAG_{name.upper()}", built.get(name), getattr(settings, name)
+        files = [s["id"] for s in manifest.get("skipped") or []
+                 if isinstance(s, dict) and env in str(s.get("reason", ""))]
+        if files and isinstance(before, int | float) and now > before:
+            raised.append(f"{env} {before:g} -> {now:g}: {', '.join(sorted(files))}")
+    return raised
 
 
 def _skipped_files(manifest: dict) -> dict[str, str | None]:

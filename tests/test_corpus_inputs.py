@@ -292,6 +292,27 @@ def test_a_corpus_file_too_slow_to_split_is_skipped_and_listed_not_fatal(indexed
     assert index.manifest["skipped"] == [{"id": "slow.txt", "sha256": sha256_bytes(slow.read_bytes()), "reason": reason}]
     assert f"slow.txt: skipped, not indexed: {reason}" in caplog.text
     assert stale_reason(settings, read_manifest(settings.index_path), embedder.info) is None
+    # Raising the limit makes the index stale (the next command retries the file), lowering it does not.
+    assert stale_reason(settings.model_copy(update={"max_doc_seconds": 600}), read_manifest(settings.index_path),
+                        embedder.info) == ("limits raised since files were skipped for them "
+                                           "(RAG_MAX_DOC_SECONDS 2 -> 600: slow.txt)")
+    assert stale_reason(settings.model_copy(update={"max_doc_seconds": 1}), read_manifest(settings.index_path),
+                        embedder.info) is None
+
+
+def test_a_corpus_file_skipped_for_its_size_is_indexed_once_the_limit_is_raised(indexed_settings, embedder):
+    from tests.conftest import make_settings
+
+    small = make_settings(indexed_settings.corpus_dir.parent, max_file_mb=0.02)  # the article is ~12 KB
+    big = write_file(small.corpus_dir / "big.txt", b"The ferry resumed service on Monday. " * 1000)  # 37 KB
+    index = build_index(small, embedder)
+    assert [s["id"] for s in index.manifest["skipped"]] == ["big.txt"] and "big.txt" not in index.documents
+    assert stale_reason(small, read_manifest(small.index_path), embedder.info) is None
+    larger = small.model_copy(update={"max_file_mb": 1.0})
+    assert stale_reason(larger, read_manifest(small.index_path), embedder.info) == (
+        "limits raised since files were skipped for them (RAG_MAX_FILE_MB 0.02 -> 1: big.txt)")
+    index = open_index(larger, embedder)
+    assert big.name in index.documents and index.manifest["skipped"] == []
 
 
 def test_an_add_skips_corpus_files_without_a_sentence_but_refuses_a_new_one(indexed_settings, embedder, tmp_path):
