@@ -116,6 +116,20 @@ def test_malformed_and_oversized_requests(served):
     conn.close()
 
 
+def test_other_paths_and_methods_under_the_api_are_json_errors(served):
+    """Were Gradio's 404 {"detail": "Not Found"} (the app mounted at "/" answered them)."""
+    assert call(served, "/api/v1/ask") == (405, {"error": "GET is not allowed on /api/v1/ask; use POST"})
+    request = urllib.request.Request(served + "/api/v1/documents", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET"
+    assert json.loads(refused.value.read())["error"] == "POST is not allowed on /api/v1/documents; use GET"
+    assert call(served, "/api/v1/nothing") == (
+        404, {"error": "no such endpoint: /api/v1/nothing (the endpoints: /api/docs)"})
+    assert call(served, "/api/v1/nothing", {"x": 1})[0] == 404
+    assert call(served, "/api/openapi.json")[0] == 200  # outside the prefix: as before
+
+
 def test_login_and_busy(pipeline, tmp_path):
     import httpx
 

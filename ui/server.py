@@ -240,6 +240,19 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     def documents():
         return pipeline.documents()
 
+    # Anything else under the API's prefix, answered in the API's own shape: without this route the app mounted
+    # at "/" answered (a GET of /api/v1/ask was Gradio's 404 {"detail": "Not Found"}, not a 405).
+    @api.api_route(API_PREFIX + "/{rest:path}", include_in_schema=False,
+                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    def elsewhere(request: Request, rest: str) -> JSONResponse:
+        allowed = sorted({method for route in api.routes if getattr(route, "path", None) == request.url.path
+                          and route.name != "elsewhere" for method in getattr(route, "methods", ()) or ()})
+        if allowed:
+            response = _error(405, f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        return _error(404, f"no such endpoint: {request.url.path[:100]} (the endpoints: /api/docs)")
+
     return api
 
 
