@@ -39,8 +39,17 @@ def _common(parser: argparse.ArgumentParser, k: bool = False, backend: bool = Fa
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as every other error of the command: one line, ``rag: error: ...``, exit 2
+    (argparse prints a usage block first; the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        print(f"rag: error: {_one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rag",
         description="Question answering over news articles with sentence-level, verifiable citations.",
     )
@@ -340,7 +349,7 @@ def cmd_search(args) -> int:
     if args.json:
         from rag.types import search_json
 
-        _print_json(search_json(args.query, hits))
+        _print_json(search_json(pipeline.clean_query(args.query), hits))
         return 0
     for h in hits:
         print(f"{h.rank}. [{h.score:.4f}] {_shown(h.chunk.source)}:{h.chunk.start}-{h.chunk.end}"
@@ -423,7 +432,7 @@ CHAT_HELP = """commands:
   /reset   start a new conversation
   /help    list these commands
   /quit    leave (/exit too, or the end of the input)
-any other line is a question"""
+any other line is a question (a line of "/" and a word that is no command is refused)"""
 _KNOWN_COMMANDS = "the commands are /reset, /help, /quit and /exit"
 # A line that starts with a slash and a word is a command, known or not; "/etc/hosts?" is a question.
 _COMMAND = re.compile(r"/([A-Za-z][\w-]*)(?=[\s?!.]|$)(.*)", re.DOTALL)

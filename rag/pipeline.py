@@ -149,8 +149,13 @@ class Pipeline:
 
     # ------------------------------------------------------------ search
 
+    def clean_query(self, query: str) -> str:
+        """The query as it is searched for (control characters replaced, invisible ones removed: rag.inputs), as
+        `rag search --json` and the API echo it; a UsageError when nothing is left or it is over the limit."""
+        return clean_text_input(query, self.settings.max_question_chars, "query")
+
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        query = clean_text_input(query, self.settings.max_question_chars, "query")
+        query = self.clean_query(query)
         if names_nothing(query):  # "?!", "the": any ranking would be noise presented as results
             raise UsageError("query names nothing to look for: give a name, a word or a figure")
         return self.retriever.search(query, k or self.settings.top_k)

@@ -60,7 +60,8 @@ class Hit:
 
 
 def search_json(query: str, hits: list[Hit]) -> dict:
-    """What ``rag search --json`` prints and the API's /search returns: the query as given, the ranked hits."""
+    """What ``rag search --json`` prints and the API's /search returns: the query as searched for (cleaned:
+    ``Pipeline.clean_query``), the ranked hits."""
     return {"query": query, "hits": [hit.to_json() for hit in hits]}
 
 

@@ -76,6 +76,19 @@ def test_help_runs(cli):
         assert command in result.stdout
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["search", "Ghaani", "--k", "abc"], "rag: error: argument --k: invalid int value: 'abc' (see `rag search --help`)"),
+    (["search"], "rag: error: the following arguments are required: query (see `rag search --help`)"),
+    (["index"], "rag: error: the following arguments are required: ACTION (see `rag index --help`)"),
+])
+def test_argument_errors_are_one_line_too(cli, args, expected):
+    """argparse printed a usage block before its error line (README: errors are one line)."""
+    result = cli.run(*args)
+    assert_one_line_error(result, 2)
+    assert result.stderr.strip() == expected
+    assert cli.run("bogus").stderr.startswith("rag: error: argument COMMAND: invalid choice: 'bogus'")
+
+
 def test_search_json_contract(cli, article_text):
     result = cli.run("search", "Who replaced Qassem Soleimani?", "--k", "3", "--json")
     assert result.returncode == 0, result.stderr
@@ -93,6 +106,11 @@ def test_search_json_contract(cli, article_text):
         assert hit["rank"] == expected_rank
         assert article_text[hit["start"] : hit["end"]] == hit["text"]
     assert any("Esmail Ghaani" in hit["text"] for hit in payload["hits"])
+    # The query is echoed as it was searched for: control characters as spaces, invisible characters removed
+    # (was echoed raw, while `rag ask` and `rag check` echo the cleaned text).
+    raw = "Who\x07replaced\u200b Soleimani\u202e?"
+    payload = json.loads(cli.run("search", raw, "--k", "1", "--json").stdout)
+    assert payload["query"] == "Who replaced Soleimani?"
 
 
 def test_index_info_json(cli, pipeline):
@@ -146,7 +164,8 @@ def test_eval_refuses_a_report_folder_it_cannot_create_before_the_run(cli, tmp_p
 # ---------------------------------------------------------------------------------------------- rag chat
 
 CHAT_HELP_LINES = ["commands:", "  /reset   start a new conversation", "  /help    list these commands",
-                   "  /quit    leave (/exit too, or the end of the input)", "any other line is a question"]
+                   "  /quit    leave (/exit too, or the end of the input)",
+                   'any other line is a question (a line of "/" and a word that is no command is refused)']
 UNKNOWN_COMMAND = "rag: error: unknown command /rset (the commands are /reset, /help, /quit and /exit)"
 
 

@@ -294,7 +294,7 @@ def register_api(pipeline: Pipeline) -> None:
     @api_endpoint
     def search(query: str, k: int = 0) -> dict:
         """Ranked passages for a query (hybrid dense + BM25): ``{query, hits}``, as ``rag search --json``."""
-        return search_json(query, pipeline.search(query, k=api_top_k(k)))
+        return search_json(pipeline.clean_query(query), pipeline.search(query, k=api_top_k(k)))
 
     @api_endpoint
     def documents() -> list[dict]:

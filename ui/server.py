@@ -234,7 +234,8 @@ def create_api(pipeline: Pipeline) -> FastAPI:
     @api.post(f"{API_PREFIX}/search", dependencies=[Depends(authorised)], summary="Ranked passages for a query")
     def search(request: SearchRequest):
         """`{query, hits}` (hybrid dense + keyword, fused by reciprocal rank): `rag search --json`."""
-        return answer(lambda: search_json(request.query, pipeline.search(request.query, k=api_top_k(_whole(request.k)))))
+        return answer(lambda: search_json(pipeline.clean_query(request.query),
+                                          pipeline.search(request.query, k=api_top_k(_whole(request.k)))))
 
     @api.get(f"{API_PREFIX}/documents", dependencies=[Depends(authorised)], summary="The indexed documents")
     def documents():
