@@ -90,15 +90,85 @@ HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 64, 100
 HNSW_BUILD_MEMORY = "512MB"  # maintenance_work_mem of a first build's HNSW (raised to it, never lowered)
 KEYWORD_MAX_DF, KEYWORD_MIN_DF = 0.01, 1000  # keyword_query: when a question's term is too common to select rows
 _MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
+_MAX_POSITIONS = 256  # positions PostgreSQL keeps per lexeme (it drops the others)
+MAX_LEXEME_BYTES = 2046  # PostgreSQL's longest lexeme
+_MAX_TSVECTOR_BYTES = 1_000_000  # under PostgreSQL's 1 MB limit of a tsvector
 
 
 def is_postgres(store: str) -> bool:
     return store.startswith(("postgresql://", "postgres://"))
 
 
+_SECRET_PARAMETER = re.compile(r"((?:^|[?&;])(?:ssl)?password=)[^&;#]*", re.IGNORECASE)
+_HOST = re.compile(r"[\w.\-\[\]:,%]+")
+
+
 def redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password, in the user part or the query string (for messages). One that does not
+    parse shows its scheme and host only (when found), never the rest, which may hold a password."""
+    import urllib.parse
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    try:
+        parts = urllib.parse.urlsplit(url)  # ValueError: an unclosed IPv6 address
+    except ValueError:
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+        return f"{scheme}://***@{authority}/***" if _HOST.fullmatch(authority) else f"{scheme}://***"
+    # As urlsplit reads it: the user part ends at the authority's last '@' (a password may hold more).
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        hosts = f"{user}{':***' if colon else ''}@{hosts}"
+    query = _SECRET_PARAMETER.sub(r"\1***", parts.query)
+    return f"{scheme}://{hosts}{parts.path}{'?' if query else ''}{query}"
+
+
+def _password(url: str) -> str | None:
+    """The URL's password (as written, may be percent-encoded), for scrubbing it out of a driver's message."""
+    authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    found = re.search(r"(?:^|[?&])password=([^&#]*)", url.partition("?")[2], re.IGNORECASE)
+    return password or (found.group(1) if found else None)
+
+
+def _scrub(message: str, url: str) -> str:
+    """A driver's message on one line, with the URL and its password hidden."""
+    import urllib.parse
+
+    line = (str(message).strip().splitlines() or [""])[0]
+    line = line.replace(url, redact(url))
+    secret = _password(url)
+    for form in {secret, urllib.parse.unquote(secret)} if secret else ():
+        if len(form) >= 3:
+            line = line.replace(form, "***")
+    return line
+
+
+def check_store_url(url: str) -> str:
+    """``url`` when the driver can read it as a PostgreSQL URL, else a one-line UsageError naming it redacted
+    (libpq's own message would echo it whole, password included)."""
+    import urllib.parse
+
+    where = f"RAG_STORE {redact(url)!r}"
+    try:
+        parts = urllib.parse.urlsplit(url)  # ValueError: an unclosed IPv6 address
+    except ValueError as exc:
+        raise UsageError(f"{where} is not a valid PostgreSQL URL ({exc})") from None
+    if parts.netloc.count("@") > 1:  # libpq would take the first '@' as the end of the password
+        raise UsageError(f"{where}: write an '@' in the user name or password as %40")
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return url  # connect() says the driver is missing
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError, or any parse failure
+        reason = re.sub(r'"[^"]{2,}"', '"…"', _scrub(str(exc), url))  # libpq quotes the URL or a piece of it
+        raise UsageError(f"{where} is not a valid PostgreSQL URL ({reason})") from None
+    return url
 
 
 def schema_name(index_name: str) -> str:
@@ -112,17 +182,30 @@ def _quote_lexeme(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def _terms(text: str) -> list[str]:
+    """The text's BM25 tokens that PostgreSQL can hold as lexemes: a longer one fails the whole statement
+    ("word is too long"), so it is left out of the keyword index and of queries (local BM25 keeps it)."""
+    return [t for t in content_terms(text) if len(t.encode("utf-8")) <= MAX_LEXEME_BYTES]
+
+
 def tsvector_literal(text: str) -> str:
     """The chunk's BM25 tokens as a tsvector (with positions, so ts_rank counts repeated terms)."""
     positions: dict[str, list[int]] = {}
-    for i, term in enumerate(content_terms(text), start=1):
+    for i, term in enumerate(_terms(text), start=1):
         positions.setdefault(term, []).append(min(i, _MAX_POSITION))
-    return " ".join(f"{_quote_lexeme(t)}:{','.join(map(str, dict.fromkeys(p)))}" for t, p in positions.items())
+    parts, size = [], 0
+    for term, found in positions.items():
+        found = list(dict.fromkeys(found))[:_MAX_POSITIONS]
+        size += len(term.encode("utf-8")) + 8 + 2 * len(found)  # its bytes in PostgreSQL's tsvector, or more
+        if size > _MAX_TSVECTOR_BYTES:  # "string is too long for tsvector": keep the chunk's first terms
+            break
+        parts.append(f"{_quote_lexeme(term)}:{','.join(map(str, found))}")
+    return " ".join(parts)
 
 
 def tsquery_literal(query: str) -> str | None:
     """The query's BM25 tokens OR-ed together (BM25 scores any term; PostgreSQL's plainto_tsquery ANDs)."""
-    terms = list(dict.fromkeys(content_terms(query)))
+    terms = list(dict.fromkeys(_terms(query)))
     return " | ".join(_quote_lexeme(t) for t in terms) if terms else None
 
 
@@ -132,7 +215,7 @@ def keyword_query(query: str, df: dict[str, int] | None, rows: int) -> tuple[str
     KEYWORD_MIN_DF chunks) selects no rows by itself: BM25 gives such a term almost no weight (its IDF), while
     ranking every chunk that holds it is what makes an OR query slow at scale (a question's terms match 13k of
     100k sentences at the median). The two rarest terms always select. ``df``: chunks per term."""
-    terms = list(dict.fromkeys(content_terms(query)))
+    terms = list(dict.fromkeys(_terms(query)))
     if not terms:
         return None
     rank = " | ".join(_quote_lexeme(t) for t in terms)
@@ -252,10 +335,13 @@ def connect(url: str, autocommit: bool = True):
         raise UsageError("RAG_STORE is a PostgreSQL URL but its driver is not installed: "
                          "pip install 'rag-news[postgres]' (psycopg and pgvector)") from None
 
+    check_store_url(url)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise IndexCorruptError(f"PostgreSQL store {redact(url)} unreachable: {str(exc).strip().splitlines()[0]}") from None
+        raise IndexCorruptError(f"PostgreSQL store {redact(url)} unreachable: {_scrub(str(exc), url)}") from None
+    except psycopg.Error as exc:
+        raise UsageError(f"RAG_STORE {redact(url)!r}: {_scrub(str(exc), url)}") from None
     with contextlib.suppress(psycopg.ProgrammingError):  # no extension yet: the first build creates it
         register_vector(conn)
     return conn

@@ -1,0 +1,169 @@
+"""The PostgreSQL store against what a user can get wrong or run into: over-long words, passwords in URLs,
+malformed URLs, settings that differ from the store's, a held build lock, index names PostgreSQL cannot hold,
+and damaged or inaccessible stores. A real PostgreSQL server (the session fixture of tests/test_pgstore.py),
+nothing mocked; the errors are one line, of the right class and exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.test_pgstore import pg_settings, pg_url  # noqa: F401 - the session's PostgreSQL server fixture
+
+pytestmark = pytest.mark.slow  # a real PostgreSQL server, and `rag` processes loading the model
+
+LONG_WORD = "a" + "bcdefghij" * 333  # 2,998 letters: over PostgreSQL's 2,046-byte lexeme limit
+SECRET = "TopSecret123"
+
+
+def _env(url: str, settings=None, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["RAG_STORE"] = url
+    if settings is not None:
+        env.update(RAG_INDEX_NAME=settings.index_name, RAG_CORPUS_DIR=str(settings.corpus_dir),
+                   RAG_INDEX_DIR=str(settings.index_dir))
+    return {**env, **extra}
+
+
+def _rag(rag_executable, *args, env, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([rag_executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _one_line_error(done: subprocess.CompletedProcess, code: int) -> str:
+    """The error line of a command that failed with ``code`` (no traceback, no internal error)."""
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("rag: ")]
+    assert len(lines) == 1 and "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. words over PostgreSQL's lexeme limit
+
+
+def test_a_word_over_the_lexeme_limit_is_left_out_of_the_keyword_index(tmp_path, pg_url, fake_embedder):  # noqa: F811
+    from rag import pgstore
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    assert len(pgstore.tsvector_literal(f"The {LONG_WORD} barrier.")) < 100
+    assert pgstore.tsquery_literal(LONG_WORD) is None and pgstore.keyword_query(f"{LONG_WORD} barrier", None, 1)
+    settings = pg_settings(tmp_path, pg_url)
+    (settings.corpus_dir / "long.txt").write_text(f"The engineers named the {LONG_WORD} barrier on Monday.\n",
+                                                  encoding="utf-8")
+    index = build_index(settings, fake_embedder)  # failed with ProgramLimitExceeded: word is too long
+    assert "long.txt" in index.documents
+    pipeline = Pipeline(settings, fake_embedder, open_index(settings, fake_embedder))
+    hits = pipeline.retriever.search(f"{LONG_WORD} barrier engineers", k=3)  # a query holding it too
+    assert hits and hits[0].chunk.source == "long.txt"
+    cyrillic = "ж" * 1100  # 2,200 bytes in a question under RAG_MAX_QUESTION_CHARS
+    assert pipeline.search(f"{cyrillic} barrier engineers", k=3)
+    note = tmp_path / "note.txt"  # and an add of a document holding it
+    note.write_text(f"The mayor praised the {LONG_WORD} bridge.\n", encoding="utf-8")
+    pipeline.add_documents([note])
+    assert "note.txt" in open_index(settings, fake_embedder).documents
+
+
+def test_rag_index_add_of_a_document_with_a_long_word(tmp_path, pg_url, rag_executable):  # noqa: F811
+    settings = pg_settings(tmp_path, pg_url)
+    env = _env(pg_url, settings)
+    long_file = tmp_path / "long.txt"
+    long_file.write_text(f"The engineers finished the {LONG_WORD} flood barrier on Thursday.\n", encoding="utf-8")
+    done = _rag(rag_executable, "index", "add", str(long_file), env=env)
+    assert done.returncode == 0, done.stderr
+    found = _rag(rag_executable, "search", "flood barrier engineers", "--json", "--k", "1", env=env)
+    assert found.returncode == 0 and '"long.txt#' in found.stdout, found.stderr
+
+
+# ---------------------------------------------------------------- 2. passwords never shown
+
+
+@pytest.mark.parametrize(("url", "shown", "hidden"), [
+    ("postgresql://postgres@db:5432/rag?password=TopSecret123", "postgresql://postgres@db:5432/rag?password=***",
+     SECRET),
+    ("postgresql://postgres@db/rag?sslmode=require&password=TopSecret123&connect_timeout=3",
+     "postgresql://postgres@db/rag?sslmode=require&password=***&connect_timeout=3", SECRET),
+    ("postgresql://:TopSecret123@127.0.0.1:1/rag", "postgresql://:***@127.0.0.1:1/rag", SECRET),
+    ("postgresql://postgres:p@ss@word@db:5432/rag", "postgresql://postgres:***@db:5432/rag", "ss@word"),
+    ("postgresql://postgres:TopSecret123@h1,h2:5433/rag", "postgresql://postgres:***@h1,h2:5433/rag", SECRET),
+    ("postgresql://[::1:5432/rag?password=TopSecret123", "postgresql://***@[::1:5432/***", SECRET),
+    ("postgresql://u:Top%ZZSecret123@db/rag", "postgresql://u:***@db/rag", "Secret123"),
+    ("postgresql://rag@db.example:5432/news", "postgresql://rag@db.example:5432/news", None),
+])
+def test_redact_hides_every_password(url, shown, hidden):
+    from rag.pgstore import redact
+
+    assert redact(url) == shown
+    assert hidden is None or hidden not in redact(url)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:p@ss@word@127.0.0.1:1/rag",  # libpq would read the password as 'p'
+    "postgresql://[::1:5432/rag?password=TopSecret123",
+    "postgresql://postgres:TopSecret%ZZ@127.0.0.1:1/rag",
+    "postgresql://postgres@127.0.0.1:1/r%ZZag?password=TopSecret123",
+])
+def test_a_malformed_url_is_a_usage_error_naming_it_redacted(url, tmp_path):
+    from rag import pgstore
+    from rag.errors import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        pgstore.connect(url)
+    message = str(raised.value)
+    assert message.startswith("RAG_STORE 'postgresql://") and "\n" not in message
+    for secret in (SECRET, "ss@word"):
+        assert secret not in message
+    with pytest.raises(UsageError):  # before anything is created
+        pgstore.open_index(make_settings(tmp_path, store=url), None)
+
+
+def test_no_command_shows_a_password(tmp_path, pg_url, rag_executable, pipeline):  # noqa: F811
+    """In the query string (`rag index push`, `rag index info`), of an empty user, with an unencoded '@', or
+    in a URL that does not parse: every message hides it, and a malformed URL is a usage error (exit 2)."""
+    local = pipeline.settings  # the session's built local index of the article
+    with_password = f"{pg_url}?password={SECRET}"  # trust authentication: the server ignores it
+    env = _env(with_password, local)
+    pushed = _rag(rag_executable, "index", "push", "--store", with_password, env={**env, "RAG_STORE": "local"})
+    assert pushed.returncode == 0, pushed.stderr
+    assert "?password=***" in pushed.stdout and SECRET not in pushed.stdout + pushed.stderr
+    info = _rag(rag_executable, "index", "info", env=env)
+    assert info.returncode == 0, info.stderr
+    assert "?password=***" in info.stdout and SECRET not in info.stdout + info.stderr
+    from rag.net import free_port
+
+    port = free_port()  # nothing listens there
+    for url in (f"postgresql://postgres@127.0.0.1:{port}/rag?password={SECRET}",
+                f"postgresql://:{SECRET}@127.0.0.1:{port}/rag"):
+        line = _one_line_error(_rag(rag_executable, "index", "info", env=_env(url, local)), 4)
+        assert "unreachable" in line and SECRET not in line and "***" in line, line
+    for url, secret in ((f"postgresql://postgres:p@ss@word@127.0.0.1:{port}/rag", "ss@word"),
+                        (f"postgresql://[::1:{port}/rag?password={SECRET}", SECRET),
+                        (f"postgresql://postgres:{SECRET}%ZZ@127.0.0.1:{port}/rag", SECRET)):
+        done = _rag(rag_executable, "search", "Soleimani", env=_env(url, local))
+        line = _one_line_error(done, 2)
+        assert secret not in done.stderr and "RAG_STORE" in line, line
+
+
+def test_an_api_error_body_hides_the_password(tmp_path, pg_url, fake_embedder):  # noqa: F811
+    """The store becomes unreachable under a serving API: its 500 body names the URL without the password."""
+    from rag.net import free_port
+    from rag.pipeline import Pipeline
+    from rag.stores import open_index
+    from tests.test_http_api import _serve, call
+    from ui.server import create_app
+
+    settings = pg_settings(tmp_path, f"{pg_url}?password={SECRET}")
+    pipeline = Pipeline(settings, fake_embedder, open_index(settings, fake_embedder))
+    url, server = _serve(create_app(settings, pipeline=pipeline))
+    try:
+        assert call(url, "/api/v1/search", {"query": "Soleimani", "k": 1})[0] == 200
+        store = pipeline.index.store
+        store.url = f"postgresql://postgres@127.0.0.1:{free_port()}/rag?password={SECRET}"  # the server is gone
+        store.reset()
+        status, body = call(url, "/api/v1/search", {"query": "Soleimani", "k": 1})
+        assert status == 500 and "unreachable" in body["error"] and "password=***" in body["error"], body
+        assert SECRET not in str(body)
+    finally:
+        server.should_exit = True
