@@ -111,6 +111,8 @@ def test_thirty_wrong_passwords_lock_the_client_out_even_for_the_right_one(guard
     assert refused.status_code == 429
     assert "too many failed logins" in refused.json()["detail"]
     assert 1 <= int(refused.headers["retry-after"]) <= 31
+    # the message says the same number of seconds as the header (were "1 s" and 2)
+    assert refused.json()["detail"].endswith(f"try again in {refused.headers['retry-after']} s")
 
 
 def _attempt(throttle: LoginThrottle, client: str = "10.0.0.1") -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -197,9 +198,11 @@ class LoginThrottle:
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.retry_after(client)
         if wait > 0:
-            body = json.dumps({"detail": f"too many failed logins; try again in {wait:.0f} s"}).encode()
+            seconds = math.ceil(wait)  # the same whole number in the header and the message (were 2 and "1 s")
+            # "detail": the key Gradio's login page shows
+            body = json.dumps({"detail": f"too many failed logins; try again in {seconds} s"}).encode()
             await send({"type": "http.response.start", "status": 429,
-                        "headers": [(b"content-type", b"application/json"), (b"retry-after", str(int(wait) + 1).encode()),
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", str(seconds).encode()),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
             return

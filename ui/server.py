@@ -174,7 +174,7 @@ def create_api(pipeline: Pipeline) -> FastAPI:
         client = request.client.host if request.client else "unknown"
         wait = throttle.retry_after(client)
         if wait > 0:
-            raise _Unauthorised(f"too many failed logins; try again in {wait:.0f} s", 429, int(wait) + 1)
+            raise _Unauthorised(f"too many failed logins; try again in {math.ceil(wait)} s", 429, math.ceil(wait))
         user, password = settings.auth.split(":", 1)
         if credentials is None:
             raise _Unauthorised("authentication required (HTTP Basic, RAG_AUTH)")
