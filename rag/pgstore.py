@@ -974,14 +974,30 @@ def _extend_words(base: PgIndex, words) -> tuple[tuple[str, ...], np.ndarray | N
     return (*base.words, *words[0]), np.concatenate([base.word_vectors, words[1]])
 
 
-def stale_reason(settings: Settings, manifest: dict, model_sha: str) -> str | None:
+def stale_reason(settings: Settings, manifest: dict, model_sha: str, model_id: str | None = None) -> str | None:
+    """How the store's build differs from these settings (model, chunking, format), or None."""
     if manifest.get("format_version") != FORMAT_VERSION:
         return f"index format {manifest.get('format_version')} != {FORMAT_VERSION}"
-    if manifest.get("embedding", {}).get("sha256") != model_sha:
-        return "built with a different embedding model"
-    if manifest.get("chunking") != _chunking(settings):
-        return "chunking parameters changed"
+    embedding = manifest.get("embedding") or {}
+    if embedding.get("sha256") != model_sha:
+        ours = f"{model_id} " if model_id else ""
+        return (f"embedding model {embedding.get('model_id')} (sha256 {str(embedding.get('sha256'))[:12]}…) in the "
+                f"store, {ours}(sha256 {model_sha[:12]}…) here")
+    stored, wanted = manifest.get("chunking") or {}, _chunking(settings)
+    if stored != wanted:
+        if stored.get("segmenter") != wanted["segmenter"]:
+            return f"segmenter {stored.get('segmenter')} in the store, {wanted['segmenter']} here"
+        return (f"chunking {stored.get('chunk_sentences')} sentences, overlap {stored.get('chunk_overlap')} in the "
+                f"store; RAG_CHUNK_SENTENCES={wanted['chunk_sentences']}, RAG_CHUNK_OVERLAP={wanted['chunk_overlap']} "
+                "here")
     return None
+
+
+def _built_otherwise(settings: Settings, reason: str) -> IndexCorruptError:
+    """A store built with other settings is shared: only an explicit `rag index build` rewrites it."""
+    return IndexCorruptError(f"{redact(settings.store)} schema {schema_name(settings.index_name)}: index "
+                             f"'{settings.index_name}' was built with other settings ({reason}); `rag index build` "
+                             "rebuilds it with the current settings")
 
 
 def _chunking(settings: Settings) -> dict:
@@ -991,21 +1007,19 @@ def _chunking(settings: Settings) -> dict:
 
 def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = True,
                current: Index | None = None) -> PgIndex:
-    """Load the store's corpus; build it from the corpus folder when the store has none, and rebuild it from
-    its own documents when the model or chunking changed. ``current``: the caller's index of this store (a
-    following process), extended by the rows of an add instead of reading the whole store again."""
+    """Load the store's corpus; build it from the corpus folder when the store has none. A store built with
+    another model or chunking is refused, whatever ``rebuild_if_stale`` says: servers and commands share it, and
+    one whose settings differ would rewrite it for all (only `rag index build` does). ``current``: the caller's
+    index of this store (a following process), extended by the rows of an add instead of reading it all again."""
     try:
         index = (load_appended(settings, current) if isinstance(current, PgIndex) else None) or load(settings)
     except FileNotFoundError:
         log.warning("index '%s' not found in %s: building it from %s", settings.index_name, redact(settings.store),
                     settings.corpus_dir)
         return build_index(settings, embedder)
-    reason = stale_reason(settings, index.manifest, embedder.info.sha256)
+    reason = stale_reason(settings, index.manifest, embedder.info.sha256, embedder.info.model_id)
     if reason is not None:
-        if not rebuild_if_stale:
-            raise IndexCorruptError(f"{redact(settings.store)}: index is stale ({reason}); rebuild with `rag index build`")
-        log.warning("index '%s' is stale (%s): rebuilding from the store's documents", settings.index_name, reason)
-        return build_index(settings, embedder, documents=list(index.documents.values()))
+        raise _built_otherwise(settings, reason)
     return index
 
 
@@ -1065,11 +1079,17 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
             raise _already_there(present[0])
         new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
                for name in staged.names]
-        if base is not None and not present and stale_reason(settings, base.manifest, embedder.info.sha256) is None:
+        reason = base and stale_reason(settings, base.manifest, embedder.info.sha256, embedder.info.model_id)
+        if reason:  # an add would rewrite the shared store with these settings
+            raise _built_otherwise(settings, reason)
+        if base is not None and not present:
             appended = _append(settings, embedder, base, new, limits, started)
             if appended is not None:
                 return appended
             base = _current(settings, None)  # another writer (a push) committed meanwhile: rewrite from its corpus
+            reason = base and stale_reason(settings, base.manifest, embedder.info.sha256, embedder.info.model_id)
+            if reason:
+                raise _built_otherwise(settings, reason)
         stored = list(base.documents.values()) if base is not None else []
         docs = sorted([d for d in stored if d.id not in staged.names] + new, key=lambda d: d.id)
         # The files the store's last build from a corpus folder left out, as long as they are not added now.

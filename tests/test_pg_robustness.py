@@ -167,3 +167,60 @@ def test_an_api_error_body_hides_the_password(tmp_path, pg_url, fake_embedder): 
         assert SECRET not in str(body)
     finally:
         server.should_exit = True
+
+
+# ---------------------------------------------------------------- 3. settings that differ from the store's
+
+
+def _version(url: str, settings) -> int:
+    from rag.pgstore import PgStore
+
+    return PgStore(url, settings.index_name).version()
+
+
+def test_only_an_explicit_build_rewrites_a_store_built_with_other_settings(tmp_path, pg_url,  # noqa: F811
+                                                                          fake_embedder):
+    from rag.errors import IndexCorruptError
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+    from tests.fakes import HashingEmbedder
+
+    settings = pg_settings(tmp_path, pg_url)
+    reader = Pipeline(settings, fake_embedder, open_index(settings, fake_embedder))  # a first use builds it
+    built = _version(pg_url, settings)
+    other = settings.model_copy(update={"chunk_sentences": settings.chunk_sentences + 1})
+    for rebuild_if_stale in (True, False):
+        with pytest.raises(IndexCorruptError, match=rf"built with other settings \(chunking "
+                           rf"{settings.chunk_sentences} sentences, overlap {settings.chunk_overlap} in the store; "
+                           rf"RAG_CHUNK_SENTENCES={other.chunk_sentences}, .*`rag index build` rebuilds it"):
+            open_index(other, fake_embedder, rebuild_if_stale)
+    with pytest.raises(IndexCorruptError, match=r"built with other settings \(embedding model tests/hashing"):
+        open_index(settings, HashingEmbedder(dim=256))
+    note = tmp_path / "note.txt"
+    note.write_text("The mayor of Springfield opened a bridge on Monday.\n", encoding="utf-8")
+    writer = Pipeline(other, fake_embedder, reader.index)  # a server started before, then its settings changed
+    with pytest.raises(IndexCorruptError, match="built with other settings"):
+        writer.add_documents([note])
+    assert _version(pg_url, settings) == built
+    rebuilt = build_index(other, fake_embedder)  # `rag index build`: the store takes these settings
+    assert rebuilt.version > built and rebuilt.manifest["chunking"]["chunk_sentences"] == other.chunk_sentences
+    # A server of the old settings following the store refuses to follow (its thread logs it), never rewrites.
+    with pytest.raises(IndexCorruptError, match="built with other settings"):
+        reader.refresh()
+    assert _version(pg_url, settings) == rebuilt.version and reader.index.version == built
+
+
+def test_commands_with_other_settings_leave_the_store_as_it_is(tmp_path, pg_url, rag_executable):  # noqa: F811
+    settings = pg_settings(tmp_path, pg_url)
+    env = _env(pg_url, settings)
+    assert _rag(rag_executable, "index", "build", env=env).returncode == 0
+    built = _version(pg_url, settings)
+    for args in (("index", "info"), ("search", "Soleimani"), ("index", "add", str(tmp_path / "corpus" / "x.txt"))):
+        if args[1] == "add":
+            (tmp_path / "corpus" / "x.txt").write_text("The mayor opened a bridge on Monday.\n", encoding="utf-8")
+        line = _one_line_error(_rag(rag_executable, *args, env={**env, "RAG_CHUNK_SENTENCES": "2"}), 4)
+        assert "RAG_CHUNK_SENTENCES=2" in line and "`rag index build` rebuilds it" in line, line
+    assert _version(pg_url, settings) == built
+    done = _rag(rag_executable, "index", "build", env={**env, "RAG_CHUNK_SENTENCES": "2"})
+    assert done.returncode == 0, done.stderr
+    assert _version(pg_url, settings) == built + 1
