@@ -276,6 +276,10 @@ def cmd_index(args) -> int:
         from rag import pgstore
 
         local = settings.model_copy(update={"store": "local"})
+        if not (local.index_path / "manifest.json").exists():
+            # (load_index's "rebuild with `rag index build`" would, with RAG_STORE set, build the store instead)
+            raise UsageError(f"no local index {settings.index_name} at {local.index_path} to push: build it with "
+                             "`RAG_STORE=local rag index build` first")
         index = pgstore.push(local, pgstore.check_url(args.store), embedder)
         if not args.json:
             print(f"pushed index {settings.index_name} to {pgstore.redact(args.store)} "
@@ -295,13 +299,12 @@ def cmd_index(args) -> int:
                                               "index_type", "counts", "documents")}
                     | {"skipped": manifest.get("skipped", []),
                        "ignored": [{"id": path.name, "reason": reason} for path, reason in ignored],
-                       "path": str(settings.index_path)})
+                       "path": str(settings.index_path)}
+                    | (_store_json(args, settings) if manifest.get("store") == "postgresql" else {}))
         return 0
     counts = manifest["counts"]
     if manifest.get("store") == "postgresql":
-        from rag.pgstore import redact, schema_name
-
-        where = f"{redact(settings.store)} (schema {schema_name(settings.index_name)})"
+        where = "{url} (schema {schema})".format(**_store_json(args, settings)["store"])  # pushed to: not RAG_STORE
     else:
         where = settings.index_path
     print(f"index {settings.index_name} at {where}")
@@ -341,6 +344,14 @@ def cmd_index(args) -> int:
     for skipped in manifest.get("skipped", []):  # files of the corpus folder that could not be read
         print(f"  skipped   {_shown(skipped['id'])} (not indexed: {_one_line(skipped['reason'])})")
     return 0
+
+
+def _store_json(args, settings) -> dict:
+    """Where a PostgreSQL index is, for `rag index info --json` ("path" is only where a local copy would be)."""
+    from rag.pgstore import redact, schema_name
+
+    store = args.store if args.index_command == "push" else settings.store
+    return {"store": {"url": redact(store), "schema": schema_name(settings.index_name)}}
 
 
 def cmd_search(args) -> int:
