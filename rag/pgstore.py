@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rag.documents import DocumentLimits, Skipped, no_documents, read_corpus
-from rag.errors import IndexCorruptError, UsageError
+from rag.errors import IndexCorruptError, IndexLockedError, UsageError
 from rag.index import (
     FORMAT_VERSION,
     MAX_INDEXED_WORDS,
@@ -1032,18 +1032,28 @@ def build_index(settings: Settings, embedder: Embedder, documents: list[Document
     documents only appends their rows (``_append``); ``current``, the caller's index of this store, spares
     reading the store's rows when it is still the store's version."""
 
-    with build_lock(settings.store, settings.index_name):
+    with build_lock(settings.store, settings.index_name, settings.lock_timeout):
         return _build_locked(settings, embedder, documents, staged, current)
 
 
 @contextlib.contextmanager
-def build_lock(url: str, index_name: str):
+def build_lock(url: str, index_name: str, timeout: float | None = None):
     """One writer of this index at a time (build, add, push), across processes and machines: a second `rag
     index add` waits here, then reads the store with the first one's documents in it (no lost update); and no
-    writer drops the cached vectors or word pieces another one has written but not yet committed."""
+    writer drops the cached vectors or word pieces another one has written but not yet committed. Waits at most
+    ``timeout`` seconds (RAG_LOCK_TIMEOUT; None: as long as it takes), then IndexLockedError, as locally."""
+    key = schema_name(index_name) + ":build"
     lock = connect(url)
     try:
-        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema_name(index_name) + ":build",))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Polled, not pg_advisory_lock: a blocked statement would wait past the timeout.
+        while not lock.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise IndexLockedError(
+                    f"another build of index '{index_name}' is running (advisory lock {key} in {redact(url)}); "
+                    f"waited {timeout:.0f}s")
+            time.sleep(0.2 if left is None else min(0.2, left))
         yield
     finally:
         lock.close()  # releases the session's advisory lock
@@ -1342,7 +1352,7 @@ def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIn
             raise IndexCorruptError(f"{settings.index_path}: {name} does not serialise to its checksum; "
                                     "rebuild with `rag index build`")
     model = _ModelEmbedder(settings, embedder, local.manifest["embedding"]["sha256"])
-    with build_lock(url, settings.index_name):
+    with build_lock(url, settings.index_name, settings.lock_timeout):
         store = PgStore(url, settings.index_name)
         with_tokens = _push_tokens(store, local, model)
         words, word_vectors = _push_words(store, local, model)

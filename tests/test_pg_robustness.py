@@ -224,3 +224,31 @@ def test_commands_with_other_settings_leave_the_store_as_it_is(tmp_path, pg_url,
     done = _rag(rag_executable, "index", "build", env={**env, "RAG_CHUNK_SENTENCES": "2"})
     assert done.returncode == 0, done.stderr
     assert _version(pg_url, settings) == built + 1
+
+
+# ---------------------------------------------------------------- 4. RAG_LOCK_TIMEOUT
+
+
+def test_a_held_build_lock_is_waited_for_at_most_the_lock_timeout(tmp_path, pg_url, fake_embedder,  # noqa: F811
+                                                                  rag_executable):
+    import threading
+    import time
+
+    import psycopg
+
+    from rag.errors import IndexLockedError
+    from rag.stores import build_index
+
+    settings = pg_settings(tmp_path, pg_url, lock_timeout=1)
+    with psycopg.connect(pg_url, autocommit=True) as holder:  # another build's session
+        holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"rag_{settings.index_name}:build",))
+        started = time.monotonic()
+        with pytest.raises(IndexLockedError, match=rf"another build of index '{settings.index_name}' is running "
+                                                   r".*; waited 1s"):
+            build_index(settings, fake_embedder)
+        assert 0.9 < time.monotonic() - started < 10
+        done = _rag(rag_executable, "index", "build", env=_env(pg_url, settings, RAG_LOCK_TIMEOUT="3"))
+        assert "waited 3s" in _one_line_error(done, 5)
+        # Released within the timeout: the build goes on.
+        threading.Timer(1.0, lambda: holder.execute("SELECT pg_advisory_unlock_all()")).start()
+        assert build_index(settings.model_copy(update={"lock_timeout": 30}), fake_embedder).version == 1
