@@ -174,6 +174,14 @@ def test_a_phone_screen_shows_the_whole_header(browser, server):
         right_edges = page.evaluate("""() => ['.rag-header h1', '.rag-header .rag-stats'].map(
             (s) => document.querySelector(s).getBoundingClientRect().right)""")
         assert max(right_edges) <= 390, right_edges
+        # Every tab is a visible button on the page, none behind Gradio's "⋯" overflow menu.
+        for name in ("Chat", "Check a claim", "Evaluate", "Documents"):
+            tab = page.get_by_role("tab", name=name)
+            assert tab.is_visible(), name
+            box = tab.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (name, box)
+        page.get_by_role("tab", name="Documents").click()
+        page.wait_for_selector("#rag-documents-table")
     finally:
         context.close()
 

@@ -337,7 +337,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         header = gr.HTML(header_html(pipeline))
-        with gr.Tabs():
+        # "wrap": on a phone the tabs that do not fit go to a second row (Gradio's default hid Evaluate and
+        # Documents behind a "⋯" menu that testers did not find)
+        with gr.Tabs(overflow_behavior="wrap"):
             with gr.Tab("Chat", id="chat"):
                 _chat_tab(pipeline, locator, settings)
             with gr.Tab("Check a claim", id="check"):
