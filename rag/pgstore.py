@@ -171,8 +171,25 @@ def check_store_url(url: str) -> str:
     return url
 
 
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's: a longer schema name is cut, a longer NOTIFY channel refused
+
+
 def schema_name(index_name: str) -> str:
-    return "rag_" + re.sub(r"[^a-z0-9_]", "_", index_name.lower())
+    """The index's schema (and NOTIFY channel). Several names can map to one (``Coll-A``, ``coll.a``): the
+    schema's ``meta`` records the name it holds (``_check_index_name``)."""
+    schema = "rag_" + re.sub(r"[^a-z0-9_]", "_", index_name.lower())
+    if len(schema.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        raise UsageError(f"index name {index_name!r} is too long for a PostgreSQL store: its schema {schema[:20]}… "
+                         f"would be {len(schema)} bytes, over PostgreSQL's {MAX_IDENTIFIER_BYTES} (RAG_INDEX_NAME: at "
+                         f"most {MAX_IDENTIFIER_BYTES - 4} characters there)")
+    return schema
+
+
+def _check_index_name(held, index_name: str, url: str, schema: str) -> None:
+    """Refuse to read or write a schema holding another index whose name maps to the same schema."""
+    if held is not None and held != index_name:
+        raise UsageError(f"index name {index_name!r} maps to schema {schema} in {redact(url)}, which holds index "
+                         f"{held!r}: use that name, or another RAG_INDEX_NAME")
 
 
 # ---------------------------------------------------------------- keyword index
@@ -355,7 +372,7 @@ class PgStore:
     MAX_IDLE = 8  # idle connections kept for reuse; more are closed when returned
 
     def __init__(self, url: str, index_name: str):
-        self.url, self.schema = url, schema_name(index_name)
+        self.url, self.schema, self.index_name = url, schema_name(index_name), index_name
         self._idle: list = []
         self._lock = threading.Lock()
 
@@ -447,6 +464,7 @@ class PgStore:
                 except psycopg.errors.UndefinedTable:
                     raise FileNotFoundError(self.schema) from None
                 meta = dict(cur.fetchall())
+                _check_index_name(meta.get("index_name"), self.index_name, self.url, self.schema)
                 if "manifest" not in meta:  # only the embedding cache of a first build so far
                     raise FileNotFoundError(self.schema)
                 if meta.get("schema_version") not in READABLE_SCHEMAS:
@@ -680,8 +698,9 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
 
             register_vector(conn)  # the extension may have just been created by this transaction
             cur = conn.cursor()  # a cursor takes the connection's adapters when it is made: a new one has vector's
-            cur.execute("SELECT key, value FROM meta WHERE key IN ('manifest', 'schema_version')")
+            cur.execute("SELECT key, value FROM meta WHERE key IN ('manifest', 'schema_version', 'index_name')")
             meta = dict(cur.fetchall())
+            _check_index_name(meta.get("index_name"), index_name, url, schema)
             # The rows go into new tables, and the HNSW and GIN indexes are built in bulk once the rows are in:
             # several times faster than maintaining them row by row (100k chunks: 30 s against 252 s,
             # bench/pg_bench.py). A first build (or one replacing tables of another model's dimension or of an
@@ -734,7 +753,7 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
                     cur.execute(f"ALTER TABLE {staging}.{table} SET SCHEMA {schema}")
                 cur.execute(f"DROP SCHEMA {staging}")
                 cur.execute(f"SET LOCAL search_path TO {schema}, public")
-            version = _commit_meta(cur, schema, manifest)
+            version = _commit_meta(cur, schema, manifest, index_name)
         conn.commit()
         return version
     finally:
@@ -793,16 +812,17 @@ def _token_entries(cur, model_sha: str, sentences: list[Sentence]) -> list[tuple
     return [None if sha is None else (pieces, sha) for pieces, sha in cur]
 
 
-def _commit_meta(cur, schema: str, manifest: dict) -> int:
-    """Write the schema version, the manifest and the next version number, and notify the followers (delivered
-    at commit); returns the new version."""
+def _commit_meta(cur, schema: str, manifest: dict, index_name: str) -> int:
+    """Write the schema version, the manifest, the index name and the next version number, and notify the
+    followers (delivered at commit); returns the new version."""
     from psycopg.types.json import Jsonb
 
     cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
     version = cur.fetchone()[0]
     # An add to a store of an older schema keeps its version (older code reading the store still can).
     schema_version = manifest.get("schema_version", SCHEMA_VERSION)
-    for key, value in (("schema_version", schema_version), ("manifest", manifest), ("version", version)):
+    for key, value in (("schema_version", schema_version), ("manifest", manifest), ("version", version),
+                       ("index_name", index_name)):
         cur.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (key, Jsonb(value)))
     cur.execute("SELECT pg_notify(%s, %s)", (schema, str(version)))
@@ -1054,9 +1074,21 @@ def build_lock(url: str, index_name: str, timeout: float | None = None):
                     f"another build of index '{index_name}' is running (advisory lock {key} in {redact(url)}); "
                     f"waited {timeout:.0f}s")
             time.sleep(0.2 if left is None else min(0.2, left))
+        _check_index_name(_held_name(lock, schema_name(index_name)), index_name, url, schema_name(index_name))
         yield
     finally:
         lock.close()  # releases the session's advisory lock
+
+
+def _held_name(conn, schema: str) -> str | None:
+    """The index name a schema's ``meta`` records (None: no such schema yet, or written before it was)."""
+    import psycopg
+
+    try:
+        row = conn.execute(f"SELECT value #>> '{{}}' FROM {schema}.meta WHERE key = 'index_name'").fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return None
+    return row[0] if row else None
 
 
 def _current(settings: Settings, current: Index | None) -> PgIndex | None:
@@ -1211,7 +1243,7 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
                                     "sentences": counts["sentences"] + len(sentences),
                                     "chunks": counts["chunks"] + len(chunks)},
                             files={name: found[name] for name in base.manifest["files"]}, **extra)
-            version = _commit_meta(cur, store.schema, manifest)
+            version = _commit_meta(cur, store.schema, manifest, settings.index_name)
         conn.commit()
     finally:
         conn.close()
@@ -1320,6 +1352,9 @@ def _ensure_cache_tables(store: PgStore) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store.schema + ":cache",))
             for statement in _cache_ddl(store.schema):
                 cur.execute(statement)
+            # The name, from the schema's first rows on (``_check_index_name``; writers hold the build lock).
+            cur.execute("INSERT INTO meta VALUES ('index_name', to_jsonb(%s::text)) ON CONFLICT DO NOTHING",
+                        (store.index_name,))
         conn.commit()
     finally:
         conn.close()

@@ -252,3 +252,58 @@ def test_a_held_build_lock_is_waited_for_at_most_the_lock_timeout(tmp_path, pg_u
         # Released within the timeout: the build goes on.
         threading.Timer(1.0, lambda: holder.execute("SELECT pg_advisory_unlock_all()")).start()
         assert build_index(settings.model_copy(update={"lock_timeout": 30}), fake_embedder).version == 1
+
+
+# ---------------------------------------------------------------- 5. index names
+
+
+def _schemas(url: str, prefix: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                                           (prefix.lower() + "%",))]
+
+
+def test_an_index_name_too_long_for_postgresql_is_refused_before_anything_is_created(tmp_path, pg_url,  # noqa: F811
+                                                                                     fake_embedder, rag_executable):
+    from rag import pgstore
+    from rag.errors import UsageError
+    from rag.stores import build_index, open_index
+
+    stem = f"long{os.getpid()}n"
+    too_long = make_settings(tmp_path, store=pg_url, index_name=stem + "x" * (60 - len(stem)))
+    with pytest.raises(UsageError, match=r"too long for a PostgreSQL store: .* 64 bytes, over PostgreSQL's 63"):
+        open_index(too_long, fake_embedder)
+    with pytest.raises(UsageError, match="too long"):
+        build_index(too_long, fake_embedder)
+    line = _one_line_error(_rag(rag_executable, "index", "build", env=_env(pg_url, too_long)), 2)
+    assert "RAG_INDEX_NAME: at most 59 characters" in line, line
+    assert _schemas(pg_url, "rag_" + stem) == []
+    longest = too_long.model_copy(update={"index_name": stem + "y" * (59 - len(stem))})  # a 63-byte schema
+    index = open_index(longest, fake_embedder)  # built, and its NOTIFY channel works
+    assert _schemas(pg_url, "rag_" + stem) == [pgstore.schema_name(longest.index_name)]
+    assert index.version == 1 and not index.changed()
+
+
+def test_names_that_map_to_one_schema_never_read_each_others_index(tmp_path, pg_url, fake_embedder,  # noqa: F811
+                                                                    rag_executable):
+    from rag import pgstore
+    from rag.errors import UsageError
+    from rag.stores import build_index, open_index
+
+    n = f"{os.getpid()}x{id(tmp_path) % 10000}"
+    first = make_settings(tmp_path, store=pg_url, index_name=f"Coll-A{n}")
+    built = open_index(first, fake_embedder)
+    for name in (f"coll_a{n}", f"coll.a{n}"):
+        other = first.model_copy(update={"index_name": name})
+        assert pgstore.schema_name(name) == pgstore.schema_name(first.index_name)
+        with pytest.raises(UsageError, match=rf"index name '{name}' maps to schema .* which holds index "
+                                             rf"'Coll-A{n}'"):
+            open_index(other, fake_embedder)
+        with pytest.raises(UsageError, match=f"which holds index 'Coll-A{n}'"):
+            build_index(other, fake_embedder)
+    line = _one_line_error(_rag(rag_executable, "search", "Soleimani",
+                                env=_env(pg_url, first.model_copy(update={"index_name": f"coll.a{n}"}))), 2)
+    assert f"which holds index 'Coll-A{n}'" in line, line
+    assert open_index(first, fake_embedder).version == built.version  # untouched, and still its own
