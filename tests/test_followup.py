@@ -154,6 +154,21 @@ def test_it_never_points_to_a_person_the_corpus_knows_and_he_never_to_a_common_w
     assert carry_entities("Who leads it?", [nothing]) == "Who leads Esmail Ghaani?"
 
 
+def test_the_name_the_corpus_puts_beside_the_follow_ups_words_wins():
+    """"Who replaced X?" makes "he" the answer, unless the corpus ties the rest of the follow-up to X."""
+    from rag.answer.followup import NameKinds
+
+    corpus = ("The US killed commander Qassem Soleimani in 2020. His successor, commander Esmail Ghaani, lacks "
+              "his stature. Ghaani visited Baghdad in March.")
+    kinds = NameKinds([corpus])
+    replaced = Turn("Who replaced Qassem Soleimani?", "His successor, commander Esmail Ghaani, lacks his stature.",
+                    "Esmail Ghaani")
+    assert carry_entities("When was he killed?", [replaced], kinds) == "When was Qassem Soleimani killed?"
+    assert carry_entities("What does he lack?", [replaced], kinds) == "What does Esmail Ghaani lack?"
+    assert carry_entities("When did he visit Baghdad?", [replaced], kinds) == "When did Esmail Ghaani visit Baghdad?"
+    assert carry_entities("When was he killed?", [replaced]) == "When was Esmail Ghaani killed?"  # no corpus: the form
+
+
 def test_standalone_questions_are_left_alone():
     assert condense("How many fighters does the Popular Mobilization Forces have?", [GHAANI]) is None
     assert condense("What does he lack?", []) is None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from rag.answer.question import alternation, entity_phrases, is_date
 from rag.errors import UsageError
 from rag.text import STOPWORDS as _STOPWORDS
-from rag.text import word_list
+from rag.text import content_terms, word_list
 
 if TYPE_CHECKING:
     from rag.answer.base import AnswerBackend
@@ -223,6 +223,7 @@ def _entities(text: str | None) -> list[str]:
     return list(dict.fromkeys(phrases))
 
 
+_RERANKED = 3  # candidates a follow-up's other words may reorder
 _TITLE = alternation("person_titles.txt")
 _OPENERS = set(word_list("function_caps.txt"))
 # after a name: an age ("Fahs, 41,") or an apposition naming a person's role ("Fahs, a Lebanese political activist")
@@ -245,6 +246,7 @@ class NameKinds:
     def __init__(self, texts: Iterable[str]):
         self._texts = list(texts)
         self._known: dict[tuple[str, str], bool | None] = {}
+        self._sentences: list[str] | None = None
 
     def _cached(self, how, entity: str) -> bool | None:
         key = (how.__name__, entity)
@@ -260,6 +262,16 @@ class NameKinds:
 
     def is_referent(self, entity: str) -> bool:
         return bool(self._cached(self._is_referent, entity))
+
+    def together(self, entity: str, terms: set[str]) -> int:
+        """In how many sentences of the corpus ``entity`` (a name's last word) stands with one of ``terms``
+        (stems of a follow-up's other words: "When was he killed?" -> {"kill"})."""
+        if self._sentences is None:
+            self._sentences = [s for t in self._texts for s in re.split(r"(?<=[.!?])\s+|\n+", t) if s]
+        word = entity.split()[-1].strip("'’.")
+        pattern = re.compile(re.escape(word) + r"(?!\w)")
+        return sum(1 for s in self._sentences if word in s and any(True for _ in _uses(pattern, s))
+                   and terms & set(content_terms(s)))
 
     def _is_name(self, entity: str) -> bool:
         """False for a single capitalised word that is no name: one general English capitalises only to open a
@@ -356,17 +368,18 @@ def _whole(entity: str, phrases: list[str]) -> str:
     return max((p for p in phrases if inside.search(p)), key=len, default=entity)
 
 
-def _referent(word: str, turns: list[Turn], kinds: NameKinds | None = None) -> str | None:
+def _referent(word: str, turns: list[Turn], kinds: NameKinds | None = None, question: str | None = None,
+              ) -> str | None:
     """The entity a pronoun most likely points to in the previous turn, else in the one before it (``kinds``:
     what the corpus says about which names are people's: "its board" after a turn that named only a person
     points back to the agency named two turns back)."""
-    found = _referent_in(word, turns[-1], kinds)
+    found = _referent_in(word, turns[-1], kinds, question)
     if found is None and kinds is not None and len(turns) > 1:
-        found = _referent_in(word, turns[-2], kinds)
+        found = _referent_in(word, turns[-2], kinds, question)
     return found
 
 
-def _referent_in(word: str, last: Turn, kinds: NameKinds | None) -> str | None:
+def _referent_in(word: str, last: Turn, kinds: NameKinds | None, question: str | None = None) -> str | None:
     asked, said = _entities(last.question), _entities(last.answer)
     short = list(dict.fromkeys(_whole(e, said) for e in _entities(last.short_answer)))
     # "Who replaced X?" asks for a person, whose name the answer gives; "Whom did X ...?" keeps X as the subject,
@@ -397,6 +410,19 @@ def _referent_in(word: str, last: Turn, kinds: NameKinds | None) -> str | None:
             *asked,
             *said,
         ] if e not in people]
+    ranked = list(dict.fromkeys(ranked))
+    if kinds is not None and question is not None and len(ranked) > 1:
+        # Of the likeliest few, the one the corpus names beside the follow-up's other words: "Who replaced
+        # Qassem Soleimani?" then "When was he killed?" is about Soleimani, whom the corpus says was killed,
+        # not about the answer, Esmail Ghaani. Only a clear lead overrides the order above.
+        terms = set(content_terms(question)) - {t for e in ranked for t in content_terms(e)}
+        if terms:
+            # for "he", only names the corpus confirms as people's may overtake ("Reuters" stood beside "faction")
+            rivals = [e for e in ranked[1:_RERANKED] if word not in _PERSONAL or kinds.is_person(e)]
+            counts = {e: kinds.together(e, terms) for e in [ranked[0], *rivals]}
+            best = max(counts, key=lambda e: counts[e])
+            if counts[best] > counts[ranked[0]]:
+                return best
     return ranked[0] if ranked else None
 
 
@@ -425,7 +451,7 @@ def _ask_again(wh: str, last: Turn) -> str | None:
 def _resolve_pronoun(question: str, pronoun: re.Match, turns: list[Turn], kinds: NameKinds | None = None,
                      ) -> str | None:
     word = pronoun.group(1).lower()
-    target = _referent(word, turns, kinds)
+    target = _referent(word, turns, kinds, question[: pronoun.start()] + " " + question[pronoun.end():])
     if target is None:
         return None
     suffix = {**_PERSONAL, **_IMPERSONAL}.get(word, "")
