@@ -238,10 +238,13 @@ _NAME_WORD = r"(?:[A-Z](?:[\w'’-]+|\.)\s+)"  # a capitalised word before a sur
 
 class NameKinds:
     """Whether a name is a person's, judged by how the corpus writes it, not by its form: a title or a person's
-    role right before it ("commander Esmail Ghaani", "Dr. Lee") or ", who" / an age after it say a person;
-    "the" right before it ("the Quds Force"), a place preposition ("in Erbil"), ", which" or "-based" after it
-    say something else. None when the corpus says neither, or both equally (the caller then goes by the
-    name's form). A single word counts its uses as the last word of a longer name too ("Ghaani")."""
+    role right before it ("commander Esmail Ghaani", "Dr. Lee"), an age or a role in apposition after it
+    ("Fahs, 41,", "Fahs, a political activist"), or "He"/"She" opening the next sentence when the name opens its
+    own, say a person; "the" right before it ("the Quds Force"), a place preposition ("in Erbil"), ", which" or
+    "-based" after it, or "It" next, say something else. None when the corpus says neither, or both equally (the
+    caller then goes by the name's form). A single word counts its uses as the last word of a longer name too
+    ("Ghaani"). Also: which capitalised words are no names or no referents, and which names the corpus puts
+    beside a follow-up's words."""
 
     def __init__(self, texts: Iterable[str]):
         self._texts = list(texts)
@@ -270,7 +273,7 @@ class NameKinds:
             self._sentences = [s for t in self._texts for s in re.split(r"(?<=[.!?])\s+|\n+", t) if s]
         word = entity.split()[-1].strip("'’.")
         pattern = re.compile(re.escape(word) + r"(?!\w)")
-        return sum(1 for s in self._sentences if word in s and any(True for _ in _uses(pattern, s))
+        return sum(1 for s in self._sentences if word in s and next(_uses(pattern, s), None) is not None
                    and terms & set(content_terms(s)))
 
     def _is_name(self, entity: str) -> bool:
