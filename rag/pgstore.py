@@ -432,10 +432,10 @@ class PgStore:
         import psycopg
 
         try:
-            rows = self._run("SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'")
-        except psycopg.errors.UndefinedTable:
+            rows = self._run("SELECT value FROM meta WHERE key = 'version'")
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return None
-        return int(rows[0][0]) if rows else None
+        return _version_number(rows[0][0]) if rows else None
 
     # ------------------------------------------------------------ reading
 
@@ -459,18 +459,26 @@ class PgStore:
             conn.read_only = True
             with conn.cursor(binary=True) as cur:  # vectors as float32 bytes, not text to parse
                 cur.execute(f"SET search_path TO {self.schema}, public")
-                try:
-                    cur.execute("SELECT key, value FROM meta")
-                except psycopg.errors.UndefinedTable:
-                    raise FileNotFoundError(self.schema) from None
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+                            (f"{self.schema}.meta", f"{self.schema}.documents"))
+                has_meta, has_documents = cur.fetchone()
+                if not has_meta:  # no store yet; a corpus without its meta table is a damaged one
+                    if has_documents:
+                        raise self._table_missing("meta")
+                    raise FileNotFoundError(self.schema)
+                cur.execute("SELECT key, value FROM meta")
                 meta = dict(cur.fetchall())
                 _check_index_name(meta.get("index_name"), self.index_name, self.url, self.schema)
                 if "manifest" not in meta:  # only the embedding cache of a first build so far
+                    if has_documents:
+                        raise self._damaged("it holds no manifest")
                     raise FileNotFoundError(self.schema)
-                if meta.get("schema_version") not in READABLE_SCHEMAS:
-                    raise IndexCorruptError(
-                        f"{redact(self.url)} schema {self.schema}: schema version {meta.get('schema_version')} is not "
-                        f"{SCHEMA_VERSION}; rebuild with `rag index build`")
+                _check_schema_version(meta.get("schema_version"), self.url, self.schema)
+                problem = _manifest_problem(meta["manifest"])
+                if problem is None and _version_number(meta.get("version")) is None:
+                    problem = f"its version {meta.get('version')!r} is not a number"
+                if problem is not None:
+                    raise self._damaged(problem)
                 if after is not None and meta["manifest"].get("appended_to") != after:
                     return None  # a build, or an add to another version than the caller's: read it all
                 skip = after or {"documents": 0, "sentences": 0, "chunks": 0}
@@ -480,13 +488,10 @@ class PgStore:
                 with_tokens = TOKENS in meta["manifest"]["files"]
                 columns = 's.id, s.source, s.start, s."end", s.text, s.paragraph, s.section, s.embedding'
                 if with_tokens:  # the word pieces' counts and checksums, not the vectors: joined by text digest
-                    try:
-                        cur.execute(f"SELECT {columns}, t.pieces, t.sha256 FROM sentences s LEFT JOIN sentence_tokens "
-                                    "t ON t.model = %s AND t.digest = encode(sha256(convert_to(s.text, 'UTF8')), "
-                                    "'hex') WHERE s.id >= %s ORDER BY s.id",
-                                    (meta["manifest"]["embedding"]["sha256"], skip["sentences"]))
-                    except psycopg.errors.UndefinedTable:
-                        raise self._table_missing(TOKENS) from None
+                    cur.execute(f"SELECT {columns}, t.pieces, t.sha256 FROM sentences s LEFT JOIN sentence_tokens "
+                                "t ON t.model = %s AND t.digest = encode(sha256(convert_to(s.text, 'UTF8')), "
+                                "'hex') WHERE s.id >= %s ORDER BY s.id",
+                                (meta["manifest"]["embedding"]["sha256"], skip["sentences"]))
                 else:
                     cur.execute(f"SELECT {columns}, NULL::int, NULL::bytea FROM sentences s WHERE s.id >= %s "
                                 "ORDER BY s.id", (skip["sentences"],))
@@ -505,12 +510,11 @@ class PgStore:
                     tsvs.append(tsv)
                 words = None
                 if WORDS in meta["manifest"]:  # the corpus vocabulary's word vectors (a store written before: none)
-                    try:
-                        cur.execute("SELECT word, embedding FROM words WHERE row >= %s ORDER BY row", (words_from,))
-                    except psycopg.errors.UndefinedTable:
-                        raise self._table_missing(WORDS) from None
+                    cur.execute("SELECT word, embedding FROM words WHERE row >= %s ORDER BY row", (words_from,))
                     rows = cur.fetchall()
                     words = ([w for w, _ in rows], [_array(v) for _, v in rows])
+        except psycopg.errors.UndefinedTable as exc:
+            raise self._table_missing(_missing_table(exc)) from None
         finally:
             conn.close()  # read only: nothing to commit
         manifest = meta["manifest"]
@@ -519,7 +523,7 @@ class PgStore:
         chunk_vectors = np.array(cvecs, dtype=np.float32).reshape(len(cvecs), dim)
         if words is not None:
             words = (words[0], np.array(words[1], dtype=np.float32).reshape(len(words[1]), dim))
-        return (manifest, int(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs,
+        return (manifest, _version_number(meta.get("version", 0)), docs, sentences, chunks, sentence_vectors, chunk_vectors, tsvs,
                 tokens, words)
 
     # ------------------------------------------------------------ searching
@@ -602,6 +606,54 @@ class PgStore:
     def _table_missing(self, table: str) -> IndexCorruptError:
         return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table {table} is missing; rebuild with "
                                  "`rag index build`")
+
+    def _damaged(self, problem: str) -> IndexCorruptError:
+        return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table meta is damaged ({problem}); "
+                                 "rebuild with `rag index build`")
+
+
+def _missing_table(exc) -> str:
+    """The table an UndefinedTable error names (``relation "x" does not exist``)."""
+    found = re.search(r'relation "([^"]+)"', exc.diag.message_primary or str(exc))
+    return found.group(1) if found else "of the store"
+
+
+def _version_number(value) -> int | None:
+    """The meta table's version, or None when it is not a whole number (a damaged row)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_schema_version(found, url: str, schema: str) -> None:
+    if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
+        raise IndexCorruptError(f"{redact(url)} schema {schema}: written by a newer version of rag (schema version "
+                                f"{found}; this one reads up to {SCHEMA_VERSION}): upgrade rag to use it")
+    if found not in READABLE_SCHEMAS:
+        raise IndexCorruptError(f"{redact(url)} schema {schema}: schema version {found} is not {SCHEMA_VERSION}; "
+                                "rebuild with `rag index build`")
+
+
+# What the manifest must hold (`rag index info` and loading read these): key -> type, and the keys of its dicts.
+_MANIFEST_FIELDS = {"format_version": int, "chunking": dict, "index_type": str, "created": str,
+                    "build_seconds": (int, float), "embedding": dict, "documents": list, "counts": dict, "files": dict}
+_MANIFEST_KEYS = {"embedding": ("model_id", "sha256", "dim"), "chunking": ("chunk_sentences", "chunk_overlap"),
+                  "counts": ("documents", "sentences", "chunks")}
+
+
+def _manifest_problem(manifest) -> str | None:
+    """What is wrong with a stored manifest, or None."""
+    if not isinstance(manifest, dict):
+        return "its manifest is not an object"
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind):
+            return f"its manifest has no valid {key!r}"
+    for key, fields in _MANIFEST_KEYS.items():
+        missing = [f for f in fields if f not in manifest[key]]
+        if missing:
+            return f"its manifest's {key!r} has no {missing[0]!r}"
+    if not isinstance(manifest["embedding"]["dim"], int) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items()):
+        return "its manifest has an invalid 'embedding' dim or 'files' entry"
+    return None
 
 
 def _array(vector) -> np.ndarray:
@@ -707,7 +759,8 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             # older schema, which no reader can use) makes them in place. A rebuild makes them in a staging
             # schema and swaps them in at the end, so readers keep reading the live tables throughout and wait
             # only for the swap (dropping the old tables, moving the new ones: milliseconds) and the commit.
-            first = ("manifest" not in meta or meta["manifest"]["embedding"]["dim"] != dim
+            old = meta.get("manifest")  # damaged (``_manifest_problem``): rewritten whole, as a first build
+            first = (_manifest_problem(old) is not None or old["embedding"]["dim"] != dim
                      or meta.get("schema_version") != SCHEMA_VERSION)
             # Quoted, with a hyphen no schema_name() has: it can never be (or, cut to 63 bytes, become) a live schema.
             staging = f'"rag-next-{hashlib.sha256(schema.encode()).hexdigest()[:16]}"'
@@ -748,7 +801,7 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             cur.execute("DELETE FROM sentence_tokens WHERE model <> %s OR NOT (digest = ANY(%s))",
                         (model, [_digest(t) for t in texts]))
             if not first:  # the swap: from here to the commit, readers of the row tables wait
-                cur.execute(f"DROP TABLE {', '.join(f'{schema}.{table}' for table in ROW_TABLES)}")
+                cur.execute(f"DROP TABLE IF EXISTS {', '.join(f'{schema}.{table}' for table in ROW_TABLES)}")
                 for table in ROW_TABLES:
                     cur.execute(f"ALTER TABLE {staging}.{table} SET SCHEMA {schema}")
                 cur.execute(f"DROP SCHEMA {staging}")
@@ -817,8 +870,9 @@ def _commit_meta(cur, schema: str, manifest: dict, index_name: str) -> int:
     followers (delivered at commit); returns the new version."""
     from psycopg.types.json import Jsonb
 
-    cur.execute("SELECT COALESCE((SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'), 0) + 1")
-    version = cur.fetchone()[0]
+    cur.execute("SELECT value FROM meta WHERE key = 'version'")
+    row = cur.fetchone()
+    version = (_version_number(row[0]) or 0 if row else 0) + 1  # a damaged version starts again
     # An add to a store of an older schema keeps its version (older code reading the store still can).
     schema_version = manifest.get("schema_version", SCHEMA_VERSION)
     for key, value in (("schema_version", schema_version), ("manifest", manifest), ("version", version),
@@ -1052,8 +1106,32 @@ def build_index(settings: Settings, embedder: Embedder, documents: list[Document
     documents only appends their rows (``_append``); ``current``, the caller's index of this store, spares
     reading the store's rows when it is still the store's version."""
 
-    with build_lock(settings.store, settings.index_name, settings.lock_timeout):
+    with _write_errors(settings.store, settings.index_name), \
+            build_lock(settings.store, settings.index_name, settings.lock_timeout):
         return _build_locked(settings, embedder, documents, staged, current)
+
+
+@contextlib.contextmanager
+def _write_errors(url: str, index_name: str):
+    """What the server refuses a writer, as one line saying what to do (not a driver's traceback)."""
+    import psycopg
+
+    schema = schema_name(index_name)
+    try:
+        yield
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction,
+            psycopg.errors.UndefinedFile) as exc:
+        line = _scrub(exc.diag.message_primary or str(exc), url)
+        if "extension" in line:
+            raise UsageError(f"{redact(url)}: the pgvector extension is missing from this database and this role "
+                             f"cannot create it ({line}): an administrator must run `CREATE EXTENSION vector` in "
+                             "that database (pgvector installed on the server)") from None
+        raise UsageError(f"{redact(url)} schema {schema}: the store is read-only for this role ({line}; a "
+                         "standby, a read-only role or transaction): write to the primary with a role that may "
+                         "create and write the schema's tables") from None
+    except psycopg.errors.UndefinedTable as exc:
+        raise IndexCorruptError(f"{redact(url)} schema {schema}: table {_missing_table(exc)} is missing; rebuild "
+                                "with `rag index build`") from None
 
 
 @contextlib.contextmanager
@@ -1074,21 +1152,25 @@ def build_lock(url: str, index_name: str, timeout: float | None = None):
                     f"another build of index '{index_name}' is running (advisory lock {key} in {redact(url)}); "
                     f"waited {timeout:.0f}s")
             time.sleep(0.2 if left is None else min(0.2, left))
-        _check_index_name(_held_name(lock, schema_name(index_name)), index_name, url, schema_name(index_name))
+        held = _held_meta(lock, schema_name(index_name))
+        _check_index_name(held.get("index_name"), index_name, url, schema_name(index_name))
+        found = held.get("schema_version")
+        if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
+            _check_schema_version(found, url, schema_name(index_name))  # never rewritten by older code
         yield
     finally:
         lock.close()  # releases the session's advisory lock
 
 
-def _held_name(conn, schema: str) -> str | None:
-    """The index name a schema's ``meta`` records (None: no such schema yet, or written before it was)."""
+def _held_meta(conn, schema: str) -> dict:
+    """The index name and schema version a schema's ``meta`` records (none: no such schema yet)."""
     import psycopg
 
     try:
-        row = conn.execute(f"SELECT value #>> '{{}}' FROM {schema}.meta WHERE key = 'index_name'").fetchone()
+        return dict(conn.execute(f"SELECT key, value FROM {schema}.meta WHERE key IN ('index_name', "
+                                 "'schema_version')").fetchall())
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return None
-    return row[0] if row else None
+        return {}
 
 
 def _current(settings: Settings, current: Index | None) -> PgIndex | None:
@@ -1211,9 +1293,9 @@ def _append(settings: Settings, embedder: Embedder, base: PgIndex, new_docs: lis
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store.schema,))  # as write_corpus
             cur.execute(f"SET LOCAL search_path TO {store.schema}, public")
-            cur.execute("SELECT (value #>> '{}')::bigint FROM meta WHERE key = 'version'")
+            cur.execute("SELECT value FROM meta WHERE key = 'version'")
             row = cur.fetchone()
-            if row is None or row[0] != base.version:
+            if row is None or _version_number(row[0]) != base.version:
                 conn.rollback()
                 return None
             _copy_rows(cur, new_docs, sentences, chunks, sentence_vectors, chunk_vectors, len(chunks) > 5000,
@@ -1387,7 +1469,7 @@ def push(settings: Settings, url: str, embedder: Embedder | None = None) -> PgIn
             raise IndexCorruptError(f"{settings.index_path}: {name} does not serialise to its checksum; "
                                     "rebuild with `rag index build`")
     model = _ModelEmbedder(settings, embedder, local.manifest["embedding"]["sha256"])
-    with build_lock(url, settings.index_name, settings.lock_timeout):
+    with _write_errors(url, settings.index_name), build_lock(url, settings.index_name, settings.lock_timeout):
         store = PgStore(url, settings.index_name)
         with_tokens = _push_tokens(store, local, model)
         words, word_vectors = _push_words(store, local, model)

@@ -307,3 +307,125 @@ def test_names_that_map_to_one_schema_never_read_each_others_index(tmp_path, pg_
                                 env=_env(pg_url, first.model_copy(update={"index_name": f"coll.a{n}"}))), 2)
     assert f"which holds index 'Coll-A{n}'" in line, line
     assert open_index(first, fake_embedder).version == built.version  # untouched, and still its own
+
+
+# ---------------------------------------------------------------- 6. what the database refuses, damaged stores
+
+
+def _sql(url: str, *statements) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _as(url: str, role: str, database: str | None = None) -> str:
+    url = url.replace("://postgres@", f"://{role}@")
+    return url.rsplit("/", 1)[0] + f"/{database}" if database else url
+
+
+def test_a_role_that_cannot_create_the_vector_extension_is_told_what_to_do(tmp_path, pg_url,  # noqa: F811
+                                                                            fake_embedder, rag_executable):
+    from rag.errors import UsageError
+    from rag.stores import build_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    role, database = f"builder{settings.index_name}", f"noext{settings.index_name}"
+    _sql(pg_url, f"CREATE ROLE {role} LOGIN", f"CREATE DATABASE {database} OWNER {role}")
+    settings = settings.model_copy(update={"store": _as(pg_url, role, database)})
+    with pytest.raises(UsageError, match=r"permission denied to create extension \"vector\"\): an administrator must "
+                                         r"run `CREATE EXTENSION vector` in that database"):
+        build_index(settings, fake_embedder)
+    line = _one_line_error(_rag(rag_executable, "index", "build", env=_env(settings.store, settings)), 2)
+    assert "CREATE EXTENSION vector" in line, line
+    _sql(pg_url.rsplit("/", 1)[0] + f"/{database}", "CREATE EXTENSION vector")  # the administrator
+    assert build_index(settings, fake_embedder).version == 1
+
+
+def test_a_read_only_role_or_transaction_reads_but_is_told_it_cannot_write(tmp_path, pg_url,  # noqa: F811
+                                                                            fake_embedder):
+    from rag.errors import UsageError
+    from rag.pipeline import Pipeline
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    built = open_index(settings, fake_embedder)
+    schema, role = f"rag_{settings.index_name}", f"reader{settings.index_name}"
+    _sql(pg_url, f"CREATE ROLE {role} LOGIN", f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+         f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    note = tmp_path / "note.txt"
+    note.write_text("The mayor of Springfield opened a bridge on Monday.\n", encoding="utf-8")
+    read_only = f"{pg_url}?options=-c%20default_transaction_read_only%3Don"
+    for url in (_as(pg_url, role), read_only):
+        reader = settings.model_copy(update={"store": url})
+        pipeline = Pipeline(reader, fake_embedder, open_index(reader, fake_embedder))  # reading works
+        assert pipeline.search("Soleimani", k=1)
+        with pytest.raises(UsageError, match=r"the store is read-only for this role \((permission denied|cannot "
+                                             r"execute .* in a read-only transaction)"):
+            pipeline.add_documents([note])
+        with pytest.raises(UsageError, match="read-only for this role"):
+            build_index(reader, fake_embedder)
+    assert open_index(settings, fake_embedder).version == built.version
+
+
+@pytest.mark.parametrize("table", ["keywords", "chunks", "documents", "sentences", "words", "meta"])
+def test_a_dropped_table_is_named_and_a_build_restores_it(tmp_path, pg_url, fake_embedder, table):  # noqa: F811
+    from rag.errors import IndexCorruptError
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    open_index(settings, fake_embedder)
+    _sql(pg_url, f"DROP TABLE rag_{settings.index_name}.{table}")
+    with pytest.raises(IndexCorruptError, match=rf"schema rag_{settings.index_name}: table {table} is missing; "
+                                                r"rebuild with `rag index build`"):
+        open_index(settings, fake_embedder)  # never a silent rebuild from the corpus folder either
+    build_index(settings, fake_embedder)
+    assert len(open_index(settings, fake_embedder).documents) == 1
+
+
+def test_a_damaged_meta_table_is_reported_and_a_build_repairs_it(tmp_path, pg_url, fake_embedder,  # noqa: F811
+                                                                  rag_executable):
+    from rag.errors import IndexCorruptError
+    from rag.pgstore import PgStore
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    built = open_index(settings, fake_embedder)
+    meta = f"rag_{settings.index_name}.meta"
+    damages = [
+        (f"UPDATE {meta} SET value = '{{}}' WHERE key = 'manifest'", "its manifest has no valid 'format_version'"),
+        (f"UPDATE {meta} SET value = value - 'files' WHERE key = 'manifest'", "its manifest has no valid 'files'"),
+        (f"UPDATE {meta} SET value = value #- '{{embedding,dim}}' WHERE key = 'manifest'",
+         "its manifest's 'embedding' has no 'dim'"),
+        (f"UPDATE {meta} SET value = '\"abc\"' WHERE key = 'version'", "its version 'abc' is not a number"),
+        (f"DELETE FROM {meta} WHERE key = 'manifest'", "it holds no manifest"),
+    ]
+    for statement, problem in damages:
+        _sql(pg_url, statement)
+        with pytest.raises(IndexCorruptError, match=rf"table meta is damaged \({problem}\); rebuild with "):
+            open_index(settings, fake_embedder)
+        PgStore(pg_url, settings.index_name).version()  # a follower polling it does not crash either
+        repaired = build_index(settings, fake_embedder)
+        assert open_index(settings, fake_embedder).chunks == built.chunks and repaired.version >= 1
+    _sql(pg_url, damages[0][0])
+    env = _env(pg_url, settings)
+    assert "table meta is damaged" in _one_line_error(_rag(rag_executable, "index", "info", env=env), 4)
+    done = _rag(rag_executable, "index", "build", env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_store_of_a_newer_schema_asks_for_an_upgrade_and_is_not_rewritten(tmp_path, pg_url,  # noqa: F811
+                                                                             fake_embedder):
+    from rag.errors import IndexCorruptError
+    from rag.stores import build_index, open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    built = open_index(settings, fake_embedder)
+    _sql(pg_url, f"UPDATE rag_{settings.index_name}.meta SET value = '99' WHERE key = 'schema_version'")
+    for attempt in (lambda: open_index(settings, fake_embedder), lambda: build_index(settings, fake_embedder)):
+        with pytest.raises(IndexCorruptError, match=r"written by a newer version of rag \(schema version 99; this "
+                                                    r"one reads up to 3\): upgrade rag"):
+            attempt()
+    _sql(pg_url, f"UPDATE rag_{settings.index_name}.meta SET value = '3' WHERE key = 'schema_version'")
+    assert open_index(settings, fake_embedder).version == built.version
