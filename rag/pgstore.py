@@ -762,6 +762,14 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             old = meta.get("manifest")  # damaged (``_manifest_problem``): rewritten whole, as a first build
             first = (_manifest_problem(old) is not None or old["embedding"]["dim"] != dim
                      or meta.get("schema_version") != SCHEMA_VERSION)
+            if _manifest_problem(old) is None:
+                # Documents added with `rag index add` live only in the store: a build from the corpus folder (or
+                # a push) that lacks them drops them, which a tester found happening without a word.
+                dropped = sorted({d["id"] for d in old["documents"]} - {d.id for d in docs})
+                if dropped:
+                    log.warning("index %s: %d document(s) of the store are not in what replaces them and are "
+                                "dropped: %s", index_name, len(dropped), ", ".join(dropped[:10])
+                                + (", ..." if len(dropped) > 10 else ""))
             # Quoted, with a hyphen no schema_name() has: it can never be (or, cut to 63 bytes, become) a live schema.
             staging = f'"rag-next-{hashlib.sha256(schema.encode()).hexdigest()[:16]}"'
             if first:

@@ -145,6 +145,10 @@ def test_a_corpus_file_without_a_sentence_is_skipped_not_fatal(tmp_path, pg_url,
     note.write_text("The mayor of Springfield opened a bridge on Monday.\n", encoding="utf-8")
     Pipeline(settings, embedder, index).add_documents([note])
     assert open_index(settings, embedder).manifest["skipped"] == skipped
+    # A build from the corpus folder replaces the store's documents: the added one is dropped, with a warning.
+    caplog.clear()
+    assert "note.txt" not in build_index(settings, embedder).documents
+    assert "1 document(s) of the store are not in what replaces them and are dropped: note.txt" in caplog.text
 
 
 class CountingEmbedder:
