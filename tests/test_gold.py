@@ -53,7 +53,7 @@ def test_load_gold_reads_the_bundled_set(gold):
     assert questions[0].line == 1 and questions[0].answerable
 
 
-VALID = {"id": "q1", "question": "Who?", "answers": ["A"], "evidence": ["A did it."], "type": "who"}
+VALID = {"id": "q1", "question": "Who?", "answers": ["Ada"], "evidence": ["Ada did it."], "type": "who"}
 
 
 @pytest.mark.parametrize(

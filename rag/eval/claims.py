@@ -5,9 +5,10 @@ A claim set is JSONL, one claim per line::
     {"id": "glac-c05", "claim": "...", "label": "supported" | "partial" | "unsupported",
      "kind": "paraphrase", "evidence": ["exact substring of the document", ...]}
 
-``kind`` (optional) says how the claim was written — ``verbatim``, ``paraphrase``, ``figure_changed``,
-``name_swapped``, ``negated``, ``wrong_speaker``, ``not_in_document``, ``partly_true`` in the project's sets — and
-the report breaks accuracy down by it. ``evidence`` lists the passages a checker should show (empty for a claim
+``kind`` (optional) says how the claim was written — ``verbatim``, ``light_edit``, ``paraphrase``,
+``figure_changed``, ``name_swapped``, ``negated``, ``wrong_speaker``, ``reworded_false``, ``not_in_document``,
+``partly_true`` in the project's sets — and the report breaks accuracy down by it. Other keys are refused (a
+misspelt ``evidence`` would silently drop the evidence). ``evidence`` lists the passages a checker should show (empty for a claim
 the document does not address). The claims are about the configured corpus, unless a document lies beside the
 file: ``foo.claims.jsonl`` or ``foo.jsonl`` next to ``foo.txt`` checks against a temporary corpus of that one
 document, as ``rag eval --gold`` does.
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 CLAIM_LABELS = (SUPPORTED, PARTIAL, UNSUPPORTED)
 CLAIM_SUFFIX = ".claims.jsonl"
+CLAIM_KEYS = ("id", "claim", "label")  # required
+OPTIONAL_CLAIM_KEYS = ("kind", "evidence")
 
 
 @dataclass(frozen=True)
@@ -57,19 +60,39 @@ def document_beside(path: Path) -> Path | None:
 
 
 def load_claims(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[GoldClaim]]:
-    """(documents, claims) of a claim file; problems raise InputFileError naming the file and line."""
-    path = _readable(path)
+    """(documents, claims) of a claim file; problems raise InputFileError naming the file and line.
+
+    With a document beside the file, every claim's evidence is checked against it here, before anything runs;
+    claims about the configured corpus are checked against the index by ``check_evidence`` before the first
+    claim is scored."""
+    path = _readable(path, "claims file")
     claims: list[GoldClaim] = read_jsonl(path, _claim)
     if not claims:
         raise InputFileError(f"{path}: no claims in the file")
     sibling = document_beside(path)
     documents = [(sibling.name, _read_text(sibling))] if sibling else []
+    if sibling:
+        text = documents[0][1]
+        for claim in claims:
+            for evidence in claim.evidence:
+                if evidence not in text:
+                    raise InputFileError(f"{path}, line {claim.line}: evidence \"{_cut(evidence)}\" of {claim.id} "
+                                         f"is not in {sibling.name} (evidence must be an exact substring of the "
+                                         "document)")
     return documents, claims
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _claim(record: Any, number: int, where: str) -> GoldClaim:
     if not isinstance(record, dict):
         raise InputFileError(f"{where}: each line must be a JSON object")
+    unexpected = sorted(set(record) - set(CLAIM_KEYS) - set(OPTIONAL_CLAIM_KEYS))
+    if unexpected:
+        raise InputFileError(f"{where}: keys must be {', '.join(CLAIM_KEYS)}, optionally "
+                             f"{', '.join(OPTIONAL_CLAIM_KEYS)} (unexpected {', '.join(unexpected)})")
     for key in ("id", "claim", "label"):
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise InputFileError(f"{where}: '{key}' must be a non-empty string")
@@ -91,11 +114,17 @@ def evidence_spans(claim: GoldClaim, documents: dict, where: str) -> list[tuple[
         found = [(doc_id, at, at + len(text)) for doc_id, doc in documents.items()
                  for at in _find_all(doc.text, text)]
         if not found:
-            shown = text if len(text) <= 60 else text[:57] + "..."
-            raise InputFileError(f"{where}: evidence \"{shown}\" of {claim.id} is not in any indexed document "
+            raise InputFileError(f"{where}: evidence \"{_cut(text)}\" of {claim.id} is not in any indexed document "
                                  "(evidence must be an exact substring of the document)")
         spans += found
     return spans
+
+
+def check_evidence(documents: dict, claims: list[GoldClaim], path: Path | str = "claim file"
+                   ) -> dict[str, list[tuple[str, int, int]]]:
+    """Claim id -> ``evidence_spans`` of every claim; the first evidence string found in no indexed document
+    raises InputFileError naming the file and line."""
+    return {claim.id: evidence_spans(claim, documents, f"{path}, line {claim.line}") for claim in claims}
 
 
 def overlaps(passage, spans: list[tuple[str, int, int]]) -> bool:
@@ -106,11 +135,12 @@ def overlaps(passage, spans: list[tuple[str, int, int]]) -> bool:
 
 def score_claims(pipeline: Pipeline, claims: list[GoldClaim], path: Path | str = "claim file",
                  progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Check every claim; one result dict per claim."""
-    documents = pipeline.index.documents
+    """Check every claim; one result dict per claim. Every claim's evidence is looked up in the index before
+    the first claim is checked, so a set that does not match the corpus stops at once."""
+    spans_of = check_evidence(pipeline.index.documents, claims, path)
     results = []
     for done, claim in enumerate(claims, 1):
-        spans = evidence_spans(claim, documents, f"{path}, line {claim.line}")
+        spans = spans_of[claim.id]
         started = time.perf_counter()
         checked = pipeline.check(claim.claim)
         elapsed = (time.perf_counter() - started) * 1000

@@ -40,6 +40,8 @@ GOLD_KEYS = ("id", "question", "answers", "evidence", "type")  # required in eve
 OPTIONAL_GOLD_KEYS = ("style", "document")
 STYLES = ("direct", "paraphrase", "two_step", "unanswerable")
 QUESTION_TYPES = ("who", "when", "where", "how_many", "why", "what", "other")  # derived from SQuAD questions
+# a JSONL question's `type`: the wh-types, plus the kinds of question eval/README.md lists
+GOLD_TYPES = ("who", "when", "where", "how_many", "why", "what", "quote", "two_step", "unanswerable", "other")
 
 Span = tuple[str, int, int]  # (document id, start, end) character offsets into the document text
 
@@ -82,18 +84,20 @@ def load_dataset(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[G
     return [(sibling.name, text)], questions
 
 
-def _readable(path: str | os.PathLike) -> Path:
+def _readable(path: str | os.PathLike, what: str = "gold file") -> Path:
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path}: gold file not found")
+        raise InputFileError(f"{path}: {what} not found")
     if not path.is_file():
         raise InputFileError(f"{path}: not a file")
     return path
 
 
 def _read_text(path: Path) -> str:
+    """The UTF-8 text of a file; a byte order mark at its start (Notepad, Excel exports) is dropped, as the
+    corpus reader drops it from documents."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputFileError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
@@ -110,7 +114,13 @@ def load_gold(path: str | os.PathLike) -> list[GoldQuestion]:
     path = _readable(path)
     if path.suffix.lower() == ".json":
         return load_squad(path)[1]
-    questions = read_jsonl(path, _gold_question)
+    try:
+        questions = read_jsonl(path, _gold_question)
+    except InputFileError as exc:
+        if _looks_like_squad(path):
+            raise InputFileError(f"{path}: looks like SQuAD JSON (one object with a 'data' list of articles): "
+                                 "name it .json") from None
+        raise exc from None
     if not questions:
         raise InputFileError(f"{path}: no questions in the gold file")
     return questions
@@ -153,10 +163,16 @@ def _gold_question(record: Any, number: int, where: str) -> GoldQuestion:
     for key in ("id", "question", "type"):
         if not isinstance(record[key], str) or not record[key].strip():
             raise InputFileError(f"{where}: '{key}' must be a non-empty string")
+    if record["type"] not in GOLD_TYPES:
+        raise InputFileError(f"{where}: 'type' must be one of {', '.join(GOLD_TYPES)} (got {record['type']!r})")
     for key in ("answers", "evidence"):
         value = record[key]
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise InputFileError(f"{where}: '{key}' must be a list of non-empty strings")
+    for alias in record["answers"]:
+        if _empty_alias(alias):
+            raise InputFileError(f"{where}: alias {alias!r} is empty once normalised (articles and punctuation "
+                                 "dropped, as exact match does), so abstaining would match it")
     if bool(record["answers"]) != bool(record["evidence"]):
         raise InputFileError(
             f"{where}: 'answers' and 'evidence' must both be empty (unanswerable question) or both non-empty"
@@ -212,48 +228,68 @@ def load_squad(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[Gol
 
     Each article becomes one document, ``<sanitised title>.txt``: the title (underscores as spaces) on the
     first line, then its paragraphs, separated by blank lines. A question's answers are its answer texts
-    (deduplicated, in order); its evidence is the sentence(s) of the paragraph that contain the first answer
-    (from its ``answer_start``), split with the indexer's sentence splitter, so they are exact substrings of
-    the document; its type comes from its wh-word, or is 'unanswerable' (then style 'unanswerable' too).
+    (deduplicated, in order; a text that normalises to nothing, such as "the", is dropped, as the official
+    SQuAD 2.0 evaluation script drops it); its evidence is the sentence(s) of the paragraph that contain the
+    first answer (from its ``answer_start``), split with the indexer's sentence splitter, so they are exact
+    substrings of the document; its type comes from its wh-word, or is 'unanswerable' (then style
+    'unanswerable' too). Every field is checked: a problem raises InputFileError naming the file, the article,
+    the paragraph and the question.
     """
     path = _readable(path)
+    text = _read_text(path)
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        hint = "; it looks like JSONL, one question per line: name it .jsonl" if _looks_like_jsonl(text) else ""
+        raise InputFileError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputFileError(f"{path}: not SQuAD JSON (expected an object with a 'data' list of articles)")
+        hint = (" It looks like one JSONL question: name it .jsonl"
+                if isinstance(data, dict) and "question" in data and "answers" in data else "")
+        raise InputFileError(f"{path}: not SQuAD JSON (expected an object with a 'data' list of articles).{hint}")
     documents: list[tuple[str, str]] = []
     questions: list[GoldQuestion] = []
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, str] = {}
     used_names: set[str] = set()
     for a, article in enumerate(data["data"], 1):
         where = f"{path}, article {a}"
-        try:
-            title = str(article.get("title") or f"article {a}")
-            paragraphs = article["paragraphs"]
-            contexts = [p["context"] for p in paragraphs]
-        except (AttributeError, KeyError, TypeError):
-            raise InputFileError(f"{where}: expected 'title' and 'paragraphs' with a 'context' each") from None
+        if not isinstance(article, dict):
+            raise InputFileError(f"{where}: expected an object with 'title' and 'paragraphs'")
+        title = article.get("title")
+        if title is not None and not isinstance(title, str):
+            raise InputFileError(f"{where}: 'title' must be a string (got {_shown(title)})")
+        title = title if title and title.strip() else f"article {a}"
+        paragraphs = article.get("paragraphs")
+        if not isinstance(paragraphs, list):
+            raise InputFileError(f"{where}: expected 'title' and 'paragraphs' (a list of paragraphs)")
+        contexts = []
+        for p, paragraph in enumerate(paragraphs, 1):
+            if not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str):
+                got = _shown(paragraph.get("context", _MISSING) if isinstance(paragraph, dict) else paragraph)
+                raise InputFileError(f"{where}, paragraph {p}: expected a 'context' string (got {got})")
+            qas = paragraph.get("qas", [])
+            if not isinstance(qas, list):
+                raise InputFileError(f"{where}, paragraph {p}: 'qas' must be a list of questions (got {_shown(qas)})")
+            contexts.append(paragraph["context"])
         name = document_name(title)
         base, n = name[:-4], 2
         while name in used_names:
             name, n = f"{base}-{n}.txt", n + 1
         used_names.add(name)
         header = " ".join(title.replace("_", " ").split())
-        text, offsets = header, []
+        text = header
         for context in contexts:
-            text += "\n\n"
-            offsets.append(len(text))
-            text += context
+            text += "\n\n" + context
         text += "\n"
         documents.append((name, text))
         for p, paragraph in enumerate(paragraphs):
-            for qa in paragraph.get("qas", []):
-                question = _squad_question(qa, contexts[p], name, len(questions) + 1, f"{where}, paragraph {p + 1}")
+            for q, qa in enumerate(paragraph.get("qas", []), 1):
+                at = f"{where}, paragraph {p + 1}, question {q}"
+                question = _squad_question(qa, contexts[p], name, len(questions) + 1, at)
                 if question.id in seen_ids:
-                    raise InputFileError(f"{where}: duplicate question id '{question.id}'")
-                seen_ids.add(question.id)
+                    raise InputFileError(f"{at}: duplicate question id '{question.id}' (first used at "
+                                         f"{seen_ids[question.id]})")
+                seen_ids[question.id] = at[len(str(path)) + 2:]
                 questions.append(question)
     if not questions:
         raise InputFileError(f"{path}: no questions in the SQuAD file")
@@ -261,21 +297,47 @@ def load_squad(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[Gol
 
 
 def _squad_question(qa: Any, context: str, document: str, number: int, where: str) -> GoldQuestion:
-    try:
-        qid, text = str(qa["id"]), str(qa["question"])
-        impossible = bool(qa.get("is_impossible", False))
-        answers = [] if impossible else list(qa.get("answers") or [])
-        texts = [str(item["text"]) for item in answers]
-        first_start = int(answers[0]["answer_start"]) if answers else None
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise InputFileError(f"{where}: malformed question (needs id, question, answers with text and answer_start)"
-                             ) from None
-    if not text.strip():
-        raise InputFileError(f"{where}: question {qid} is empty")
-    aliases = tuple(dict.fromkeys(t.strip() for t in texts if t.strip()))
-    if not aliases:
+    if not isinstance(qa, dict):
+        raise InputFileError(f"{where}: expected an object with id, question and answers (got {_shown(qa)})")
+    for key in ("id", "question"):
+        if key not in qa:
+            raise InputFileError(f"{where}: malformed question (needs id, question, answers with text and "
+                                 f"answer_start): no '{key}'")
+        if not isinstance(qa[key], str) or not qa[key].strip():
+            raise InputFileError(f"{where}: '{key}' must be a non-empty string (got {_shown(qa[key])})")
+    qid, text = qa["id"], qa["question"]
+    where = f"{where} ({qid})"
+    impossible = qa.get("is_impossible")
+    if impossible is not None and not isinstance(impossible, bool):
+        raise InputFileError(f"{where}: 'is_impossible' must be true or false (got {_shown(impossible)})")
+    answers = qa.get("answers")
+    if answers is None:
+        answers = []
+    if not isinstance(answers, list):
+        raise InputFileError(f"{where}: 'answers' must be a list (got {_shown(answers)})")
+    for i, answer in enumerate(answers, 1):
+        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str) or not answer["text"].strip():
+            got = _shown(answer.get("text", _MISSING) if isinstance(answer, dict) else answer)
+            raise InputFileError(f"{where}: answer {i} needs a non-empty 'text' string (got {got})")
+        start = answer.get("answer_start", _MISSING)
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise InputFileError(f"{where}: answer {i} needs an 'answer_start' that is a whole number >= 0 "
+                                 f"(got {_shown(start)})")
+    if impossible is True:
+        if answers:
+            raise InputFileError(f"{where}: 'is_impossible' is true but it has answers")
         return GoldQuestion(qid, text, (), (), "unanswerable", number, document, "unanswerable")
-    first = answers[0]["text"]
+    if not answers:
+        if impossible is False:
+            raise InputFileError(f"{where}: 'is_impossible' is false but it has no answers")
+        return GoldQuestion(qid, text, (), (), "unanswerable", number, document, "unanswerable")
+    kept = [answer for answer in answers if not _empty_alias(answer["text"])]
+    if not kept:
+        shown = ", ".join(repr(answer["text"]) for answer in answers)
+        raise InputFileError(f"{where}: every answer ({shown}) is empty once normalised (articles and punctuation "
+                             "dropped, as exact match does), so abstaining would match it")
+    aliases = tuple(dict.fromkeys(answer["text"].strip() for answer in kept))
+    first, first_start = kept[0]["text"], kept[0]["answer_start"]
     if context[first_start:first_start + len(first)] != first:
         found = context.find(first)
         if found < 0:
@@ -283,6 +345,45 @@ def _squad_question(qa: Any, context: str, document: str, number: int, where: st
         first_start = found
     evidence = evidence_sentences(context, first_start, first_start + len(first))
     return GoldQuestion(qid, text, aliases, (evidence,), question_type(text), number, document, None)
+
+
+_MISSING = object()  # a key that is not there, for _shown
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message shows it: its JSON text, cut to 40 characters, or "nothing" when absent."""
+    if value is _MISSING:
+        return "nothing"
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _empty_alias(alias: str) -> bool:
+    """Whether an alias normalises to nothing as exact match normalises answers ("The", "A", "—"): the empty
+    answer of an abstention would match it."""
+    from rag.eval.metrics import normalize_answer  # metrics imports this module
+
+    return not normalize_answer(alias)
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    """Several lines that are each a JSON object: a JSONL file (given a .json name)."""
+    lines = [line for line in text.splitlines() if line.strip()][:5]
+    if len(lines) < 2:
+        return False
+    try:
+        return all(isinstance(json.loads(line), dict) for line in lines)
+    except json.JSONDecodeError:
+        return False
+
+
+def _looks_like_squad(path: Path) -> bool:
+    """Whether a file is one JSON object with a 'data' list: SQuAD JSON (given a .jsonl name)."""
+    try:
+        data = json.loads(_read_text(path))
+    except (json.JSONDecodeError, InputFileError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("data"), list)
 
 
 def evidence_sentences(paragraph: str, start: int, end: int) -> str:
