@@ -219,7 +219,7 @@ def test_check_tab_shows_verdict_reason_and_highlighted_passages(page, server):
     assert "Ghaani" in result.locator("mark.rag-cited").first.inner_text()
 
 
-def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, server):
+def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, server, tmp_path):
     page.goto(server)
     page.get_by_role("tab", name="Evaluate").click()
     page.get_by_label("Compare with the baselines").uncheck()  # ours only: seconds, not a minute
@@ -239,6 +239,21 @@ def test_evaluate_tab_runs_the_gold_set_with_metrics_plots_and_report(page, serv
     link = page.locator("#rag-eval-report a[href*='report.json']").first
     report = page.request.get(link.get_attribute("href")).json()
     assert set(report) == {"metrics", "results", "baseline", "top1_sentence"} and len(report["results"]) == total
+
+    # A failed run clears the earlier results (left in place under the new file's name they read as its own),
+    # and its error wraps onto lines of its own, whole (an ellipsis hid what to fix).
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x1", "question": "Who?", "type": "who", "answers": ["Ada"], "evidence": ["text that '
+                   'is not in the article at all, nowhere, not a word of it"]}\n', encoding="utf-8")
+    page.set_input_files("#rag-gold-upload input[type=file]", str(bad))
+    page.locator("#rag-gold-upload", has_text="bad.jsonl").wait_for()
+    page.get_by_role("button", name="Run evaluation").click()
+    error = page.locator(".rag-status-error", has_text="not in the article at all")
+    error.wait_for(timeout=120_000)
+    assert error.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the error is cut off"
+    assert "q001" not in page.locator("#rag-eval-results").inner_text()
+    assert page.locator("#rag-eval-report a[href*='report.json']").count() == 0
+    assert page.locator("#rag-eval-accuracy img").count() == 0
 
 
 def test_uploaded_markup_is_shown_as_text_never_run(browser, tmp_path, fresh_settings, embedder):

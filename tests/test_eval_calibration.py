@@ -172,3 +172,14 @@ def test_report_without_confidences_notes_the_skip(tmp_path):
     report_md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "Skipped: no answer carries a confidence" in report_md
     assert "calibration: no answer carries a confidence" in format_table(report["metrics"])
+
+
+@pytest.mark.parametrize("k", [0, -3, 1000, 2.5, "3", True])
+def test_evaluate_refuses_a_k_the_cli_would_refuse(fake_pipeline, tmp_path, k):
+    """From Python a k of -3 or 1000 ran and was written into the report; 2.5 failed inside retrieval."""
+    from rag.errors import UsageError
+    from rag.eval import evaluate
+
+    with pytest.raises(UsageError, match=r"^k must be a whole number from 1 to 50"):
+        evaluate(fake_pipeline, k=k, baseline=False, report_dir=tmp_path / "report")
+    assert not (tmp_path / "report").exists()  # refused before anything ran or was written

@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import math
+import shutil
 import tempfile
 import threading
 from bisect import bisect_right
@@ -513,13 +514,19 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
                            elem_id="rag-eval-results")
     report_file = gr.File(label="Report (JSON)", interactive=False, elem_id="rag-eval-report")
 
+    earlier_reports: list[Path] = []
+
     def run_evaluation(gold: str | None, with_baseline: bool, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         from rag.eval import evaluate, metrics_table  # heavy (LangChain baseline); only when asked
 
         def advance(done: int, total: int) -> None:
             progress((done, total), desc="Evaluating", unit="questions")
 
+        # The previous run's report folder goes (Gradio served its files from its own copies); every run left one.
+        while earlier_reports:
+            shutil.rmtree(earlier_reports.pop(), ignore_errors=True)
         report_dir = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+        earlier_reports.append(report_dir)
         progress(0, desc="Preparing the gold set and the baseline")
         try:
             report = evaluate(pipeline, gold_path=gold, baseline=with_baseline, report_dir=report_dir,
@@ -528,7 +535,8 @@ def _evaluate_tab(pipeline: Pipeline) -> None:
             message = _message(exc)
             if gold:  # the upload's temporary path would fill the line before the reason: its file name instead
                 message = message.replace(str(gold), Path(gold).name)
-            return render.status_line(message), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            # The earlier run's results are cleared: left in place under the new file's name, they read as its own.
+            return render.status_line(message), None, None, None, None, None
         report_json = report_dir / "report.json"
         report_json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         headers, rows = metrics_table(report["metrics"])

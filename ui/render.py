@@ -247,5 +247,5 @@ def status_line(message: str, kind: str = "error") -> str:
     if not message:
         return ""
     kind = kind if kind in ("error", "ok", "info") else "info"
-    # One line (long messages end in an ellipsis); the full text is in the tooltip.
+    # One line (long messages end in an ellipsis; errors wrap instead); the full text is in the tooltip.
     return f'<div class="rag-status rag-status-{kind}" title="{escape(message)}">{escape(message)}</div>'

@@ -126,7 +126,8 @@ CSS = """
 /* one-line status messages */
 .rag-status { font-size: 0.88rem; padding: 6px 10px; border-radius: 6px; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; }
-.rag-status-error { background: #fee2e2; color: #991b1b; }
+/* an error wraps: its end says what to fix ("… must be an exact substring"), which an ellipsis hid */
+.rag-status-error { background: #fee2e2; color: #991b1b; white-space: normal; overflow-wrap: anywhere; }
 .rag-status-ok { background: #dcfce7; color: #166534; }
 .rag-status-info { background: #f1f5f9; color: #334155; }
 
