@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", type=Path, metavar="DIR",
                           help="write report.md, metrics.json, results.jsonl and plots (calibration ones included)")
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the baselines")
-    evaluate.add_argument("--baselines", metavar="NAMES", default="tutorial,top1_sentence",
+    evaluate.add_argument("--baselines", metavar="NAMES", default=None,
                           help="comma-separated baselines to run: tutorial (LangChain RAG tutorial), top1_sentence "
                           "(the sentence most similar to the question) (default: both)")
     _common(evaluate, k=True, backend=True)
@@ -542,6 +542,16 @@ def cmd_eval(args) -> int:
 
     if args.claims is not None and args.gold is not None:
         raise UsageError("--claims and --gold are two different runs; give one")
+    if args.no_baseline and args.baselines is not None:
+        raise UsageError("--no-baseline and --baselines contradict each other; give one")
+    if args.baselines is not None and not args.baselines.strip(" ,"):
+        raise UsageError("--baselines names no baseline; choose from tutorial, top1_sentence (or --no-baseline)")
+    if args.claims is not None:  # a claim run checks claims with the pipeline; these shape question runs only
+        given = [flag for flag, value in (("--backend", args.backend), ("--baselines", args.baselines),
+                                          ("--no-baseline", args.no_baseline)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not used by a --claims run (it checks each claim against the "
+                             "top --k passages, with no answer backend or baseline)")
     if args.report is not None:  # before the model loads and the run: a folder that cannot be written wastes neither
         from rag.eval.report import prepare_report_dir
 
@@ -561,7 +571,7 @@ def cmd_eval(args) -> int:
             gold_path=args.gold,
             backend=args.backend,
             k=args.top_k,
-            baseline=False if args.no_baseline else args.baselines,
+            baseline=False if args.no_baseline else (args.baselines or True),
             report_dir=args.report,
             progress=not args.json,
         )

@@ -195,6 +195,20 @@ def test_cli_rejects_an_unknown_baseline(pipeline, small_gold, monkeypatch, caps
     assert "unknown baseline oracle" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--baselines", "tutorial", "--no-baseline"], "--no-baseline and --baselines contradict each other"),
+    (["--baselines", ""], "--baselines names no baseline"),  # ran none, silently
+    (["--claims", "eval/claims.jsonl", "--backend", "extractive"], "--backend: not used by a --claims run"),
+])
+def test_cli_refuses_eval_flags_that_would_be_ignored(pipeline, small_gold, monkeypatch, capsys, args, message):
+    import rag.cli
+
+    monkeypatch.setattr(rag.cli, "_load_pipeline", lambda args: pipeline)
+    gold = [] if "--claims" in args else ["--gold", str(small_gold)]
+    assert rag.cli.main(["eval", *gold, *args]) == 2
+    assert message in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ a --report folder that cannot be written
 
 PROC = Path("/proc/self")

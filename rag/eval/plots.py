@@ -29,12 +29,14 @@ def plot_accuracy_by_type(per_type: dict[str, dict[str, dict[str, Any]]], path: 
     for s, system in enumerate(systems):
         offset = (s - (len(systems) - 1) / 2) * width
         values = [100 * per_type[system].get(kind, {}).get("accuracy", 0.0) for kind in kinds]
-        axes.bar([p + offset for p in range(len(kinds))], values, width, label=system)
+        bars = axes.bar([p + offset for p in range(len(kinds))], values, width, label=system)
+        # the value on each bar: a bar at 0 % is otherwise indistinguishable from a missing one
+        axes.bar_label(bars, [f"{v:.0f}" for v in values], fontsize=7, padding=1)
     axes.set_xticks(list(range(len(kinds))), [f"{t}\n(n={first[t]['questions']})" for t in kinds], fontsize=8)
     axes.set_ylim(0, 115)  # headroom above 100% keeps the legend off the bars
     axes.set_yticks(range(0, 101, 20))
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("Accuracy by question type (alias in answer; abstained when unanswerable)")
+    axes.set_title("Accuracy by question type\n(alias in answer; abstained when unanswerable)", fontsize=10)
     axes.legend(loc="upper right", ncol=len(systems), fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
@@ -53,6 +55,14 @@ def plot_latency(latencies: dict[str, Sequence[float]], path: Path) -> None:
         for label, data in latencies.items():
             axes.hist([v for v in data if v > 0], bins=bins, alpha=0.6, label=label)
         axes.set_xscale("log")
+        # Plain numbers at 1-2-5 steps: matplotlib's minor labels ("3x10^1 4x10^1") overlapped over a decade or so.
+        from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter, ScalarFormatter
+
+        steps = [m * 10 ** e for e in range(math.floor(low) - 1, math.ceil(high) + 2) for m in (1, 2, 5)]
+        axes.xaxis.set_major_locator(FixedLocator([t for t in steps if 10 ** low / 1.5 <= t <= 10 ** high * 1.5]))
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # question counts: no 0.25 or 1.75
     axes.set_xlabel("latency per question (ms, log scale)")
     axes.set_ylabel("questions")
     axes.set_title("Latency per question")

@@ -321,9 +321,11 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if metrics.get("baseline"):
         lines += [
-            "The tutorial baseline's citation recall is high by construction: its answer *is* its first citation. Its "
-            "answer contains an alias more easily because the \"answer\" is a 1,000-character chunk; EM/F1, citation "
-            "precision and cited characters show the difference that matters to a reader.",
+            "The tutorial baseline's citation recall is high by construction: its answer *is* its first citation; its "
+            "citation precision is 1 in the number of chunks it cites (25 % with 4), also by construction; ours is "
+            "100 % / 100 % because every answer sentence is the sentence it cites. Its answer contains an alias more "
+            "easily because the \"answer\" is a 1,000-character chunk; EM/F1 and cited characters show the "
+            "difference that matters to a reader.",
             "",
         ]
     for key, heading, title in (("per_type", "type", "Per question type"), ("per_style", "style", "Per question style"),
