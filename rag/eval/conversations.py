@@ -33,7 +33,7 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "eval" / "conversations.jso
 
 def load_conversations(path: str | Path = DEFAULT_PATH) -> list[dict]:
     conversations = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         record = json.loads(line)
