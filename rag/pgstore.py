@@ -1098,7 +1098,7 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
     except FileNotFoundError:
         log.warning("index '%s' not found in %s: building it from %s", settings.index_name, redact(settings.store),
                     settings.corpus_dir)
-        return build_index(settings, embedder)
+        return build_index(settings, embedder, only_if_stale=True)
     reason = stale_reason(settings, index.manifest, embedder.info.sha256, embedder.info.model_id)
     if reason is not None:
         raise _built_otherwise(settings, reason)
@@ -1116,6 +1116,16 @@ def build_index(settings: Settings, embedder: Embedder, documents: list[Document
 
     with _write_errors(settings.store, settings.index_name), \
             build_lock(settings.store, settings.index_name, settings.lock_timeout):
+        if only_if_stale and documents is None and staged is None:
+            # Two servers started on an empty store: the second waited here for the first's build, and then built
+            # it all again. What is there now is taken when it fits these settings.
+            try:
+                index = load(settings)
+            except FileNotFoundError:
+                pass
+            else:
+                if stale_reason(settings, index.manifest, embedder.info.sha256, embedder.info.model_id) is None:
+                    return index
         return _build_locked(settings, embedder, documents, staged, current)
 
 

@@ -254,6 +254,34 @@ def test_a_held_build_lock_is_waited_for_at_most_the_lock_timeout(tmp_path, pg_u
         assert build_index(settings.model_copy(update={"lock_timeout": 30}), fake_embedder).version == 1
 
 
+def test_a_second_server_on_an_empty_store_takes_the_first_ones_build(tmp_path, pg_url, fake_embedder):  # noqa: F811
+    """Both found no store; the second waited for the first's build lock and then built it all again."""
+    import threading
+    import time
+
+    from rag import pgstore
+
+    class Slow:  # keeps the first build inside its lock long enough for the second to find no store
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def encode(self, *args, **kwargs):
+            time.sleep(0.5)
+            return self.inner.encode(*args, **kwargs)
+
+    settings = pg_settings(tmp_path, pg_url)
+    first: dict = {}
+    builder = threading.Thread(target=lambda: first.setdefault("index", pgstore.build_index(settings, Slow(fake_embedder))))
+    builder.start()
+    time.sleep(0.3)
+    second = pgstore.open_index(settings, fake_embedder)  # no store yet: waits for the lock, then reads it
+    builder.join()
+    assert first["index"].version == second.version == 1
+
+
 # ---------------------------------------------------------------- 5. index names
 
 
