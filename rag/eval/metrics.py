@@ -9,14 +9,12 @@ be unit-tested on hand-computed cases without a model.
 from __future__ import annotations
 
 import math
-import re
-import string
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rag.eval.answers import normalize_answer
 from rag.eval.gold import GoldQuestion, Span
 from rag.text import normalize
 
@@ -34,17 +32,6 @@ Supports = Callable[[str, str], bool]  # supports(sentence, evidence_text): does
 
 
 # ---------------------------------------------------------------------------------------------- answer metrics
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation (lower-case, drop punctuation, drop a/an/the, collapse whitespace), after folding
-    typographic quotes and dashes, which SQuAD's ASCII punctuation list would otherwise keep."""
-    text = normalize(text).lower()
-    text = "".join(ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith("P"))
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
 
 def exact_match(prediction: str, aliases: Sequence[str]) -> float:
     """1.0 when the normalised prediction equals the best alias. No aliases (unanswerable): 1.0 iff the
