@@ -336,6 +336,11 @@ class LearnedJudge:
         return Verdict(verdict, _reason(verdict, self.rules(claim, passage), row, claim, passage), support)
 
 
+# How a SUPPORTED reason says the rules disagree (a figure, a name, negation, a quote's speaker): the app shows
+# such a verdict as disputed (testers read the green badge and missed the reason).
+DISPUTED = "though the word-level check says:"
+
+
 def _reason(verdict: str, judged: Verdict, row: np.ndarray, claim: str, passage: str) -> str:
     """Why, in terms a reader can check against the passage shown: the rule finding (a figure, a name, a quote,
     negation) when it points the same way as the verdict; else the words where a near copy of the passage
@@ -348,7 +353,7 @@ def _reason(verdict: str, judged: Verdict, row: np.ndarray, claim: str, passage:
         # Not "in other words": the rule finding that disagrees is said too (a verbatim quote given the wrong
         # speaker read as a paraphrase, and the wrong speaker went unmentioned).
         return (f"judged to state it as a whole ({row[col['coverage']]:.0%} of the claim's content words, meaning "
-                f"match {row[col['tokens']]:.2f}), though the word-level check says: {judged.reason}")
+                f"match {row[col['tokens']]:.2f}), {DISPUTED} {judged.reason}")
     different = difference(claim, passage)
     if judged.verdict == SUPPORTED or (different and judged.reason.startswith("only ")):
         if different:

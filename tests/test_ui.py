@@ -186,6 +186,24 @@ def test_check_result_does_not_call_passages_that_state_nothing_of_the_claim_clo
     assert "Closest passages" in html and "states it: 79%" in html
 
 
+def test_a_supported_verdict_the_word_level_check_disputes_is_shown_as_disputed():
+    """Testers read the green badge and missed the reason's "though the word-level check says: negation differs"."""
+    from rag.claims import DISPUTED
+
+    far = [render.EvidencePassage("a.txt", "A", "He said it.", 0, 5, 0.001)]
+    disputed = {"claim": "c", "verdict": "supported", "passages": [],
+                "reason": f"judged to state it as a whole (90% ...), {DISPUTED} negation differs"}
+    html = render.check_result(disputed, far)
+    assert "rag-badge-supported" in html and ">disputed</span>" in html and "rag-reason-disputed" in html
+    assert "Closest passages" in html  # a verdict other than unsupported found something: not "none comes close"
+    plain = render.check_result({**disputed, "reason": "quote found"}, far)
+    assert "disputed" not in plain and "rag-reason-disputed" not in plain
+    # a quote found but given another speaker: its passage does come close
+    other = {"claim": "c", "verdict": "unsupported", "passages": [],
+             "reason": "quote found, but the article attributes it to A.J., not Khazali"}
+    assert "Closest passages" in render.check_result(other, far)
+
+
 def test_status_and_streaming_messages_escape():
     _assert_no_markup_from(INJECTION, render.status_line(INJECTION))
     _assert_no_markup_from(INJECTION, render.streaming_message(INJECTION))

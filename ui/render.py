@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 from rag.answer.base import NOTHING_ASKED
+from rag.claims import DISPUTED
 
 VERDICTS = ("supported", "partial", "unsupported")
 _MARKER = re.compile(r"\s*\[(\d+)\]")
@@ -234,11 +235,18 @@ def check_result(result: dict, passages: list[EvidencePassage]) -> str:
         cards = '<div class="rag-empty">No passage of the corpus relates to this claim.</div>'
     # An off-topic claim still gets its three nearest passages, each at ~0 %: headed "closest", they read as
     # evidence.
-    heading = "Closest passages" if max((p.score for p in passages), default=1.0) >= NEAR_PASSAGE else \
-        "No passage comes close; the nearest ones"
-    return (f'<div class="rag-panel"><div class="rag-verdict">{badge(result["verdict"])}'
+    # ... unless the verdict found something there (a quote found, given another speaker: "comes close" it does)
+    close = (max((p.score for p in passages), default=1.0) >= NEAR_PASSAGE or result["verdict"] != "unsupported"
+             or "quote found" in result["reason"])
+    heading = "Closest passages" if close else "No passage comes close; the nearest ones"
+    # SUPPORTED while the word-level check names a figure, name, negation or speaker that differs: shown as
+    # disputed, the reason marked, so that the green badge is not all a reader takes away.
+    disputed = result["verdict"] == "supported" and DISPUTED in result["reason"]
+    flag = ('<span class="rag-badge rag-badge-partial" title="the word-level check disagrees: read the reason">'
+            'disputed</span>') if disputed else ""
+    return (f'<div class="rag-panel"><div class="rag-verdict">{badge(result["verdict"])}{flag}'
             f'<span class="rag-claim">{escape(result["claim"])}</span></div>'
-            f'<div class="rag-reason">{escape(result["reason"])}</div>'
+            f'<div class="rag-reason{" rag-reason-disputed" if disputed else ""}">{escape(result["reason"])}</div>'
             f'<div class="rag-subhead">{heading}</div>{cards}</div>')
 
 

@@ -120,7 +120,8 @@ CSS = """
 /* check tab */
 .rag-verdict { display: flex; align-items: center; gap: 10px; font-size: 1.02rem; margin-bottom: 4px; }
 .rag-verdict .rag-badge { font-size: 0.82rem; padding: 3px 10px; }
-.rag-claim { font-weight: 600; }
+.rag-claim { font-weight: 600; overflow-wrap: anywhere; }  /* a pasted URL no longer runs past the panel */
+.rag-reason-disputed { border-left: 3px solid #b45309; padding-left: 8px; }
 .rag-reason { color: var(--rag-secondary); font-size: 0.9rem; margin-bottom: 4px; }
 
 /* one-line status messages */
