@@ -303,12 +303,38 @@ def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[
         verdict = model.verdict(matrix[best], float(support[best]), entailment)
         reason = _reason(verdict, judge(claim, passage), matrix[best], claim, passage)
         ranked = [(float(support[i]), groups[i]) for i in order]
+        if verdict != SUPPORTED:
+            reason, ranked = _quote_elsewhere(claim, reason, ranked, judge)
         return CheckResult(claim, verdict, reason, _passages(index, ranked))
     judged = [(judge(claim, " ".join(x.text for x in g)), g) for g in groups]
     judged.sort(key=lambda vg: (-rank(vg[0].verdict), -vg[0].score, len(vg[1])))
     best_verdict = judged[0][0]
-    return CheckResult(claim, best_verdict.verdict, best_verdict.reason,
-                       _passages(index, [(v.score, g) for v, g in judged]))
+    reason, ranked = best_verdict.reason, [(v.score, g) for v, g in judged]
+    if best_verdict.verdict != SUPPORTED:
+        reason, ranked = _quote_elsewhere(claim, reason, ranked, judge)
+    return CheckResult(claim, best_verdict.verdict, reason, _passages(index, ranked))
+
+
+def _quote_elsewhere(claim: str, reason: str, ranked: list[tuple[float, list[Sentence]]],
+                     judge: Callable[[str, str], Verdict]) -> tuple[str, list[tuple[float, list[Sentence]]]]:
+    """A quote "not found verbatim" in the judged passage that another candidate holds verbatim: the reason says
+    whom the article gives it to, and that passage is shown next to the one judged. (A tester gave Seif's words
+    to Abu Turab al-Tamimi: the passage judged was Tamimi's, "not found verbatim" read as "made up", and no
+    passage shown held the quote.)"""
+    if not (reason.startswith('quote "') and "not found verbatim" in reason):
+        return reason, ranked
+    said = [_squashed(q) for q in quotes(claim)]
+    for position, (score, group) in enumerate(ranked[1:], 1):
+        text = " ".join(s.text for s in group)
+        if all(q in _squashed(text) for q in said):
+            found = judge(claim, text)
+            moved = [ranked[0], (score, group), *ranked[1:position], *ranked[position + 1:]]
+            return f"{reason}, but the article has it elsewhere (shown below): {found.reason}", moved
+    return reason, ranked
+
+
+def _squashed(text: str) -> str:
+    return re.sub(r"\W+", " ", normalize(text).lower()).strip()
 
 
 class LearnedJudge:

@@ -71,3 +71,18 @@ def test_check_claims_against_the_article(pipeline, claim, verdict, reason_part)
     assert result.passages
     for p in result.passages:
         assert p.text == pipeline.index.documents[p.source].text[p.start : p.end]
+
+
+def test_a_quote_given_to_the_wrong_speaker_is_shown_where_the_article_has_it(pipeline):
+    """Seif's words given to Abu Turab al-Tamimi: the passage judged was Tamimi's, the reason said "not found
+    verbatim" (read as "made up"), and none of the passages shown held the quote."""
+    result = pipeline.check('"Our leaders might be busy with politics," said Abu Turab al-Tamimi.')
+    assert result.verdict == "unsupported"
+    assert "but the article has it elsewhere (shown below): quote found, but the article attributes it to" in \
+        result.reason and "Seif" in result.reason
+    assert any("Our leaders might be busy with politics" in p.text for p in result.passages[:2])
+    for p in result.passages:
+        assert p.text == pipeline.index.documents[p.source].text[p.start : p.end]
+    # a quote the article does not hold at all keeps its plain reason
+    made_up = pipeline.check('Fahs said "nothing changed after Nasrallah was killed"')
+    assert made_up.reason == 'quote "nothing changed after Nasrallah was killed" not found verbatim in the cited passage'
