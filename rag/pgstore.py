@@ -537,17 +537,27 @@ class PgStore:
             sql += (" UNION ALL (SELECT 1, c.id, c.text, k.score FROM (SELECT row, ts_rank(tsv, %(t)s::tsquery, 1) "
                     "AS score FROM keywords WHERE tsv @@ %(m)s::tsquery ORDER BY 2 DESC, row LIMIT %(n)s) k "
                     "JOIN chunks c USING (row) ORDER BY k.score DESC, row)")
-        rows = self._run(sql, {"q": query_vector, "t": tsquery, "m": match or tsquery, "n": depth})
+        rows = self._searched(sql, {"q": query_vector, "t": tsquery, "m": match or tsquery, "n": depth})
         dense = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 0]
         keyword = [(cid, text, float(score)) for leg, cid, text, score in rows if leg == 1]
         return dense, keyword
 
     def keyword_ranking(self, tsquery: str, depth: int, match: str | None = None) -> list:
-        rows = self._run("SELECT c.id, c.text, k.score FROM (SELECT row, ts_rank(tsv, %(t)s::tsquery, 1) AS score "
-                         "FROM keywords WHERE tsv @@ %(m)s::tsquery ORDER BY 2 DESC, row LIMIT %(n)s) k "
-                         "JOIN chunks c USING (row) ORDER BY k.score DESC, row",
-                         {"t": tsquery, "m": match or tsquery, "n": depth})
+        rows = self._searched("SELECT c.id, c.text, k.score FROM (SELECT row, ts_rank(tsv, %(t)s::tsquery, 1) AS score "
+                              "FROM keywords WHERE tsv @@ %(m)s::tsquery ORDER BY 2 DESC, row LIMIT %(n)s) k "
+                              "JOIN chunks c USING (row) ORDER BY k.score DESC, row",
+                              {"t": tsquery, "m": match or tsquery, "n": depth})
         return [(cid, text, float(score)) for cid, text, score in rows]
+
+    def _searched(self, sql: str, params: dict) -> list[tuple]:
+        """A search statement; a table or schema dropped under a running server is the one-line IndexCorruptError
+        that loading gives (it was the driver's error with the SQL, as an HTTP 500)."""
+        import psycopg
+
+        try:
+            return self._run(sql, params)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            raise self._table_missing(_missing_table(exc)) from None
 
     # ------------------------------------------------------------ writing
 

@@ -412,6 +412,23 @@ def test_a_dropped_table_is_named_and_a_build_restores_it(tmp_path, pg_url, fake
     assert len(open_index(settings, fake_embedder).documents) == 1
 
 
+@pytest.mark.parametrize("table", ["keywords", "chunks"])
+def test_a_table_dropped_under_a_running_server_is_named_by_its_searches(tmp_path, pg_url, fake_embedder,  # noqa: F811
+                                                                          table):
+    """The loaded corpus stays in memory, but each search asks the store: it was the driver's error with its SQL."""
+    from rag.errors import IndexCorruptError
+    from rag.pipeline import Pipeline
+    from rag.stores import open_index
+
+    settings = pg_settings(tmp_path, pg_url)
+    pipeline = Pipeline(settings, fake_embedder, open_index(settings, fake_embedder))
+    assert pipeline.search("Soleimani", k=1)
+    _sql(pg_url, f"DROP TABLE rag_{settings.index_name}.{table} CASCADE")
+    with pytest.raises(IndexCorruptError, match=rf"schema rag_{settings.index_name}: table {table} is missing; "
+                                                r"rebuild with `rag index build`"):
+        pipeline.search("Soleimani", k=1)
+
+
 def test_a_damaged_meta_table_is_reported_and_a_build_repairs_it(tmp_path, pg_url, fake_embedder,  # noqa: F811
                                                                   rag_executable):
     from rag.errors import IndexCorruptError
