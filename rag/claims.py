@@ -323,18 +323,14 @@ def _quote_elsewhere(claim: str, reason: str, ranked: list[tuple[float, list[Sen
     passage shown held the quote.)"""
     if not (reason.startswith('quote "') and "not found verbatim" in reason):
         return reason, ranked
-    said = [_squashed(q) for q in quotes(claim)]
+    said = [_squash(q) for q in quotes(claim)]
     for position, (score, group) in enumerate(ranked[1:], 1):
         text = " ".join(s.text for s in group)
-        if all(q in _squashed(text) for q in said):
+        if all(q in _squash(text) for q in said):
             found = judge(claim, text)
             moved = [ranked[0], (score, group), *ranked[1:position], *ranked[position + 1:]]
             return f"{reason}, but the article has it elsewhere (shown below): {found.reason}", moved
     return reason, ranked
-
-
-def _squashed(text: str) -> str:
-    return re.sub(r"\W+", " ", normalize(text).lower()).strip()
 
 
 class LearnedJudge:

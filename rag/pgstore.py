@@ -61,6 +61,7 @@ from rag.index import (
     MAX_INDEXED_WORDS,
     SEGMENTER,
     Index,
+    _is_int,
     left_out,
     segment_corpus,
     vocabulary,
@@ -614,12 +615,15 @@ class PgStore:
             raise self._table_missing(TOKENS) from None
 
     def _table_missing(self, table: str) -> IndexCorruptError:
-        return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table {table} is missing; rebuild with "
-                                 "`rag index build`")
+        return _table_missing(self.url, self.schema, table)
 
     def _damaged(self, problem: str) -> IndexCorruptError:
         return IndexCorruptError(f"{redact(self.url)} schema {self.schema}: table meta is damaged ({problem}); "
                                  "rebuild with `rag index build`")
+
+
+def _table_missing(url: str, schema: str, table: str) -> IndexCorruptError:
+    return IndexCorruptError(f"{redact(url)} schema {schema}: table {table} is missing; rebuild with `rag index build`")
 
 
 def _missing_table(exc) -> str:
@@ -630,11 +634,11 @@ def _missing_table(exc) -> str:
 
 def _version_number(value) -> int | None:
     """The meta table's version, or None when it is not a whole number (a damaged row)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if _is_int(value) else None
 
 
 def _check_schema_version(found, url: str, schema: str) -> None:
-    if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
+    if _is_int(found) and found > SCHEMA_VERSION:
         raise IndexCorruptError(f"{redact(url)} schema {schema}: written by a newer version of rag (schema version "
                                 f"{found}; this one reads up to {SCHEMA_VERSION}): upgrade rag to use it")
     if found not in READABLE_SCHEMAS:
@@ -770,9 +774,10 @@ def write_corpus(url: str, index_name: str, manifest: dict, docs: list[Document]
             # schema and swaps them in at the end, so readers keep reading the live tables throughout and wait
             # only for the swap (dropping the old tables, moving the new ones: milliseconds) and the commit.
             old = meta.get("manifest")  # damaged (``_manifest_problem``): rewritten whole, as a first build
-            first = (_manifest_problem(old) is not None or old["embedding"]["dim"] != dim
+            damaged = _manifest_problem(old) is not None
+            first = (damaged or old["embedding"]["dim"] != dim
                      or meta.get("schema_version") != SCHEMA_VERSION)
-            if _manifest_problem(old) is None:
+            if not damaged:
                 # Documents added with `rag index add` live only in the store: a build from the corpus folder (or
                 # a push) that lacks them drops them, which a tester found happening without a word.
                 dropped = sorted({d["id"] for d in old["documents"]} - {d.id for d in docs})
@@ -1085,6 +1090,13 @@ def stale_reason(settings: Settings, manifest: dict, model_sha: str, model_id: s
     return None
 
 
+def _refuse_other_settings(settings: Settings, index: PgIndex | None, embedder: Embedder) -> None:
+    """The store's corpus, when there is one, must have been built with these settings (``_built_otherwise``)."""
+    reason = index is not None and stale_reason(settings, index.manifest, embedder.info.sha256, embedder.info.model_id)
+    if reason:
+        raise _built_otherwise(settings, reason)
+
+
 def _built_otherwise(settings: Settings, reason: str) -> IndexCorruptError:
     """A store built with other settings is shared: only an explicit `rag index build` rewrites it."""
     return IndexCorruptError(f"{redact(settings.store)} schema {schema_name(settings.index_name)}: index "
@@ -1109,9 +1121,7 @@ def open_index(settings: Settings, embedder: Embedder, rebuild_if_stale: bool = 
         log.warning("index '%s' not found in %s: building it from %s", settings.index_name, redact(settings.store),
                     settings.corpus_dir)
         return build_index(settings, embedder, only_if_stale=True)
-    reason = stale_reason(settings, index.manifest, embedder.info.sha256, embedder.info.model_id)
-    if reason is not None:
-        raise _built_otherwise(settings, reason)
+    _refuse_other_settings(settings, index, embedder)
     return index
 
 
@@ -1158,8 +1168,7 @@ def _write_errors(url: str, index_name: str):
                          "standby, a read-only role or transaction): write to the primary with a role that may "
                          "create and write the schema's tables") from None
     except psycopg.errors.UndefinedTable as exc:
-        raise IndexCorruptError(f"{redact(url)} schema {schema}: table {_missing_table(exc)} is missing; rebuild "
-                                "with `rag index build`") from None
+        raise _table_missing(url, schema, _missing_table(exc)) from None
 
 
 @contextlib.contextmanager
@@ -1183,7 +1192,7 @@ def build_lock(url: str, index_name: str, timeout: float | None = None):
         held = _held_meta(lock, schema_name(index_name))
         _check_index_name(held.get("index_name"), index_name, url, schema_name(index_name))
         found = held.get("schema_version")
-        if isinstance(found, int) and not isinstance(found, bool) and found > SCHEMA_VERSION:
+        if _is_int(found) and found > SCHEMA_VERSION:
             _check_schema_version(found, url, schema_name(index_name))  # never rewritten by older code
         yield
     finally:
@@ -1231,17 +1240,13 @@ def _build_locked(settings: Settings, embedder: Embedder, documents: list[Docume
             raise _already_there(present[0])
         new = [read_document(staged.folder / name, max_bytes=max_bytes, max_chars=max_chars, limits=limits)
                for name in staged.names]
-        reason = base and stale_reason(settings, base.manifest, embedder.info.sha256, embedder.info.model_id)
-        if reason:  # an add would rewrite the shared store with these settings
-            raise _built_otherwise(settings, reason)
+        _refuse_other_settings(settings, base, embedder)  # an add would rewrite the shared store with them
         if base is not None and not present:
             appended = _append(settings, embedder, base, new, limits, started)
             if appended is not None:
                 return appended
             base = _current(settings, None)  # another writer (a push) committed meanwhile: rewrite from its corpus
-            reason = base and stale_reason(settings, base.manifest, embedder.info.sha256, embedder.info.model_id)
-            if reason:
-                raise _built_otherwise(settings, reason)
+            _refuse_other_settings(settings, base, embedder)
         stored = list(base.documents.values()) if base is not None else []
         docs = sorted([d for d in stored if d.id not in staged.names] + new, key=lambda d: d.id)
         # The files the store's last build from a corpus folder left out, as long as they are not added now.

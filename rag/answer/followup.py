@@ -65,6 +65,7 @@ _REASKABLE = re.compile(r"^\s*(?P<wh>what|who|whom|when|where|why|how)\s+(?P<aux
 # Words that make an entity an organisation, a place or a thing rather than a person ("it", "they").
 _NOT_PERSON = set(word_list("organisation_words.txt"))
 _PLACE_WORDS = set(word_list("place_words.txt"))  # never a person's name, not an organisation's either
+_NEVER_PERSON = _NOT_PERSON | _PLACE_WORDS
 _MARKERS = re.compile(r"\s*\[\d+\]")
 
 
@@ -302,7 +303,7 @@ class NameKinds:
 
     def _judge(self, entity: str) -> bool | None:
         entity = entity.strip()
-        if any(w.lower().strip("'’.") in _NOT_PERSON | _PLACE_WORDS for w in entity.replace("-", " ").split()):
+        if any(w.lower().strip("'’.") in _NEVER_PERSON for w in entity.replace("-", " ").split()):
             return False  # "Lady Elliot Island"
         if re.match(r"(?i:" + _TITLE + r")\.?\s+[A-Z]", entity):
             return True  # "President Donald Trump"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import InputFileError
+from rag.eval.answers import normalize_answer
 from rag.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -361,8 +362,6 @@ def _shown(value: Any) -> str:
 def _empty_alias(alias: str) -> bool:
     """Whether an alias normalises to nothing as exact match normalises answers ("The", "A", "—"): the empty
     answer of an abstention would match it."""
-    from rag.eval.answers import normalize_answer
-
     return not normalize_answer(alias)
 
 
