@@ -44,6 +44,34 @@ def test_ellipsis_reuses_the_previous_question():
     assert carry_entities("What about Qassem Soleimani?", [previous]) == "When did Israel kill Qassem Soleimani?"
 
 
+@pytest.mark.parametrize("previous, about, expected", [
+    # a noun phrase replaces the phrase with its head, or the one opening with its first word
+    ("How much would sea level rise if the Antarctic ice sheet melted?", "the Greenland ice sheet",
+     "How much would sea level rise if the Greenland ice sheet melted?"),  # was "the the Greenland ice sheet ice sheet"
+    ("By how much did blood pressure fall in patients taking velacorin?", "patients given a placebo",
+     "By how much did blood pressure fall in patients given a placebo?"),
+    # a phrase in lower case never replaces a name (was "sales of chips's revenue ...")
+    ("By how much did Kestrane's revenue fall?", "sales of chips for cars",
+     "By how much did Kestrane's revenue fall (sales of chips for cars)?"),
+    ("What did Qais al-Khazali say?", "Hadi al-Amiri", "What did Hadi al-Amiri say?"),  # a name for a name
+])
+def test_what_about_puts_its_phrase_in_place_of_the_one_it_parallels(previous, about, expected):
+    assert carry_entities(f"What about {about}?", [Turn(previous, "...")]) == expected
+
+
+def test_it_points_to_a_thing_the_answer_names_in_lower_case():
+    firn = Turn("What is snow that has survived a summer called?", "Such snow is called firn. [1]", "firn")
+    assert carry_entities("How dense is it?", [firn]) == "How dense is firn?"
+    assert carry_entities("Who found him?", [firn]) is None  # a thing is never "he"
+    starfish = Turn("Which starfish eats coral?", "The crown-of-thorns starfish eats coral. [1]",
+                    "The crown-of-thorns starfish")
+    assert carry_entities("Where was its first outbreak?", [starfish]) == \
+        "Where was the crown-of-thorns starfish's first outbreak?"
+    # a figure or a long answer is no thing to point back to
+    assert carry_entities("Is it rising?", [Turn("What is the reef's area?", "It is 344,400 km2. [1]",
+                                                 "344,400 km2")]) is None
+
+
 def test_a_question_without_entities_gets_the_previous_ones():
     assert carry_entities("Why?", [GHAANI]) == "Why (Qassem Soleimani, Esmail Ghaani)?"
 

@@ -354,7 +354,28 @@ def _organisation(entity: str) -> bool:
     return any(w.lower().strip("'’.") in _NOT_PERSON for w in words) or (len(entity) >= 3 and entity.isupper())
 
 
+_WHAT_WHICH = re.compile(r"\s*(?:what|which)\b", re.IGNORECASE)
+
+
+def _lower_article(phrase: str) -> str:
+    """"The crown-of-thorns starfish" -> "the crown-of-thorns starfish" (an article capitalised to open a
+    sentence); a name's own capital stays ("The Hague")."""
+    match = re.match(r"(?:The|A|An)\s+(?=[a-z])", phrase)
+    return phrase[0].lower() + phrase[1:] if match else phrase
+
+
+def _thing_answer(turn: Turn) -> bool:
+    """Whether the short answer of a "What/Which ...?" turn names a thing in lower case ("firn", "polonium",
+    "neonicotinoids"): a few words, no figure, not only function words."""
+    short = _lower_article((turn.short_answer or "").strip(" .,;:"))
+    found = re.findall(r"[\w'’-]+", short)
+    return (bool(_WHAT_WHICH.match(turn.question)) and 0 < len(found) <= 4 and not any(c.isdigit() for c in short)
+            and short[:1].islower() and any(w.lower() not in _STOPWORDS for w in found))
+
+
 def _person(entity: str, kinds: NameKinds | None = None) -> bool:
+    if not entity[:1].isupper():
+        return False  # a thing the answer names in lower case
     said = kinds.is_person(entity) if kinds is not None else None
     if said is not None:
         return said
@@ -386,6 +407,8 @@ def _referent(word: str, turns: list[Turn], kinds: NameKinds | None = None, ques
 def _referent_in(word: str, last: Turn, kinds: NameKinds | None, question: str | None = None) -> str | None:
     asked, said = _entities(last.question), _entities(last.answer)
     short = list(dict.fromkeys(_whole(e, said) for e in _entities(last.short_answer)))
+    if not short and _thing_answer(last):  # "What is such snow called?" -> "firn": "How dense is it?"
+        short = [_lower_article(last.short_answer.strip(" .,;:"))]
     # "Who replaced X?" asks for a person, whose name the answer gives; "Whom did X ...?" keeps X as the subject,
     # and "Who is X?" asks about X.
     asked_who = re.match(r"\s*who\b(?!\s+(?:is|was|are|were)\b)", last.question, re.IGNORECASE) is not None
@@ -468,6 +491,45 @@ def _resolve_pronoun(question: str, pronoun: re.Match, turns: list[Turn], kinds:
     return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
 
 
+_WORD_AT = re.compile(r"[\w'’-]+")
+_PHRASE_ENDS = {"in", "on", "at", "for", "to", "from", "by", "with", "and", "or", "but", "if", "when", "after",
+                "before", "than", "while", "because", "since", "until"}
+
+
+def _about_instead(previous: str, new: str) -> str:
+    """The previous question about ``new`` instead ("What about X?"): X put in place of the phrase of the
+    question it parallels. A noun phrase replaces the phrase with the same head ("the Greenland ice sheet" for
+    "the Antarctic ice sheet"), or the phrase that opens with the same word ("patients given a placebo" for
+    "patients taking velacorin"); a name replaces the name most like it; else X is added in brackets."""
+    words = list(_WORD_AT.finditer(previous))
+    said = [w.group(0).lower() for w in words]
+    new_words = [w.lower() for w in _WORD_AT.findall(new)]
+    if len(new_words) >= 2 and words and (new[:1].islower() or new_words[0] in _STOPWORDS):  # a noun phrase
+        if new_words[-1] in said:  # same head noun
+            head = said.index(new_words[-1])
+            start = next((i for i in range(head - 1, max(head - 6, -1), -1) if said[i] == new_words[0]), None)
+            if start is None:  # the modifiers before the head, back to a determiner or a phrase boundary
+                start = head
+                while start > 0 and said[start - 1] not in _PHRASE_ENDS and said[start - 1] not in _WH \
+                        and head - start < len(new_words) - 1:
+                    start -= 1
+            return previous[: words[start].start()] + new + previous[words[head].end():]
+        first = new_words[0]
+        if first not in _STOPWORDS and first in said:  # same opening word: up to the end of its phrase
+            start = said.index(first)
+            end = start
+            while end + 1 < len(said) and said[end + 1] not in _PHRASE_ENDS and end - start < len(new_words) + 1:
+                end += 1
+            return previous[: words[start].start()] + new + previous[words[end].end():]
+    asked = [e for e in _entities(previous) if e in previous]
+    if asked and (new[:1].isupper() or not any(w[:1].isupper() for w in asked)):
+        # a name for a name: the one most like X in length
+        size = len(new.replace("-", " ").split())
+        old = min(asked, key=lambda e: (abs(len(e.replace("-", " ").split()) - size), -len(e)))
+        return previous.replace(old, new, 1)
+    return f"{previous.rstrip(' ?.!')} ({new})?"
+
+
 def carry_entities(question: str, turns: list[Turn], kinds: NameKinds | None = None) -> str | None:
     """Rewrite a follow-up with the entities of the previous turn (see the module's docstring); ``kinds``
     tells people's names from others' by how the corpus writes them."""
@@ -479,12 +541,7 @@ def carry_entities(question: str, turns: list[Turn], kinds: NameKinds | None = N
             new = _resolve_pronoun(new, pronoun, turns, kinds)
             if new is None:
                 return None
-        asked = [e for e in _entities(last.question) if e in last.question]
-        if asked:  # the previous question, about X instead of its entity most like X (a name for a name)
-            size = len(new.replace("-", " ").split())
-            old = min(asked, key=lambda e: (abs(len(e.replace("-", " ").split()) - size), -len(e)))
-            return last.question.replace(old, new, 1)
-        return f"{last.question.rstrip(' ?.!')} ({new})?"
+        return _about_instead(last.question, new)
     wh_only = _WH_ONLY.match(question)
     if wh_only:
         again = _ask_again(wh_only.group("wh").lower(), last)
