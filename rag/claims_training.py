@@ -30,12 +30,12 @@ import numpy as np
 
 from rag.answer.scorer import Logistic
 from rag.answer.training import document_weights
-from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, ClaimFeaturizer, candidate_groups
+from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, ClaimFeaturizer, candidate_groups, overruled
 from rag.claims_model import NLI_VERDICT_FEATURES, VERDICT_FEATURES, ClaimModel, verdict_row
 from rag.errors import RagError
 from rag.eval.claims import GoldClaim, claim_metrics, evidence_spans, load_claims, overlaps
 from rag.settings import PROJECT_ROOT
-from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED
+from rag.verify import PARTIAL, SUPPORTED, UNSUPPORTED, judge
 
 DEFAULT_OUT = PROJECT_ROOT / "rag" / "data" / "claims.json"
 DEFAULT_REPORT = PROJECT_ROOT / "docs" / "claims-lodo.json"
@@ -271,6 +271,15 @@ def evidence_support(model: ClaimModel, example: ClaimExample, entailments: Enta
     return model.support_probability(row, probability, entailments(example, example.evidence) if entailments else None)
 
 
+def _rules_on(example: ClaimExample, group: list) -> str:
+    """The rules' verdict on the claim against one of its candidate passages (the document given, as
+    rag.claims.check_claim gives it)."""
+    embedder = example.featurizer.embedder
+    similarity = lambda a, b: float(embedder.encode_query(a) @ embedder.encode_query(b))  # noqa: E731
+    return judge(example.claim.claim, " ".join(s.text for s in group), similarity,
+                 example.featurizer.index.documents[group[0].source].text).verdict
+
+
 def leave_one_document_out(examples: list[ClaimExample], log=print, entailments: Entailments | None = None
                            ) -> list[dict]:
     documents = list(dict.fromkeys(e.document for e in examples))
@@ -280,7 +289,10 @@ def leave_one_document_out(examples: list[ClaimExample], log=print, entailments:
         for e in (e for e in examples if e.document == d):
             row, probability, group = choose(e, model.passage)
             entailment = entailments(e, group) if entailments else None
-            results.append({**_result(e, model.verdict(row, probability, entailment), group),
+            verdict = model.verdict(row, probability, entailment)
+            if verdict == SUPPORTED and overruled(verdict, _rules_on(e, group)):
+                verdict = PARTIAL  # as rag.claims.check_claim does
+            results.append({**_result(e, verdict, group),
                             "evidence_support": evidence_support(model, e, entailments),
                             "evidence_rule_verdict": e.evidence_rule_verdict, "min_support": model.min_support})
         log(f"  held out {d}")

@@ -386,8 +386,9 @@ class Pipeline:
     def similarity(self, a: str, b: str) -> float:
         return float(self.embedder.encode_query(a) @ self.embedder.encode_query(b))
 
-    def judge(self, claim: str, evidence: str) -> Verdict:
-        return judge(claim, evidence, self.similarity)
+    def judge(self, claim: str, evidence: str, document: str | None = None) -> Verdict:
+        """The rules' verdict on ``evidence`` for ``claim`` (``document``: the text the evidence comes from)."""
+        return judge(claim, evidence, self.similarity, document)
 
     def short_answer(self, question: str, texts: list[str]) -> str | None:
         """The name, date, figure, cause or quote inside the cited sentences that answers the question."""

@@ -14,11 +14,12 @@ decides ``rag check`` and LLM answers' sentence verdicts), and everything with R
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.text import FUNCTION_CAPS, STOPWORDS, content_terms, normalize, words
+from rag.text import FUNCTION_CAPS, STOPWORDS, content_terms, normalize
 
 SUPPORTED, PARTIAL, UNSUPPORTED = "supported", "partial", "unsupported"
 _RANK = {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}
@@ -26,17 +27,28 @@ _RANK = {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}
 _MARKER = re.compile(r"\s*\[\d+\]")
 _EMPHASIS = re.compile(r"\*\*|__")
 _QUOTE = re.compile(r"[\"“”]([^\"“”]{3,}?)[\"“”]|(?<![A-Za-z])[‘']([^‘’']{8,}?)[’'](?![A-Za-z])")
-_NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?(?:\s*(?:billion|million|thousand|bn|m)\b)?", re.IGNORECASE)
 _NEGATION = {"not", "no", "never", "none", "nothing", "neither", "nor", "without", "didn't", "doesn't", "don't",
              "isn't", "wasn't", "weren't", "haven't", "hasn't", "hadn't", "won't", "wouldn't", "couldn't", "cannot",
              "can't", "unable", "declined", "refused", "yet"}
-_NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
-    "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100,
-    "thousand": 1000, "dozen": 12, "dozens": 12, "hundreds": 100, "thousands": 1000, "million": 1e6,
-}
-_SCALE = {"billion": 1e9, "bn": 1e9, "million": 1e6, "m": 1e6, "thousand": 1e3}
+# Figures written with digits: thousands grouped by commas or by (thin, no-break) spaces ("150 000"), a
+# decimal part, and a scale word after it ("1.5 million") or a suffix on it ("$5m", "1.2bn"; "k" only after a
+# currency sign). A spaced "m" is metres, not millions.
+_DIGIT_FIGURE = re.compile(
+    r"(?P<currency>[$£€])?"
+    r"(?P<whole>\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?![\d,])|\d[\d,]*)(?P<decimal>\.\d+)?"
+    r"(?:(?P<suffix>bn|m|k)\b|\s*(?P<scale>trillion|billion|million|thousand)\b)?",
+    re.IGNORECASE,
+)
+_SCALE = {"trillion": 1e12, "billion": 1e9, "bn": 1e9, "million": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3}
+_UNITS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+          "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+          "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+          "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_WORD_SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+# Plurals that give an order of magnitude, not a figure ("hundreds of homes"): each stands alone.
+_VAGUE = {"dozens": 12, "hundreds": 100, "thousands": 1e3, "millions": 1e6, "billions": 1e9}
+_NUMBER_WORDS = {**_UNITS, "hundred": 100, "dozen": 12, **_WORD_SCALES, **_VAGUE}
+_LETTERS = re.compile(r"[a-z]+")
 
 
 def clean_answer_sentence(sentence: str) -> str:
@@ -53,43 +65,76 @@ def quotes(text: str, min_words: int = 2) -> list[str]:
 
 
 def numbers(text: str) -> list[tuple[str, float]]:
-    """(surface, value) for digit figures and number words; "two-dozen" counts as 24."""
-    out: list[tuple[str, float]] = []
-    for m in _NUMBER.finditer(text):
-        surface = m.group(0).strip().rstrip(",.")
-        digits = re.sub(r"[^\d.]", "", surface.split()[0] if " " in surface else surface)
-        try:
-            value = float(digits.rstrip("."))
-        except ValueError:
+    """(surface, value) of every figure in ``text``, in order: digits ("150,000", "150 000", "$3 billion",
+    "1.5m") and number words ("two-dozen" 24, "three hundred thousand" 300,000, "a million"); a lone "one" is
+    left out (mostly a pronoun: "one of the…")."""
+    found: list[tuple[int, str, float]] = []
+    taken: list[tuple[int, int]] = []
+    for m in _DIGIT_FIGURE.finditer(text):
+        whole = re.sub(r"[^\d]", "", m.group("whole"))
+        if not whole:
             continue
-        unit = re.search(r"(billion|million|thousand|bn|m)\b", surface, re.IGNORECASE)
-        if unit:
-            value *= _SCALE[unit.group(1).lower()]
-        out.append((surface, value))
-    tokens = words(text)
+        value = float(whole + (m.group("decimal") or ""))
+        unit = m.group("scale") or m.group("suffix")
+        if unit and (unit.lower() != "k" or m.group("currency")):
+            value *= _SCALE[unit.lower()]
+            end = m.end()
+        else:
+            end = m.end("decimal") if m.group("decimal") else m.end("whole")
+        surface = text[m.start():end].rstrip(",.")
+        found.append((m.start(), surface, value))
+        taken.append((m.start(), end))
+    lowered = text.lower()
+    tokens = [t for t in _LETTERS.finditer(lowered)
+              if (t.group(0) in _NUMBER_WORDS or t.group(0) == "and") and not any(a <= t.start() < b for a, b in taken)]
+
+    def adjacent(left: re.Match, right: re.Match) -> bool:
+        return not lowered[left.end():right.start()].strip(" -\u00a0")
+
     i = 0
     while i < len(tokens):
-        t = tokens[i]
-        if t in _NUMBER_WORDS and t not in ("one",):
-            value, surface = _NUMBER_WORDS[t], [t]
-            if "-" in t:
-                i += 1
+        if tokens[i].group(0) == "and":
+            i += 1
+            continue
+        run = [tokens[i]]
+        while i + 1 < len(tokens) and run[-1].group(0) not in _VAGUE:
+            nxt = tokens[i + 1]
+            if nxt.group(0) == "and":  # "one hundred and five"
+                after = tokens[i + 2] if i + 2 < len(tokens) else None
+                if (after is None or after.group(0) not in _UNITS or run[-1].group(0) not in ("hundred", *_WORD_SCALES)
+                        or not adjacent(run[-1], nxt) or not adjacent(nxt, after)):
+                    break
+                run.append(after)
+                i += 2
                 continue
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-            if nxt in ("dozen", "hundred", "thousand", "million"):
-                value *= _NUMBER_WORDS[nxt]
-                surface.append(nxt)
-                i += 1
-            out.append((" ".join(surface), float(value)))
-        elif "-" in t and all(p in _NUMBER_WORDS for p in t.split("-")):
-            a, b = t.split("-", 1)
-            value = _NUMBER_WORDS[a] * _NUMBER_WORDS[b] if b in ("dozen", "hundred", "thousand") else _NUMBER_WORDS[a] + _NUMBER_WORDS[b]
-            out.append((t, float(value)))
-            i += 1  # skip the split parts that words() appends
-            while i + 1 < len(tokens) and tokens[i + 1] in t.split("-"):
-                i += 1
+            if nxt.group(0) in _VAGUE or not adjacent(run[-1], nxt):
+                break
+            run.append(nxt)
+            i += 1
         i += 1
-    return out
+        names = [t.group(0) for t in run]
+        if names == ["one"]:
+            continue
+        found.append((run[0].start(), text[run[0].start():run[-1].end()], _word_value(names)))
+    return [(surface, value) for _, surface, value in sorted(found, key=lambda f: f[0])]
+
+
+def _word_value(names: list[str]) -> float:
+    """The value of a run of number words: "three hundred thousand" 300,000, "two-dozen" 24."""
+    if len(names) == 1 and names[0] in _VAGUE:
+        return float(_VAGUE[names[0]])
+    total = current = 0.0
+    for name in names:
+        if name in _UNITS:
+            current += _UNITS[name]
+        elif name == "hundred":
+            current = (current or 1) * 100
+        elif name == "dozen":
+            current = (current or 1) * 12
+        else:
+            total += (current or 1) * _WORD_SCALES[name]
+            current = 0.0
+    return float(total + current)
 
 
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*[A-Za-z0-9]")
@@ -103,6 +148,36 @@ def names(text: str) -> set[str]:
             continue
         found.add(token.lower())
     return found
+
+
+_FULL_NAME = re.compile(r"[A-Z][\w'’.-]*[A-Za-z0-9](?:\s+(?:al-|de |van |von )?[A-Z][\w'’.-]*[A-Za-z0-9])*")
+
+
+def full_name_runs(text: str) -> list[list[str]]:
+    """The lower-cased words of every run of two or more capitalised words ("Qassem Soleimani")."""
+    runs = ([t.lower().rstrip(".").removesuffix("'s").removesuffix("’s") for t in m.group(0).split()]
+            for m in _FULL_NAME.finditer(normalize(text)))
+    return [run for run in runs if len(run) > 1]
+
+
+def unresolved_names(missing: list[str], runs: list[list[str]], passage: str, document: str) -> list[str]:
+    """The claim's names absent from the passage that are not the rest of a full name whose other part the
+    passage holds, as the document writes it: "Gareth Stansfield said ..." against a passage that says "said
+    Stansfield" when the document introduced him as Gareth Stansfield (``passage`` and ``document`` normalised
+    and lower-cased)."""
+    resolved: set[str] = set()
+    for run in runs:
+        # The passage holds the name's last word, as a later mention of a person does. Not its first words:
+        # "the Great Barrier Reef" does not make "Great Barrier Reef Marine Park Authority" (a body a claim
+        # gave words it never said) the passage's.
+        if run[-1] not in missing and run[-1] in passage and " ".join(run) in document:
+            resolved.update(run[:-1])
+    return [n for n in missing if n not in resolved]
+
+
+@functools.lru_cache(maxsize=8)
+def _lowered(document: str) -> str:
+    return normalize(document).lower()  # once per document: a claim is judged against ~60 of its passages
 
 
 def _has_negation(text: str) -> bool:
@@ -121,8 +196,11 @@ class Verdict:
     score: float  # 0..1 support strength, for ranking candidate spans
 
 
-def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | None = None) -> Verdict:
-    """How well ``evidence`` (one span or several concatenated) supports ``claim``."""
+def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | None = None,
+          document: str | None = None) -> Verdict:
+    """How well ``evidence`` (one span or several concatenated) supports ``claim``. With the text of the document
+    the evidence comes from, a name the evidence gives in part ("said Soleimani") and the document in full ("Qassem
+    Soleimani") is not missing."""
     claim = clean_answer_sentence(claim)
     n_claim, n_evidence = normalize(claim).lower(), normalize(evidence).lower()
     squash = lambda s: re.sub(r"\W+", " ", s).strip()  # noqa: E731
@@ -134,8 +212,15 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
             return Verdict(SUPPORTED, f"quote found verbatim{attributed}", 1.0)
         return Verdict(SUPPORTED, "verbatim in the cited passage", 1.0)
 
+    missing_names = sorted(n for n in names(claim) if n not in n_evidence and n.split("-")[-1] not in n_evidence)
+    if missing_names and document:
+        resolved = set(missing_names)
+        missing_names = unresolved_names(missing_names, full_name_runs(claim), n_evidence, _lowered(document))
+        resolved -= set(missing_names)
+    else:
+        resolved = set()
     claim_terms = [t for t in content_terms(claim) if t not in STOPWORDS]
-    evidence_terms = set(content_terms(evidence))
+    evidence_terms = set(content_terms(evidence)) | {t for n in resolved for t in content_terms(n)}
     coverage = sum(t in evidence_terms for t in claim_terms) / len(claim_terms) if claim_terms else 0.0
     semantic = similarity(claim, evidence) if similarity is not None else coverage
     score = 0.5 * coverage + 0.5 * max(semantic, 0.0)  # relevance, also used to rank refuting passages
@@ -152,7 +237,6 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
                 return Verdict(UNSUPPORTED, f"figure {surface} in the claim, {nearest} in the article", score * 0.5)
             return Verdict(UNSUPPORTED, f"figure {surface} not in the cited passage", score * 0.4)
 
-    missing_names = sorted(n for n in names(claim) if n not in n_evidence and n.split("-")[-1] not in n_evidence)
     negation_differs = _has_negation(claim) != _has_negation(evidence)
     quoted = quotes(claim)
 
@@ -164,7 +248,10 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
         outside = evidence
         for q in quotes(evidence):
             outside = outside.replace(q, " ")
-        speakers = [_display(n, evidence) for n in sorted(names(outside) - names(claim) - {"reuters"})]
+        # Whom a said/told pattern names, else every capitalised word outside the quotes (which mixes in places:
+        # "attributes it to Iran, Iraqi, Khazali").
+        speakers = [sp for sp in _speakers(evidence, quoted) if not names(sp) & names(claim)] or [
+            _display(n, evidence) for n in sorted(names(outside) - names(claim) - {"reuters"})]
         claimed = ", ".join(_display(n, claim) for n in missing_names[:3])
         if speakers:
             return Verdict(UNSUPPORTED, f"quote found, but the article attributes it to {', '.join(speakers[:3])}, "

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, _unresolved, difference
+from rag.claims import FEATURE_SIGNS, PASSAGE_FEATURES, difference
 from rag.claims_model import DEFAULT_MODEL, NLI_MODEL, VERDICT_FEATURES, ClaimModel, load_model, parse_model
 from rag.claims_training import claim_files
 from rag.errors import InputFileError, ModelError
 from rag.eval.claims import claim_metrics, document_beside, load_claims
 from rag.model_files import BUNDLED_SHA256
 from rag.settings import PROJECT_ROOT
+from rag.verify import judge, unresolved_names
 
 # ---------------------------------------------------------------------------------------------- reasons
 
@@ -34,6 +35,11 @@ from rag.settings import PROJECT_ROOT
      '"praising"'),
     ("The council did approve the budget.", "The council did not approve the budget on Monday.",
      'the passage says "not", which the claim leaves out'),
+    # figures whole (was '"150" where the claim says "200"' and '"2" where the claim says "1"')
+    ("The PMF is a 200,000-strong umbrella organization.", "The PMF is a 150,000-strong umbrella organization.",
+     'the passage says "150,000-strong" where the claim says "200,000-strong"'),
+    ("The fund paid out $1.5 million last year.", "The fund paid out $2.5 million last year.",
+     'the passage says "2.5" where the claim says "1.5"'),
 ])
 def test_difference_names_where_a_near_copy_departs_from_its_passage(claim, passage, expected):
     assert difference(claim, passage) == expected
@@ -53,9 +59,26 @@ def test_difference_is_silent_for_exact_copies_and_for_claims_that_are_not_copie
 def test_a_surname_in_the_passage_resolves_the_full_name_the_document_gave():
     document = "gareth stansfield, a professor at exeter, said so. later: \"it is over,\" said stansfield."
     passage = "\"it is over,\" said stansfield."
-    assert _unresolved(["gareth"], [["gareth", "stansfield"]], passage, document) == []
+    assert unresolved_names(["gareth"], [["gareth", "stansfield"]], passage, document) == []
     # Not when the document never wrote that full name.
-    assert _unresolved(["john"], [["john", "stansfield"]], passage, document) == ["john"]
+    assert unresolved_names(["john"], [["john", "stansfield"]], passage, document) == ["john"]
+    # Nor when the passage holds only the first words of a longer name: "the reef" is not the reef's authority.
+    body = ["great", "barrier", "reef", "marine", "park", "authority"]
+    assert unresolved_names(["marine", "park", "authority"], [body], "the great barrier reef lost coral",
+                            "the great barrier reef marine park authority said so") == ["marine", "park", "authority"]
+
+
+def test_the_rules_resolve_a_full_name_from_the_document_and_name_speakers_by_said():
+    document = ("Qassem Soleimani led the Quds Force. Soleimani's replacement, Esmail Ghaani, lacks the same "
+                "stature. In Baghdad, Iraqi officials met. \"The factions are split,\" said Stansfield.")
+    passage = "Soleimani's replacement, Esmail Ghaani, lacks the same stature."
+    claim = "Esmail Ghaani lacks the stature of Qassem Soleimani."
+    assert "Qassem" in judge(claim, passage).reason  # without the document: the first name is missing
+    assert judge(claim, passage, document=document).verdict == "supported"
+    # a quote given to the wrong person: the speaker is whom "said" names, not every capitalised word
+    quoted = judge('Khazali said "The factions are split"', 'In Baghdad, Iraqi officials met. "The factions are '
+                   'split," said Stansfield.')
+    assert quoted.reason == 'quote found, but the article attributes it to Stansfield, not Khazali'
 
 
 # ---------------------------------------------------------------------------------------------- the model file
@@ -196,6 +219,8 @@ def test_claim_metrics_count_false_support_and_recall():
      "unsupported", '"condemning" where the claim says "praising"'),
     ("The Popular Mobilization Forces is a 150,000-strong paramilitary organization", "supported", ""),
     ("The capital of Australia is Canberra.", "unsupported", "australia"),
+    # the app's example claim: "Qassem" is the rest of the name the passage gives as "Soleimani" (was UNSUPPORTED)
+    ("Esmail Ghaani lacks the stature and authority of Qassem Soleimani.", "supported", "100%"),
 ])
 def test_the_learned_checker_on_the_bundled_article(pipeline, claim, verdict, reason_part):
     result = pipeline.check(claim)
@@ -203,6 +228,24 @@ def test_the_learned_checker_on_the_bundled_article(pipeline, claim, verdict, re
     assert reason_part in result.reason.lower()
     for p in result.passages:
         assert p.text == pipeline.index.documents[p.source].text[p.start : p.end]
+
+
+def test_a_supported_verdict_the_rules_find_unsupported_on_its_passage_is_partial(pipeline):
+    from rag.claims import check_claim, overruled
+    from rag.verify import Verdict
+
+    assert overruled("supported", "unsupported") and not overruled("supported", "partial")
+    assert not overruled("unsupported", "unsupported")
+    claim = "The Popular Mobilization Forces is a 150,000-strong paramilitary organization"
+    index = pipeline.index
+    candidates = pipeline.claim_candidates(claim)
+    model, featurizer = pipeline.claim_model(), pipeline.claim_featurizer(index)
+    assert check_claim(claim, index, candidates, pipeline.judge, model, featurizer).verdict == "supported"
+    # The same claim, with rules that find a disqualifier on the chosen passage: PARTIAL, and the reason says both.
+    contradicting = lambda c, p, d=None: Verdict("unsupported", "figure 150,000 in the claim, 200,000 in it", 0.1)  # noqa: E731
+    result = check_claim(claim, index, candidates, contradicting, model, featurizer)
+    assert result.verdict == "partial"
+    assert result.reason.startswith("judged to state it as a whole") and "figure 150,000" in result.reason
 
 
 def test_the_rules_alone_can_still_be_chosen(pipeline):

@@ -86,3 +86,25 @@ def test_a_quote_given_to_the_wrong_speaker_is_shown_where_the_article_has_it(pi
     # a quote the article does not hold at all keeps its plain reason
     made_up = pipeline.check('Fahs said "nothing changed after Nasrallah was killed"')
     assert made_up.reason == 'quote "nothing changed after Nasrallah was killed" not found verbatim in the cited passage'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("for $61 million.", [("$61 million", 61e6)]),  # the scale word is not a second figure of 1,000,000
+        ("a force of 150 000 men", [("150 000", 150000.0)]),  # spaces group thousands
+        ("12\u202f500 troops", [("12\u202f500", 12500.0)]),
+        ("a wall 5 m tall", [("5", 5.0)]),  # a spaced "m" is metres
+        ("a $5m deal and 1.2bn users", [("$5m", 5e6), ("1.2bn", 1.2e9)]),
+        ("$50k, not 50k", [("$50k", 5e4), ("50", 50.0)]),  # "k" is thousands only after a currency sign
+        ("three hundred thousand people", [("three hundred thousand", 3e5)]),
+        ("one hundred and five men", [("one hundred and five", 105.0)]),
+        ("a million voters", [("million", 1e6)]),
+        ("one of the sixty-five", [("sixty-five", 65.0)]),  # a lone "one" is a pronoun
+        ("hundreds of thousands", [("hundreds", 100.0), ("thousands", 1e3)]),
+        ("ten, twenty and thirty", [("ten", 10.0), ("twenty", 20.0), ("thirty", 30.0)]),
+        ("In 2019 100 people, often", [("2019", 2019.0), ("100", 100.0)]),
+    ],
+)
+def test_numbers_reads_figures_as_written(text, expected):
+    assert numbers(text) == expected
