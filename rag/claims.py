@@ -212,8 +212,6 @@ class ClaimFeaturizer:
         return rows
 
 
-
-
 def _piece_weights(piece_words: tuple[str, ...], idf: Callable[[str], float]) -> tuple[np.ndarray, list[int]]:
     """Per piece: its word's idf (0 for words that are not content terms) shared among the word's pieces, summing
     to 1; and per piece the index of its word (consecutive pieces of one word share it)."""
