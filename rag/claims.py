@@ -60,6 +60,7 @@ FEATURE_SIGNS = {
     "names_missing_share": -1, "negation_differs": -1, "quote_missing": -1, "speaker_other": -1,
 }
 PASSAGE_FEATURES = tuple(f for f in FEATURE_SIGNS if f not in ("passage_probability", "entailment"))
+_COLUMN = {name: i for i, name in enumerate(PASSAGE_FEATURES)}  # a feature's column in a features_many row
 _SQUASH = re.compile(r"\W+")
 
 
@@ -296,8 +297,7 @@ def check_claim(claim: str, index: Index, candidates: set[int], judge: Callable[
         document = index.documents[groups[best][0].source].text
         judged = judge(claim, passage, document)
         if overruled(verdict, judged.verdict):
-            col = {name: i for i, name in enumerate(PASSAGE_FEATURES)}
-            reason = (f"judged to state it as a whole (meaning match {matrix[best][col['tokens']]:.2f}), but the "
+            reason = (f"judged to state it as a whole (meaning match {matrix[best][_COLUMN['tokens']]:.2f}), but the "
                       f"word-level check says: {judged.reason}")
             verdict = PARTIAL
         else:
@@ -377,7 +377,7 @@ def _reason(verdict: str, judged: Verdict, row: np.ndarray, claim: str, passage:
     negation) when it points the same way as the verdict; else the words where a near copy of the passage
     differs from it; else what the match says. (An NLI model's score is left out: the one measured puts clear
     entailments near P 0.5, which a reader would take for doubt.)"""
-    col = {name: i for i, name in enumerate(PASSAGE_FEATURES)}
+    col = _COLUMN
     if verdict == SUPPORTED:
         if judged.verdict == SUPPORTED:
             return judged.reason

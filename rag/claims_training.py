@@ -290,8 +290,9 @@ def leave_one_document_out(examples: list[ClaimExample], log=print, entailments:
             row, probability, group = choose(e, model.passage)
             entailment = entailments(e, group) if entailments else None
             verdict = model.verdict(row, probability, entailment)
+            # as rag.claims.check_claim does; the rules (an encoding per call) only run when they could overrule
             if verdict == SUPPORTED and overruled(verdict, _rules_on(e, group)):
-                verdict = PARTIAL  # as rag.claims.check_claim does
+                verdict = PARTIAL
             results.append({**_result(e, verdict, group),
                             "evidence_support": evidence_support(model, e, entailments),
                             "evidence_rule_verdict": e.evidence_rule_verdict, "min_support": model.min_support})

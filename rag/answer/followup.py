@@ -67,6 +67,7 @@ _NOT_PERSON = set(word_list("organisation_words.txt"))
 _PLACE_WORDS = set(word_list("place_words.txt"))  # never a person's name, not an organisation's either
 _NEVER_PERSON = _NOT_PERSON | _PLACE_WORDS
 _MARKERS = re.compile(r"\s*\[\d+\]")
+_WORD_AT = re.compile(r"[\w'’-]+")
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def needs_context(question: str) -> bool:
         return False
     if _and_question(question):
         return True
-    return len(re.findall(r"[\w'’-]+", question)) <= _SHORT_WORDS or bool(_POINTS_BACK.search(question))
+    return len(_WORD_AT.findall(question)) <= _SHORT_WORDS or bool(_POINTS_BACK.search(question))
 
 
 def condense(question: str, turns: list[Turn], backend: AnswerBackend | None = None,
@@ -364,13 +365,14 @@ def _lower_article(phrase: str) -> str:
     return phrase[0].lower() + phrase[1:] if match else phrase
 
 
-def _thing_answer(turn: Turn) -> bool:
-    """Whether the short answer of a "What/Which ...?" turn names a thing in lower case ("firn", "polonium",
-    "neonicotinoids"): a few words, no figure, not only function words."""
+def _thing_answer(turn: Turn) -> str | None:
+    """The short answer of a "What/Which ...?" turn when it names a thing in lower case ("firn", "polonium",
+    "the crown-of-thorns starfish"): a few words, no figure, not only function words; else None."""
     short = _lower_article((turn.short_answer or "").strip(" .,;:"))
-    found = re.findall(r"[\w'’-]+", short)
-    return (bool(_WHAT_WHICH.match(turn.question)) and 0 < len(found) <= 4 and not any(c.isdigit() for c in short)
-            and short[:1].islower() and any(w.lower() not in _STOPWORDS for w in found))
+    found = _WORD_AT.findall(short)
+    thing = (bool(_WHAT_WHICH.match(turn.question)) and 0 < len(found) <= 4 and not any(c.isdigit() for c in short)
+             and short[:1].islower() and any(w.lower() not in _STOPWORDS for w in found))
+    return short if thing else None
 
 
 def _person(entity: str, kinds: NameKinds | None = None) -> bool:
@@ -407,8 +409,9 @@ def _referent(word: str, turns: list[Turn], kinds: NameKinds | None = None, ques
 def _referent_in(word: str, last: Turn, kinds: NameKinds | None, question: str | None = None) -> str | None:
     asked, said = _entities(last.question), _entities(last.answer)
     short = list(dict.fromkeys(_whole(e, said) for e in _entities(last.short_answer)))
-    if not short and _thing_answer(last):  # "What is such snow called?" -> "firn": "How dense is it?"
-        short = [_lower_article(last.short_answer.strip(" .,;:"))]
+    thing = None if short else _thing_answer(last)
+    if thing:  # "What is such snow called?" -> "firn": "How dense is it?"
+        short = [thing]
     # "Who replaced X?" asks for a person, whose name the answer gives; "Whom did X ...?" keeps X as the subject,
     # and "Who is X?" asks about X.
     asked_who = re.match(r"\s*who\b(?!\s+(?:is|was|are|were)\b)", last.question, re.IGNORECASE) is not None
@@ -491,7 +494,6 @@ def _resolve_pronoun(question: str, pronoun: re.Match, turns: list[Turn], kinds:
     return question[: pronoun.start()] + target + suffix + question[pronoun.end():]
 
 
-_WORD_AT = re.compile(r"[\w'’-]+")
 _PHRASE_ENDS = {"in", "on", "at", "for", "to", "from", "by", "with", "and", "or", "but", "if", "when", "after",
                 "before", "than", "while", "because", "since", "until"}
 
