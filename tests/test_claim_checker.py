@@ -159,7 +159,7 @@ def test_the_model_file_round_trips_and_malformed_files_are_refused(tmp_path):
 
 def test_claim_sets_are_valid_and_their_evidence_is_in_their_document():
     files = claim_files()
-    assert len(files) == 25
+    assert len(files) == 33
     labels = []
     for path in files:
         documents, claims = load_claims(path)
