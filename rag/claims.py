@@ -35,6 +35,7 @@ from rag.verify import (
     clean_answer_sentence,
     full_name_runs,
     names,
+    negation_flips,
     numbers,
     quotes,
     rank,
@@ -57,7 +58,7 @@ FEATURE_SIGNS = {
     "verbatim": 1, "coverage": 1, "coverage_idf": 1, "cosine": 1, "tokens": 1, "tokens_weakest": 1,
     "speaker_near": 1,
     "uncovered_idf_max": -1, "weak_share_50": -1, "weak_share_70": -1, "figure_missing": -1, "names_missing": -1,
-    "names_missing_share": -1, "negation_differs": -1, "quote_missing": -1, "speaker_other": -1,
+    "names_missing_share": -1, "negation_differs": -1, "negation_flip": -1, "quote_missing": -1, "speaker_other": -1,
 }
 PASSAGE_FEATURES = tuple(f for f in FEATURE_SIGNS if f not in ("passage_probability", "entailment"))
 _COLUMN = {name: i for i, name in enumerate(PASSAGE_FEATURES)}  # a feature's column in a features_many row
@@ -205,6 +206,7 @@ class ClaimFeaturizer:
                 "names_missing": min(len(missing), 3) / 3,
                 "names_missing_share": len(missing) / len(claim_names) if claim_names else 0.0,
                 "negation_differs": float(claim_negated != any(f.negated for f in facts)),
+                "negation_flip": float(bool(negation_flips(claim, text))),
                 "quote_missing": float(quote_missing),
                 "speaker_other": speaker_other,
                 "speaker_near": speaker_near,

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.text import FUNCTION_CAPS, STOPWORDS, content_terms, normalize
+from rag.text import FUNCTION_CAPS, STOPWORDS, content_terms, normalize, word_list
 
 SUPPORTED, PARTIAL, UNSUPPORTED = "supported", "partial", "unsupported"
 _RANK = {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}
@@ -27,9 +27,13 @@ _RANK = {SUPPORTED: 2, PARTIAL: 1, UNSUPPORTED: 0}
 _MARKER = re.compile(r"\s*\[\d+\]")
 _EMPHASIS = re.compile(r"\*\*|__")
 _QUOTE = re.compile(r"[\"“”]([^\"“”]{3,}?)[\"“”]|(?<![A-Za-z])[‘']([^‘’']{8,}?)[’'](?![A-Za-z])")
-_NEGATION = {"not", "no", "never", "none", "nothing", "neither", "nor", "without", "didn't", "doesn't", "don't",
-             "isn't", "wasn't", "weren't", "haven't", "hasn't", "hadn't", "won't", "wouldn't", "couldn't", "cannot",
-             "can't", "unable", "declined", "refused", "yet"}
+_NEGATION = frozenset(word_list("negations.txt"))
+# Where a negation's reach ends: the end of its clause (punctuation, a conjunction) or NEGATION_REACH words.
+_CLAUSE_END = frozenset({"but", "and", "or", "while", "whereas", "although", "though", "because", "however"})
+NEGATION_REACH = 6
+# "un-likely", "in-correctly": a word that is another word of the pair of texts with a negating prefix.
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "non")
+_MIN_PREFIXED_BASE = 5  # "unless"/"less", "inform"/"form" are not negations
 # Figures written with digits: thousands grouped by commas or by (thin, no-break) spaces ("150 000"), a
 # decimal part, and a scale word after it ("1.5 million") or a suffix on it ("$5m", "1.2bn"; "k" only after a
 # currency sign). A spaced "m" is metres, not millions.
@@ -182,7 +186,63 @@ def _lowered(document: str) -> str:
 
 def _has_negation(text: str) -> bool:
     lowered = normalize(text).lower()
-    return any(w in _NEGATION or w.endswith("n't") for w in re.findall(r"[a-z']+", lowered))
+    return any(_is_negation(w) for w in re.findall(r"[a-z']+", lowered))
+
+
+def _is_negation(word: str) -> bool:
+    return word in _NEGATION or word.endswith("n't")
+
+
+def _negated_stems(text: str) -> tuple[set[str], set[str]]:
+    """(stems of the first content word after each negation, stems of the content words no negation reaches)
+    in ``text``. A negation reaches the words after it up to the end of its clause, at most NEGATION_REACH of
+    them; the first content word is what it negates ("no one was injured": one; "were not party to it": party;
+    "not only" negates nothing). Only that word counts as negated: "did not win the final" and "lost the final"
+    do not disagree about "final"."""
+    negated, plain = set(), set()
+    seeking = 0  # words left in which to find the negated word
+    in_clause = False  # a negation's clause, after (or without) its negated word: neither negated nor plain
+    for token in re.findall(r"[a-z0-9'’]+|[^\sa-z0-9'’]", normalize(text).lower()):
+        if not token[0].isalnum() or token in _CLAUSE_END:
+            seeking, in_clause = 0, False
+        elif _is_negation(token):
+            seeking, in_clause = NEGATION_REACH, True
+        elif token == "only" and seeking == NEGATION_REACH:  # "not only ... but also"
+            seeking, in_clause = 0, False
+        elif seeking:
+            terms = content_terms(token)
+            negated.update(terms)
+            seeking = 0 if terms else seeking - 1
+        elif not in_clause:
+            plain.update(content_terms(token))
+    return negated, plain
+
+
+def negation_flips(claim: str, passage: str) -> list[tuple[str, str]]:
+    """Words the claim and the passage share that only one of them negates, each with the side that negates it
+    ("claim" or "passage"): "were party to it" against "were not party to it" gives ("party", "passage"), "one
+    of the keepers was injured" against "no one was injured" ("one", "passage"), and a word that is the other
+    text's word with a negating prefix counts too ("unlikely" against "likely"). A word both negate, or that
+    one text has negated and plain, does not count; nor does a paraphrase that negates with other words
+    ("failed to win" / "lost"). Unlike ``_has_negation`` on each side, a negation elsewhere in a long passage
+    does not fire it."""
+    claim_negated, claim_plain = _negated_stems(claim)
+    passage_negated, passage_plain = _negated_stems(passage)
+    flipped = {t: "claim" for t in claim_negated - claim_plain if t in passage_plain - passage_negated}
+    flipped |= {t: "passage" for t in passage_negated - passage_plain if t in claim_plain - claim_negated}
+    sides = {"claim": claim, "passage": passage}
+    found = [(_surface(stem_, sides[side]), side) for stem_, side in flipped.items()]
+    words_of = {side: set(re.findall(r"[a-z]+", normalize(text).lower())) for side, text in sides.items()}
+    for side, other in (("claim", "passage"), ("passage", "claim")):
+        found += [(w, side) for w in sorted(words_of[side]) for prefix in _NEGATING_PREFIXES
+                  if w.startswith(prefix) and len(w) - len(prefix) >= _MIN_PREFIXED_BASE
+                  and w[len(prefix):] in words_of[other]]
+    return sorted(set(found))
+
+
+def _surface(term: str, text: str) -> str:
+    """The first word of ``text`` whose stem is ``term`` (as written there, lower-cased)."""
+    return next((w for w in re.findall(r"[a-z0-9'’]+", normalize(text).lower()) if term in content_terms(w)), term)
 
 
 def _close(a: float, b: float) -> bool:
@@ -257,6 +317,10 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
             return Verdict(UNSUPPORTED, f"quote found, but the article attributes it to {', '.join(speakers[:3])}, "
                            f"not {claimed}", max(score, 0.9))
         return Verdict(PARTIAL, f"quote found; the cited passage does not name its speaker ({claimed})", 0.5)
+    flips = negation_flips(claim, evidence) if coverage >= 0.5 else []
+    if flips:
+        word, side = flips[0]
+        return Verdict(UNSUPPORTED, f'negation differs on "{word}": only the {side} negates it', score * 0.5)
     if missing_names:
         who = ", ".join(_display(n, claim) for n in missing_names[:3])
         verdict = PARTIAL if coverage >= 0.5 else UNSUPPORTED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.verify import judge, numbers, quotes
+from rag.verify import judge, negation_flips, numbers, quotes
 
 PMF = ("They also came to dominate the Popular Mobilization Forces, a 150,000-strong state paramilitary "
        "umbrella organization formed to fight Islamic State.")
@@ -108,3 +108,42 @@ def test_a_quote_given_to_the_wrong_speaker_is_shown_where_the_article_has_it(pi
 )
 def test_numbers_reads_figures_as_written(text, expected):
     assert numbers(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage", "expected"),
+    [
+        # the word right after a negation is what it negates, on either side
+        ("The upstream states were party to the agreement and recognise it.",
+         "The upstream states were not party to it and do not recognise it.",
+         [("party", "passage"), ("recognise", "passage")]),
+        ("One of the keepers was injured.", "No one was injured, and the panes were replaced.", [("one", "passage")]),
+        ("His client had never been promised he could leave.", "His client had been promised he could leave.",
+         [("promised", "claim")]),
+        ("Ghaani has the same stature as his predecessor.", "Ghaani lacks the same stature.", [("stature", "passage")]),
+        # a negating prefix on a word the other text has
+        ("The lines had been incorrectly calibrated.", "The lines had been correctly calibrated.",
+         [("incorrectly", "claim")]),
+        # no flip: both negate, a paraphrase negates with other words, "not only", a negation in another clause
+        ("The company declined to say how much it paid.", "The company did not say how much it paid.", []),
+        ("The team lost the final.", "The team did not win the final.", []),
+        ("Not only the mayor but also the council opposed it.", "The mayor opposed it.", []),
+        ("The council approved the plan.", "The mayor did not attend, but the council approved the plan.", []),
+        ("Most users will need the tool.", "Most users should not need it, but you will need the tool.", []),
+        ("He discovered the comet.", "The comet was covered in dust.", []),  # "dis" is no negating prefix here
+    ],
+)
+def test_negation_flips_name_the_word_only_one_side_negates(claim, passage, expected):
+    assert negation_flips(claim, passage) == expected
+
+
+def test_a_claim_that_drops_the_passages_negation_is_unsupported():
+    """A fact-checker's claim left out "neither" and was SUPPORTED ("negation differs" was only PARTIAL, and only
+    when one side had no negation anywhere)."""
+    passage = ("Two patients in the group died during the study, but an independent monitoring committee concluded "
+               "that neither death was related to the drug.")
+    verdict = judge("A monitoring committee concluded that both deaths were related to the drug.", passage)
+    assert verdict.verdict == "unsupported"
+    assert verdict.reason == 'negation differs on "death": only the passage negates it'
+    assert judge("A monitoring committee concluded that neither death was related to the drug.",
+                 passage).verdict == "supported"
