@@ -30,8 +30,9 @@ help:
 	@echo "make lint       ruff"
 	@echo "make bench      latency / throughput benchmarks (bench/run.py)"
 	@echo "make bench-pg   PostgreSQL store vs FAISS + BM25 at 10k / 100k real sentences (bench/pg_bench.py)"
-	@echo "make train      refit the extractive answerer and the claim checker (rag/answer/data/answerer.json,"
-	@echo "                rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json, docs/claims-lodo.json);"
+	@echo "make train      refit the extractive answerer, the span reader and the claim checker (rag/answer/data/"
+	@echo "                answerer.json, reader.json, rag/data/claims.json) and their LODO reports (docs/answerer-lodo.json,"
+	@echo "                docs/claims-lodo.json);"
 	@echo "                with RAG_NLI_MODEL set, also the claim checker read with it (rag/data/claims-nli.json)"
 	@echo "make train-mpnet  refit the answer and claim models for all-mpnet-base-v2 (*-78c0197b6159.json)"
 	@echo "make clean      remove built indexes and caches (keeps .venv); distclean also removes .venv"
@@ -89,6 +90,7 @@ bench-pg: $(STAMP)
 # Deterministic: the same question sets and documents give the same rag/answer/data/answerer.json.
 train: $(STAMP)
 	$(BIN)/python -m rag.answer.training
+	$(BIN)/python -m rag.answer.reader_training
 	$(BIN)/python -m rag.claims_training
 	@if [ -n "$$RAG_NLI_MODEL" ]; then \
 		$(BIN)/python -m rag.claims_training --nli "$$RAG_NLI_MODEL" \

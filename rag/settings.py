@@ -195,6 +195,15 @@ class Settings(BaseSettings):
             "MiniLM, with a warning that its confidence is not calibrated for another embedding model."
         ),
     )
+    reader: bool = Field(
+        False,
+        description=(
+            "Read the short answer with the span reader (the bundled MiniLM fine-tuned with low-rank adapters, "
+            "rag/answer/data/reader.json) instead of the span model: READER_GAIN. It costs one joint encoding of "
+            "the question with each answer sentence, READER_COST, over the 15 ms warm-ask budget: off by default. "
+            "Its first use exports it to ONNX (needs torch; a few seconds, once)."
+        ),
+    )
     claim_model: str | None = Field(
         None,
         description=(
@@ -269,7 +278,7 @@ class Settings(BaseSettings):
         ),
         "answer": ("top_k", "rrf_k", "backend", "llm_timeout", "llm_first_token_timeout", "llm_idle_timeout",
                    "llm_sentences", "llm_unsupported", "llm_verifier", "llm_answer_check", "llm_min_check", "llm_temperature",
-                   "max_question_chars", "min_confidence", "answer_model", "claim_model", "nli_model",
+                   "max_question_chars", "min_confidence", "answer_model", "reader", "claim_model", "nli_model",
                    "nli_entailment_label", "blas_threads"),
         "server": ("host", "port", "ui_port", "auth", "login_max_failures", "login_lockout", "max_concurrency", "max_uploads",
                    "max_queue", "server_backends"),

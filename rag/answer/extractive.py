@@ -27,6 +27,7 @@ import numpy as np
 from rag.answer.base import NO_ANSWER, AnswerBackend, AnswerNote, AnswerRequest
 from rag.answer.features import Candidates, Featurizer
 from rag.answer.question import short_answer
+from rag.answer.reader import choose_span
 from rag.answer.scorer import AnswerModel, load_model, shipped_model_name, warn_if_fitted_on_another_embedder
 from rag.answer.span import best_span
 
@@ -69,6 +70,11 @@ class ExtractiveBackend(AnswerBackend):
         configured = getattr(settings, "min_confidence", None)
         self.min_confidence = self.model.min_confidence if configured is None else float(configured)
         self.featurizer = Featurizer(index, embedder)
+        self.reader = None
+        if getattr(settings, "reader", False):
+            from rag.answer.reader import load_reader
+
+            self.reader = load_reader(settings.model_cache_dir)
 
     def decide(self, request: AnswerRequest) -> Decision | None:
         if not request.passages:
@@ -99,6 +105,8 @@ class ExtractiveBackend(AnswerBackend):
     def short_answer(self, decision: Decision) -> str | None:
         ranked = sorted(decision.chosen, key=lambda i: -decision.probabilities[i])
         texts = [decision.candidates.sentences[i].text for i in ranked]
+        if self.reader is not None:
+            return choose_span(self.reader.read(decision.candidates.info.text, texts[:2])) or None
         if self.model.span is not None:
             return best_span(decision.candidates.info, texts, self.model.span, self.featurizer.word_vectors)
         return short_answer(decision.candidates.info, texts)
