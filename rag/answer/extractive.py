@@ -10,6 +10,8 @@ says how likely the answer is to be right (``AnswerNote.confidence``):
    that sentence resolves, and a second candidate when it is nearly as probable (two-part answers);
 4. the confidence model turns the answer's evidence (top probability, margin, name and type coverage...)
    into a calibrated probability; below ``RAG_MIN_CONFIDENCE`` the backend abstains.
+5. the short answer is the most probable span of the answer's sentences under the span model, or, with
+   ``RAG_READER=true``, the span the fine-tuned reader (``rag.answer.reader``) scores best.
 
 No rule here knows about any particular article: the weights are fitted on several documents of different
 kinds and measured leave-one-document-out (docs/answerer.md).

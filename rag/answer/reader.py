@@ -24,6 +24,7 @@ import logging
 import math
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -447,8 +448,17 @@ def load_reader(cache_dir: Path, path: Path | None = None, threads: int | None =
     from rag.model_files import BUNDLED_MODEL, resolve_model
 
     weights, sha = read_weights(path)
-    base = resolve_model(BUNDLED_MODEL, cache_dir)
-    folder = reader_folder(sha, cache_dir)
-    if not _marker_matches(folder, sha):
-        export(weights, sha, base, cache_dir)
-    return Reader(folder, base.path, threads)
+    with _LOCK:  # one export at a time, and one session per reader and cache folder in a process
+        key = (str(cache_dir), sha, threads)
+        if key not in _LOADED:
+            base = resolve_model(BUNDLED_MODEL, cache_dir)
+            folder = reader_folder(sha, cache_dir)
+            if not _marker_matches(folder, sha):
+                export(weights, sha, base, cache_dir)
+            _LOADED[key] = Reader(folder, base.path, threads)
+        return _LOADED[key]
+
+
+# A backend is rebuilt when the index changes (a document added); the reader it loads is the same.
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, int | None], Reader] = {}

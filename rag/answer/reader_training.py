@@ -114,7 +114,7 @@ def fit(examples: list[dict], base, log=print):
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.detach().item() * len(batch)
         log(f"  epoch {epoch + 1}/{EPOCHS}: loss {total / len(order):.3f} ({time.perf_counter() - started:.0f} s)")
     model.eval()
     return model
