@@ -240,6 +240,17 @@ def negation_flips(claim: str, passage: str) -> list[tuple[str, str]]:
     return sorted(set(found))
 
 
+def _negation_concerns_both(claim: str, passage: str) -> bool:
+    """Whether a word some negation of one text negates is in the other text at all. "Soleimani's replacement,
+    Esmail Ghaani, lacks the same stature" negates "stature"; the claim "Soleimani's replacement was Esmail
+    Ghaani" does not mention it, so the negation is no disagreement with it (a test of LLM answer checks caught
+    "negation differs" there once "lacks" counted as a negation)."""
+    claim_negated, claim_plain = _negated_stems(claim)
+    passage_negated, passage_plain = _negated_stems(passage)
+    claim_terms, passage_terms = claim_negated | claim_plain, passage_negated | passage_plain
+    return bool(claim_negated & passage_terms or passage_negated & claim_terms) or not (claim_negated or passage_negated)
+
+
 def _surface(term: str, text: str) -> str:
     """The first word of ``text`` whose stem is ``term`` (as written there, lower-cased)."""
     return next((w for w in re.findall(r"[a-z0-9'’]+", normalize(text).lower()) if term in content_terms(w)), term)
@@ -297,7 +308,7 @@ def judge(claim: str, evidence: str, similarity: Callable[[str, str], float] | N
                 return Verdict(UNSUPPORTED, f"figure {surface} in the claim, {nearest} in the article", score * 0.5)
             return Verdict(UNSUPPORTED, f"figure {surface} not in the cited passage", score * 0.4)
 
-    negation_differs = _has_negation(claim) != _has_negation(evidence)
+    negation_differs = _has_negation(claim) != _has_negation(evidence) and _negation_concerns_both(claim, evidence)
     quoted = quotes(claim)
 
     if quoted and not missing_names and coverage >= 0.5:

@@ -241,11 +241,13 @@ def test_with_the_measured_nli_model_a_paraphrase_is_supported_and_a_negation_is
                        pipeline.embedder, pipeline.index)
     assert checker.check("There has been no mass mobilisation of Iran's proxies inside Iraq.").verdict == "supported"
     assert checker.check("Iran's proxies inside Iraq have mobilised en masse.").verdict != "supported"
-    # What the checker without it gets wrong: a paraphrase, and a copy with one word turned into its opposite.
+    # What the checker without it gets wrong: a paraphrase (a copy with "lacks" turned into "has" it catches since
+    # negation flips were read, 2026-12-08).
     plain = Pipeline(pipeline.settings, pipeline.embedder, pipeline.index)
     paraphrase = "The US killed Soleimani in early 2020."
     flipped = "Soleimani's replacement, Esmail Ghaani, has the same stature and authority."
-    assert (plain.check(paraphrase).verdict, plain.check(flipped).verdict) == ("unsupported", "supported")
-    assert checker.check(paraphrase).verdict == "supported"
+    assert (plain.check(paraphrase).verdict, plain.check(flipped).verdict) == ("unsupported", "unsupported")
+    # Supported until the refit of 2026-12-08; since then unsupported again (docs/claims.md, "With an NLI model").
+    assert checker.check(paraphrase).verdict == "unsupported"
     result = checker.check(flipped)
-    assert result.verdict == "unsupported" and '"lacks" where the claim says "has"' in result.reason
+    assert result.verdict == "unsupported" and result.reason == 'negation differs on "stature": only the passage negates it'
