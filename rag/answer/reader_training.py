@@ -87,10 +87,22 @@ def fit(examples: list[dict], base, log=print):
     """The adapted model fitted on ``examples`` (in place of the fresh adapters of ``adapted_model``)."""
     import torch
 
-    from rag.answer.reader import adapted_model, pair_inputs, tokenizer_for
-
+    # Process-wide torch settings, put back afterwards (a test fits in the same process as others).
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _fit(examples, base, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _fit(examples: list[dict], base, log):
+    import torch
+
+    from rag.answer.reader import adapted_model, pair_inputs, tokenizer_for
+
     model = adapted_model(base.path, rank=RANK, alpha=ALPHA, seed=SEED)
     tokenizer = tokenizer_for(base.path)
     parameters = [p for p in model.parameters() if p.requires_grad]
