@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,13 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def stats(values: list[float]) -> dict:
-    ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 2), "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
-            "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
-
-
 def main(argv: list[str] | None = None) -> int:
+    from bench.claims_check import stats
     from rag.embeddings import Embedder
     from rag.eval.gold import load_gold
     from rag.index import open_index

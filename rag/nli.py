@@ -100,15 +100,10 @@ class OnnxEntailmentModel(EntailmentModel):
         return np.concatenate(scores) if scores else np.zeros(0)
 
     def _batch(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        from rag.onnx_encoder import padded
+
         encodings = self.tokenizer.encode_batch([(premise, hypothesis) for premise, hypothesis in pairs])
-        length = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), length), np.int64)
-        mask = np.zeros_like(ids)
-        types = np.zeros_like(ids)
-        for row, e in enumerate(encodings):
-            ids[row, :len(e.ids)] = e.ids
-            mask[row, :len(e.ids)] = 1
-            types[row, :len(e.ids)] = e.type_ids
+        ids, mask, types = padded(encodings)
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feed["token_type_ids"] = types

@@ -91,11 +91,44 @@ def _pipeline_config(model_path: Path) -> tuple[int, bool]:
     return int(config.get("max_seq_length") or 512), bool(config.get("do_lower_case", False))
 
 
+def cpu_session(model_file: Path, threads: int | None = None):
+    """An onnxruntime CPU session for a model file; ModelError when onnxruntime cannot load it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    # Spinning worker threads win a little on an idle machine but lose a lot on a busy one, where they
+    # steal the second of two cores from FAISS, BM25 and the web server (one query, 2 threads: idle
+    # 3.7 ms spinning vs 4.3 ms not; loaded 12 ms spinning vs 7 ms not).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise ModelError(f"{model_file}: onnxruntime cannot load it ({exc})") from None
+
+
+def padded(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 (input_ids, attention_mask, token_type_ids) of tokenizer encodings of different lengths, padded
+    with zeros to the longest."""
+    import numpy as np
+
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, e in enumerate(encodings):
+        ids[row, :len(e.ids)] = e.ids
+        mask[row, :len(e.ids)] = 1
+        types[row, :len(e.ids)] = e.type_ids
+    return ids, mask, types
+
+
 class OnnxEncoder:
     """Tokenizes with the model's own ``tokenizer.json`` and runs the exported graph on onnxruntime."""
 
     def __init__(self, folder: Path, model_path: Path, threads: int | None = None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = folder
@@ -108,18 +141,7 @@ class OnnxEncoder:
         pad_id = self.tokenizer.token_to_id("[PAD]")
         pad_token = "[PAD]" if pad_id is not None else (self.tokenizer.id_to_token(0) or "")
         self.tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad_token)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        # Spinning worker threads win a little on an idle machine but lose a lot on a busy one, where they
-        # steal the second of two cores from FAISS, BM25 and the web server (one query, 2 threads: idle
-        # 3.7 ms spinning vs 4.3 ms not; loaded 12 ms spinning vs 7 ms not).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-            raise ModelError(f"{folder / MODEL_FILE}: onnxruntime cannot load it ({exc})") from None
+        self.session = cpu_session(folder / MODEL_FILE, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
@@ -347,18 +369,24 @@ def export(info: ModelInfo, cache_dir: Path, reference: Callable[[list[str]], np
             "export_seconds": round(time.perf_counter() - started, 2),
         }
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        if _marker_matches(target, info):
-            return target  # another process finished the same export meanwhile; keep theirs (it may be in use)
-        _discard(target)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race between the check and the rename
-            if not _marker_matches(target, info):
-                raise
+        install(tmp, target, lambda folder: _marker_matches(folder, info))
         log.info("exported ONNX encoder to %s (max cosine gap %.1e)", target, gap)
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install(tmp: Path, target: Path, verified: Callable[[Path], bool]) -> None:
+    """Move a finished, verified export from ``tmp`` to ``target``, unless another process finished the same
+    export meanwhile (theirs is kept: it may be in use); a stale or damaged ``target`` is moved aside first."""
+    if verified(target):
+        return
+    _discard(target)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race between the check and the rename
+        if not verified(target):
+            raise
 
 
 def _discard(folder: Path) -> None:

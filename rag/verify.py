@@ -193,7 +193,8 @@ def _is_negation(word: str) -> bool:
     return word in _NEGATION or word.endswith("n't")
 
 
-def _negated_stems(text: str) -> tuple[set[str], set[str]]:
+@functools.lru_cache(maxsize=4096)  # a claim is analysed against every candidate passage, and twice in judge
+def _negated_stems(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """(stems of the first content word after each negation, stems of the content words no negation reaches)
     in ``text``. A negation reaches the words after it up to the end of its clause, at most NEGATION_REACH of
     them; the first content word is what it negates ("no one was injured": one; "were not party to it": party;
@@ -215,7 +216,7 @@ def _negated_stems(text: str) -> tuple[set[str], set[str]]:
             seeking = 0 if terms else seeking - 1
         elif not in_clause:
             plain.update(content_terms(token))
-    return negated, plain
+    return frozenset(negated), frozenset(plain)
 
 
 def negation_flips(claim: str, passage: str) -> list[tuple[str, str]]:

@@ -26,25 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rag.answer.training import dataset_files  # noqa: E402
+from rag.answer.reader_training import documents_and_questions, span_examples  # noqa: E402
 from rag.eval.answers import normalize_answer  # noqa: E402
-from rag.eval.gold import load_dataset  # noqa: E402
 from rag.eval.metrics import contains_alias  # noqa: E402
-from rag.segment import split_sentences  # noqa: E402
-from rag.settings import PROJECT_ROOT, Settings  # noqa: E402
-
-
-def documents_and_questions():
-    """(group, sentences, questions) per document group; the bundled article's sets are about data/corpus."""
-    for name, files in dataset_files():
-        documents, questions = [], []
-        for path in files:
-            docs, qs = load_dataset(path)
-            documents += docs
-            questions += qs
-        if not documents:
-            documents = [(p.name, p.read_text()) for p in sorted((PROJECT_ROOT / "data" / "corpus").glob("*.txt"))]
-        yield name, [s for _, text in documents for s in split_sentences(text)], questions
+from rag.settings import Settings  # noqa: E402
 
 
 def token_f1(prediction: str, aliases: list[str]) -> float:
@@ -56,23 +41,6 @@ def token_f1(prediction: str, aliases: list[str]) -> float:
             precision, recall = common / len(predicted), common / len(gold)
             best = max(best, 2 * precision * recall / (precision + recall))
     return best
-
-
-def span_examples() -> list[dict]:
-    """Answerable questions whose gold evidence holds a sentence with a gold alias: the sentence and where."""
-    out = []
-    for name, sentences, questions in documents_and_questions():
-        for q in questions:
-            for sentence in sentences:
-                if not q.answers or not any(e in sentence or sentence in e for e in q.evidence):
-                    continue
-                found = next(((a, sentence.lower().find(a.lower())) for a in q.answers
-                              if sentence.lower().find(a.lower()) >= 0), None)
-                if found:
-                    out.append({"group": name, "question": q.question, "sentence": sentence, "start": found[1],
-                                "end": found[1] + len(found[0]), "answers": list(q.answers)})
-                    break
-    return out
 
 
 def relevance_examples(embedder, candidates: int = 10) -> list[dict]:

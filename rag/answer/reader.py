@@ -311,16 +311,10 @@ def tokenizer_for(base_path: Path):
 
 def pair_inputs(tokenizer, question: str, sentences: list[str]):
     """Padded int64 arrays (input_ids, attention_mask, token_type_ids) and the encodings, one row a sentence."""
+    from rag.onnx_encoder import padded
+
     encodings = [tokenizer.encode(question.strip(), s) for s in sentences]
-    width = max(len(e.ids) for e in encodings)
-    ids = np.zeros((len(encodings), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    types = np.zeros_like(ids)
-    for r, e in enumerate(encodings):
-        ids[r, :len(e.ids)] = e.ids
-        mask[r, :len(e.ids)] = 1
-        types[r, :len(e.ids)] = e.type_ids
-    return ids, mask, types, encodings
+    return (*padded(encodings), encodings)
 
 
 def spans_from_logits(logits: np.ndarray, encodings, sentences: list[str]) -> list[ReadSpan | None]:
@@ -338,18 +332,10 @@ class Reader:
     """The exported reader on onnxruntime."""
 
     def __init__(self, folder: Path, base_path: Path, threads: int | None = None):
-        import onnxruntime as ort
+        from rag.onnx_encoder import cpu_session
 
         self.tokenizer = tokenizer_for(base_path)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the ONNX embedder
-        try:
-            self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-            raise ModelError(f"{folder / MODEL_FILE}: onnxruntime cannot load it ({exc})") from None
+        self.session = cpu_session(folder / MODEL_FILE, threads)
 
     def logits(self, question: str, sentences: list[str]):
         ids, mask, types, encodings = pair_inputs(self.tokenizer, question, sentences)
@@ -392,7 +378,7 @@ def export(weights: ReaderWeights, reader_sha256: str, base: ModelInfo, cache_di
 
     import torch
 
-    from rag.onnx_encoder import _discard, _fuse_transformer_ops
+    from rag.onnx_encoder import _fuse_transformer_ops, install
 
     if weights.base_sha256 != base.sha256:
         raise ModelError(f"the reader adapts the model with checksum {weights.base_sha256[:12]}, not {base.model_id} "
@@ -429,14 +415,7 @@ def export(weights: ReaderWeights, reader_sha256: str, base: ModelInfo, cache_di
                   "onnx_bytes": (tmp / MODEL_FILE).stat().st_size, "max_logit_gap": gap, "fused_ops": fused,
                   "torch": torch.__version__, "export_seconds": round(time.perf_counter() - started, 2)}
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        if _marker_matches(target, reader_sha256):
-            return target  # another process finished the same export meanwhile
-        _discard(target)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not _marker_matches(target, reader_sha256):
-                raise
+        install(tmp, target, lambda folder: _marker_matches(folder, reader_sha256))
         log.info("exported the reader to %s (largest logit gap %.1e)", target, gap)
         return target
     finally:

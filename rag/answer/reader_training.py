@@ -36,14 +36,13 @@ THREADS = 2
 SEED = 0
 
 
-def span_examples() -> list[dict]:
-    """Answerable questions whose gold evidence holds a sentence with a gold alias: the sentence and where the
-    (first found) alias is in it, with the question's document group."""
+def documents_and_questions():
+    """(group, sentences, questions) per document group of ``rag.answer.training.dataset_files``; the bundled
+    article's sets are about data/corpus."""
     from rag.answer.training import dataset_files
     from rag.eval.gold import load_dataset
     from rag.segment import split_sentences
 
-    out = []
     for group, files in dataset_files():
         documents, questions = [], []
         for path in files:
@@ -53,7 +52,14 @@ def span_examples() -> list[dict]:
         if not documents:
             documents = [(p.name, p.read_text(encoding="utf-8"))
                          for p in sorted((PROJECT_ROOT / "data" / "corpus").glob("*.txt"))]
-        sentences = [s for _, text in documents for s in split_sentences(text)]
+        yield group, [s for _, text in documents for s in split_sentences(text)], questions
+
+
+def span_examples() -> list[dict]:
+    """Answerable questions whose gold evidence holds a sentence with a gold alias: the sentence and where the
+    (first found) alias is in it, with the question's document group."""
+    out = []
+    for group, sentences, questions in documents_and_questions():
         for q in questions:
             if not q.answers:
                 continue
